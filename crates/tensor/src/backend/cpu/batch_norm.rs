@@ -1,0 +1,173 @@
+//! batch_norm over (N, C, *): per-channel statistics (two-pass, parallel over
+//! channels), the normalise-and-affine apply, and the fused backward.
+
+use rayon::prelude::*;
+
+use super::{CpuStorage, dense};
+use crate::{Float, Layout, Result};
+
+/// (N, C, M) sizes of an input of shape (N, C, spatial...).
+fn ncm(l: &Layout) -> (usize, usize, usize) {
+    let s = l.shape();
+    (s[0], s[1], s[2..].iter().product())
+}
+
+/// Calls `f(value)` for every element of channel `c`.
+fn channel<T: Float>(x: &[T], (n, c, m): (usize, usize, usize), ch: usize) -> impl Iterator<Item = &[T]> {
+    (0..n).map(move |i| &x[(i * c + ch) * m..][..m])
+}
+
+fn stats_t<T: Float>(x: &[T], l: &Layout) -> (Vec<T>, Vec<T>) {
+    let x = dense(x, l);
+    let dims = ncm(l);
+    let count = T::from_f64((dims.0 * dims.2) as f64);
+    (0..dims.1)
+        .into_par_iter()
+        .map(|ch| {
+            let sum: T = channel(&x, dims, ch).flat_map(|r| r.iter().copied()).sum();
+            let mean = sum / count;
+            let sq: T = channel(&x, dims, ch)
+                .flat_map(|r| r.iter())
+                .map(|&v| (v - mean) * (v - mean))
+                .sum();
+            (mean, sq / count)
+        })
+        .unzip()
+}
+
+fn apply_t<T: Float>(x: &[T], l: &Layout, mean: &[T], invstd: &[T], w: Option<&[T]>, b: Option<&[T]>) -> Vec<T> {
+    let x = dense(x, l);
+    let (_, c, m) = ncm(l);
+    let mut y = vec![T::zero(); x.len()];
+    if m == 0 {
+        return y;
+    }
+    y.par_chunks_mut(m).enumerate().for_each(|(row, yr)| {
+        let ch = row % c;
+        let scale = invstd[ch] * w.map_or(T::one(), |w| w[ch]);
+        let shift = b.map_or(T::zero(), |b| b[ch]) - mean[ch] * scale;
+        for (o, &v) in yr.iter_mut().zip(&x[row * m..][..m]) {
+            *o = v * scale + shift;
+        }
+    });
+    y
+}
+
+/// Returns (dx, dweight, dbias); dweight/dbias are the raw per-channel sums
+/// Σdy·x̂ and Σdy (the caller drops them when there is no affine).
+fn bwd_t<T: Float>(
+    x: &[T],
+    lx: &Layout,
+    dy: &[T],
+    ldy: &Layout,
+    mean: &[T],
+    invstd: &[T],
+    w: Option<&[T]>,
+) -> (Vec<T>, Vec<T>, Vec<T>) {
+    let (x, dy) = (dense(x, lx), dense(dy, ldy));
+    let dims @ (n, c, m) = ncm(lx);
+    let (dw, db): (Vec<T>, Vec<T>) = (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let (mut sdy, mut sdyx) = (T::zero(), T::zero());
+            for (xr, dr) in channel(&x, dims, ch).zip(channel(&dy, dims, ch)) {
+                for (&xv, &dv) in xr.iter().zip(dr) {
+                    sdy += dv;
+                    sdyx += dv * (xv - mean[ch]);
+                }
+            }
+            (sdyx * invstd[ch], sdy)
+        })
+        .unzip();
+    let count = T::from_f64((n * m) as f64);
+    let mut dx = vec![T::zero(); x.len()];
+    if m > 0 {
+        dx.par_chunks_mut(m).enumerate().for_each(|(row, dr)| {
+            let ch = row % c;
+            let k = invstd[ch] * w.map_or(T::one(), |w| w[ch]);
+            let (mdb, mdw) = (db[ch] / count, dw[ch] / count);
+            let xs = &x[row * m..][..m];
+            let ds = &dy[row * m..][..m];
+            for ((o, &xv), &dv) in dr.iter_mut().zip(xs).zip(ds) {
+                let xhat = (xv - mean[ch]) * invstd[ch];
+                *o = k * (dv - mdb - xhat * mdw);
+            }
+        });
+    }
+    (dx, dw, db)
+}
+
+fn f32s<'a>(s: Option<&'a CpuStorage>) -> Option<&'a [f32]> {
+    match s {
+        Some(CpuStorage::F32(v)) => Some(v),
+        _ => None,
+    }
+}
+fn f64s<'a>(s: Option<&'a CpuStorage>) -> Option<&'a [f64]> {
+    match s {
+        Some(CpuStorage::F64(v)) => Some(v),
+        _ => None,
+    }
+}
+
+fn unsupported(op: &'static str, s: &CpuStorage) -> crate::Error {
+    crate::Error::UnsupportedDType {
+        op,
+        dtype: s.dtype(),
+        device: crate::Device::Cpu,
+    }
+}
+
+/// Per-channel (mean, biased variance). Per-channel buffers are dense (C).
+pub fn batch_norm_stats(x: &CpuStorage, l: &Layout) -> Result<(CpuStorage, CpuStorage)> {
+    match x {
+        CpuStorage::F32(v) => {
+            let (m, s) = stats_t(v, l);
+            Ok((CpuStorage::F32(m), CpuStorage::F32(s)))
+        }
+        CpuStorage::F64(v) => {
+            let (m, s) = stats_t(v, l);
+            Ok((CpuStorage::F64(m), CpuStorage::F64(s)))
+        }
+        other => Err(unsupported("batch_norm", other)),
+    }
+}
+
+/// y = (x - mean) · invstd · w + b. All per-channel operands are dense (C)
+/// and of x's dtype (checked by the caller).
+pub fn batch_norm_apply(
+    x: &CpuStorage,
+    l: &Layout,
+    mean: &CpuStorage,
+    invstd: &CpuStorage,
+    w: Option<&CpuStorage>,
+    b: Option<&CpuStorage>,
+) -> Result<CpuStorage> {
+    match (x, mean, invstd) {
+        (CpuStorage::F32(x), CpuStorage::F32(m), CpuStorage::F32(i)) => Ok(CpuStorage::F32(apply_t(x, l, m, i, f32s(w), f32s(b)))),
+        (CpuStorage::F64(x), CpuStorage::F64(m), CpuStorage::F64(i)) => Ok(CpuStorage::F64(apply_t(x, l, m, i, f64s(w), f64s(b)))),
+        (other, ..) => Err(unsupported("batch_norm", other)),
+    }
+}
+
+pub fn batch_norm_bwd(
+    x: &CpuStorage,
+    lx: &Layout,
+    dy: &CpuStorage,
+    ldy: &Layout,
+    mean: &CpuStorage,
+    invstd: &CpuStorage,
+    w: Option<&CpuStorage>,
+) -> Result<(CpuStorage, CpuStorage, CpuStorage)> {
+    match (x, dy, mean, invstd) {
+        (CpuStorage::F32(x), CpuStorage::F32(d), CpuStorage::F32(m), CpuStorage::F32(i)) => {
+            let (a, b, c) = bwd_t(x, lx, d, ldy, m, i, f32s(w));
+            Ok((CpuStorage::F32(a), CpuStorage::F32(b), CpuStorage::F32(c)))
+        }
+        (CpuStorage::F64(x), CpuStorage::F64(d), CpuStorage::F64(m), CpuStorage::F64(i)) => {
+            let (a, b, c) = bwd_t(x, lx, d, ldy, m, i, f64s(w));
+            Ok((CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(c)))
+        }
+        (other, ..) => Err(unsupported("batch_norm_bwd", other)),
+    }
+}

@@ -1,0 +1,186 @@
+//! The CPU backend: rayon over the outer work, `matrixmultiply` for GEMM.
+//! It is the oracle the other backends are tested against, so every kernel
+//! here is written for every layout first (strided inputs are densified once
+//! with `dense`, never re-walked per element).
+
+pub mod attention;
+pub mod batch_norm;
+pub mod conv2d;
+pub mod copy;
+pub mod elementwise;
+pub mod index;
+pub mod matmul;
+pub mod pool;
+pub mod reduce;
+pub mod softmax;
+
+use std::borrow::Cow;
+
+use half::{bf16, f16};
+use rayon::prelude::*;
+
+use crate::{DType, Error, Layout, Result, WithDType};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CpuStorage {
+    F16(Vec<f16>),
+    BF16(Vec<bf16>),
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    I64(Vec<i64>),
+}
+
+/// Runs `$body` with `$v` bound to the typed buffer of a float (f32/f64)
+/// storage; other dtypes give `UnsupportedDType` naming `$op`.
+macro_rules! with_float {
+    ($op:expr, $s:expr, |$v:ident| $body:expr) => {
+        match $s {
+            CpuStorage::F32($v) => Ok(CpuStorage::F32($body)),
+            CpuStorage::F64($v) => Ok(CpuStorage::F64($body)),
+            other => Err(crate::Error::UnsupportedDType {
+                op: $op,
+                dtype: other.dtype(),
+                device: crate::Device::Cpu,
+            }),
+        }
+    };
+}
+pub(crate) use with_float;
+
+/// Like `with_float!` for two same-dtype storages.
+macro_rules! with_float2 {
+    ($op:expr, $a:expr, $b:expr, |$x:ident, $y:ident| $body:expr) => {
+        match ($a, $b) {
+            (CpuStorage::F32($x), CpuStorage::F32($y)) => Ok(CpuStorage::F32($body)),
+            (CpuStorage::F64($x), CpuStorage::F64($y)) => Ok(CpuStorage::F64($body)),
+            (a, b) => Err($crate::backend::cpu::dtype_error($op, a, b)),
+        }
+    };
+}
+pub(crate) use with_float2;
+
+pub(crate) fn dtype_error(op: &'static str, a: &CpuStorage, b: &CpuStorage) -> Error {
+    if a.dtype() != b.dtype() {
+        Error::DTypeMismatch {
+            op,
+            lhs: a.dtype(),
+            rhs: b.dtype(),
+        }
+    } else {
+        Error::UnsupportedDType {
+            op,
+            dtype: a.dtype(),
+            device: crate::Device::Cpu,
+        }
+    }
+}
+
+impl CpuStorage {
+    pub fn dtype(&self) -> DType {
+        match self {
+            CpuStorage::F16(_) => DType::F16,
+            CpuStorage::BF16(_) => DType::BF16,
+            CpuStorage::F32(_) => DType::F32,
+            CpuStorage::F64(_) => DType::F64,
+            CpuStorage::I64(_) => DType::I64,
+        }
+    }
+
+    /// A buffer of `n` elements whose i-th value is `f(i)` converted to `dtype`.
+    pub fn from_f64_fn(n: usize, dtype: DType, f: impl Fn(usize) -> f64) -> Self {
+        fn build<T: WithDType>(n: usize, f: impl Fn(usize) -> f64) -> Vec<T> {
+            (0..n).map(|i| T::from_f64(f(i))).collect()
+        }
+        match dtype {
+            DType::F16 => CpuStorage::F16(build(n, f)),
+            DType::BF16 => CpuStorage::BF16(build(n, f)),
+            DType::F32 => CpuStorage::F32(build(n, f)),
+            DType::F64 => CpuStorage::F64(build(n, f)),
+            DType::I64 => CpuStorage::I64(build(n, f)),
+        }
+    }
+
+    /// Every element (in layout order) as f64.
+    pub fn to_f64_vec(&self, layout: &Layout) -> Vec<f64> {
+        fn conv<T: WithDType>(v: &[T], l: &Layout) -> Vec<f64> {
+            dense(v, l).iter().map(|x| x.to_f64()).collect()
+        }
+        match self {
+            CpuStorage::F16(v) => conv(v, layout),
+            CpuStorage::BF16(v) => conv(v, layout),
+            CpuStorage::F32(v) => conv(v, layout),
+            CpuStorage::F64(v) => conv(v, layout),
+            CpuStorage::I64(v) => conv(v, layout),
+        }
+    }
+
+    /// A dense copy converted to `dtype` (through f64, exact for every pair
+    /// except the narrowing ones, which round to nearest like PyTorch).
+    pub fn to_dtype(&self, layout: &Layout, dtype: DType) -> CpuStorage {
+        fn conv<T: WithDType, U: WithDType>(v: &[T], l: &Layout) -> Vec<U> {
+            dense(v, l).iter().map(|x| U::from_f64(x.to_f64())).collect()
+        }
+        fn to<T: WithDType>(v: &[T], l: &Layout, dtype: DType) -> CpuStorage {
+            match dtype {
+                DType::F16 => CpuStorage::F16(conv(v, l)),
+                DType::BF16 => CpuStorage::BF16(conv(v, l)),
+                DType::F32 => CpuStorage::F32(conv(v, l)),
+                DType::F64 => CpuStorage::F64(conv(v, l)),
+                DType::I64 => CpuStorage::I64(conv(v, l)),
+            }
+        }
+        match self {
+            CpuStorage::F16(v) => to(v, layout, dtype),
+            CpuStorage::BF16(v) => to(v, layout, dtype),
+            CpuStorage::F32(v) => to(v, layout, dtype),
+            CpuStorage::F64(v) => to(v, layout, dtype),
+            CpuStorage::I64(v) => to(v, layout, dtype),
+        }
+    }
+
+    pub(crate) fn as_i64(&self, op: &'static str) -> Result<&[i64]> {
+        match self {
+            CpuStorage::I64(v) => Ok(v),
+            other => Err(crate::error::arg_err(
+                op,
+                format!("indices must be i64, got {:?}", other.dtype()),
+            )),
+        }
+    }
+}
+
+/// The elements of `layout` as one dense row-major slice: borrowed when the
+/// layout already is one, else gathered once (in parallel when large).
+pub fn dense<'a, T: Copy + Send + Sync>(v: &'a [T], layout: &Layout) -> Cow<'a, [T]> {
+    if let Some(r) = layout.contiguous_range() {
+        return Cow::Borrowed(&v[r]);
+    }
+    let n = layout.numel();
+    if n == 0 {
+        return Cow::Owned(Vec::new());
+    }
+    let mut out = vec![v[layout.offset()]; n];
+    for_chunks(&mut out, |start, chunk| {
+        let offs = crate::layout::StridedOffsets::new_at(layout, start, chunk.len());
+        for (o, off) in chunk.iter_mut().zip(offs) {
+            *o = v[off];
+        }
+    });
+    Cow::Owned(out)
+}
+
+/// Elements per rayon task in flat elementwise loops: big enough that the
+/// task overhead vanishes, small enough to balance 2..64 threads.
+pub const CHUNK: usize = 1 << 14;
+
+/// Calls `f(start_index, chunk)` over `out` in chunks, in parallel when large.
+pub fn for_chunks<T: Send>(out: &mut [T], f: impl Fn(usize, &mut [T]) + Sync) {
+    if out.len() <= CHUNK {
+        f(0, out);
+    } else {
+        out.par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(i, c)| f(i * CHUNK, c));
+    }
+}
+

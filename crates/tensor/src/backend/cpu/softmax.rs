@@ -1,0 +1,47 @@
+//! softmax / log_softmax along one dim, max-subtracted for stability.
+
+use rayon::prelude::*;
+
+use super::{CpuStorage, dense, with_float};
+use crate::{Float, Layout, Result};
+
+fn softmax_t<T: Float>(v: &[T], l: &Layout, dim: usize, log: bool) -> Vec<T> {
+    // Move `dim` innermost: rows are then dense runs.
+    let mut order: Vec<usize> = (0..l.rank()).filter(|&d| d != dim).collect();
+    order.push(dim);
+    let view = l.permute(&order);
+    let x = dense(v, &view);
+    let n = l.shape()[dim];
+    let mut out = x.into_owned();
+    if n == 0 {
+        return out;
+    }
+    out.par_chunks_mut(n).with_min_len((4096 / n).max(1)).for_each(|row| {
+        let m = row.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
+        // A row of -inf gives NaN, as PyTorch does.
+        let m = if m == T::neg_infinity() { T::zero() } else { m };
+        let mut sum = T::zero();
+        for x in row.iter_mut() {
+            let e = (*x - m).exp();
+            sum += e;
+            if !log {
+                *x = e;
+            }
+        }
+        if log {
+            let lse = m + sum.ln();
+            row.iter_mut().for_each(|x| *x -= lse);
+        } else {
+            let inv = T::one() / sum;
+            row.iter_mut().for_each(|x| *x *= inv);
+        }
+    });
+    out
+}
+
+/// Output is dense in the permuted order (dim innermost); the caller wraps it
+/// in the inverse-permuted layout.
+pub fn softmax(s: &CpuStorage, l: &Layout, dim: usize, log: bool) -> Result<CpuStorage> {
+    let op = if log { "log_softmax" } else { "softmax" };
+    with_float!(op, s, |v| softmax_t(v, l, dim, log))
+}

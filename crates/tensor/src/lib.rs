@@ -1,0 +1,37 @@
+//! kiln-tensor: n-d tensors with strided views, define-by-run reverse-mode
+//! autograd (differentiable twice), and kernels on three backends (CPU
+//! today; CUDA and wgpu share the same `Storage` seam).
+//!
+//! ```
+//! use kiln_tensor::{DType, Device, Tensor, Var};
+//! let x = Var::new(&Tensor::from_slice(&[1.0f64, 2.0, 3.0], &[3], Device::Cpu)?)?;
+//! let y = x.sqr()?.sum_all()?;
+//! let g = y.backward()?;
+//! assert_eq!(g.get(&x).unwrap().to_vec::<f64>()?, vec![2.0, 4.0, 6.0]);
+//! # Ok::<(), kiln_tensor::Error>(())
+//! ```
+
+pub mod autograd;
+pub(crate) mod backend;
+pub mod device;
+pub mod dtype;
+pub mod error;
+pub mod layout;
+pub(crate) mod op;
+pub mod ops;
+pub mod rng;
+pub mod tensor;
+pub mod testing;
+
+pub(crate) use backend::Storage;
+pub use autograd::{Grads, is_grad_enabled, no_grad};
+pub use device::Device;
+pub use dtype::{DType, Float, WithDType};
+pub use error::{Error, Result};
+pub use layout::Layout;
+pub use ops::conv2d::{Conv2dParams, ConvTranspose2dParams};
+pub use ops::elementwise::{BinaryOp, UnaryOp};
+pub use ops::loss::{self, Reduction};
+pub use ops::pool::Pool2dParams;
+pub use rng::Rng;
+pub use tensor::{Tensor, TensorId, Var};
