@@ -1,0 +1,10 @@
+//! kiln's cross-crate test binary: one module per concern.
+
+mod autograd;
+mod common;
+mod errors;
+mod grad_elementwise;
+mod grad_nn_ops;
+mod grad_shape_reduce;
+mod torch_reference;
+mod views;
