@@ -1,1 +1,156 @@
+//! Gradient properties of the network ops: conv2d, conv_transpose2d,
+//! pooling, upsampling, batch/layer/group norm, attention and the losses.
+//! First and second derivatives, awkward parameters from the public
+//! strategies, and non-contiguous (channels-last) inputs.
 
+use kiln::tensor::loss::{self, Reduction};
+use kiln::tensor::testing::strategies::{attention_case, conv_transpose2d_case, conv2d_case, pool2d_case, randn};
+use kiln::{Device, Tensor};
+use proptest::prelude::*;
+
+use crate::common::{check, check2, positive, randn_away};
+
+/// A (n, c, h, w) tensor stored channels-last and viewed as NCHW.
+fn channels_last(shape: [usize; 4], seed: u64) -> Tensor {
+    let [n, c, h, w] = shape;
+    randn(&[n, h, w, c], seed).permute(&[0, 3, 1, 2]).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn conv2d_gradients(case in conv2d_case(6), seed in any::<u64>()) {
+        let x = randn(&case.input, seed);
+        let w = randn(&case.weight, seed ^ 1);
+        let b = randn(&[case.weight[0]], seed ^ 2);
+        let p = case.params;
+        if case.bias {
+            check(|t| t[0].conv2d(&t[1], Some(&t[2]), p), &[x, w, b])?;
+        } else {
+            check(|t| t[0].conv2d(&t[1], None, p), &[x, w])?;
+        }
+        // Channels-last input: the kernel sees a strided view.
+        let xs = channels_last(case.input, seed ^ 3);
+        let w = randn(&case.weight, seed ^ 4);
+        check(|t| t[0].conv2d(&t[1], None, p), &[xs, w])?;
+    }
+
+    #[test]
+    fn conv_transpose2d_gradients(case in conv_transpose2d_case(5), seed in any::<u64>()) {
+        let x = randn(&case.input, seed);
+        let w = randn(&case.weight, seed ^ 1);
+        let b = randn(&[case.weight[1] * case.params.groups], seed ^ 2);
+        let p = case.params;
+        if case.bias {
+            check(|t| t[0].conv_transpose2d(&t[1], Some(&t[2]), p), &[x, w, b])?;
+        } else {
+            check(|t| t[0].conv_transpose2d(&t[1], None, p), &[x, w])?;
+        }
+    }
+
+    #[test]
+    fn pooling_and_upsampling((shape, p) in pool2d_case(6), oh in 1..=7usize, ow in 1..=7usize, seed in any::<u64>()) {
+        let x = randn(&shape, seed);
+        check2(|t| t[0].avg_pool2d(p), std::slice::from_ref(&x))?;
+        // Inputs without ties, so the argmax is stable under ±eps.
+        check2(|t| t[0].max_pool2d(p)?.sqr(), std::slice::from_ref(&x))?;
+        check2(|t| t[0].upsample_nearest2d([oh, ow])?.sqr(), std::slice::from_ref(&x))?;
+        check(|t| t[0].avg_pool2d(p), &[channels_last(shape, seed ^ 1)])?;
+    }
+
+    #[test]
+    fn batch_norm_train_and_eval(n in 1..=3usize, c in 1..=3usize, h in 1..=3usize, w in 2..=3usize, affine in any::<bool>(), seed in any::<u64>()) {
+        let x = randn(&[n, c, h, w], seed);
+        let wt = randn_away(&[c], seed ^ 1, 0.5);
+        let b = randn(&[c], seed ^ 2);
+        let f = |t: &[Tensor]| {
+            let (wt, b) = if affine { (Some(&t[1]), Some(&t[2])) } else { (None, None) };
+            t[0].batch_norm(None, None, wt, b, true, 0.1, 1e-5)
+        };
+        check2(f, &[x.clone(), wt.clone(), b.clone()])?;
+        let rm = randn(&[c], seed ^ 3);
+        let rv = positive(&[c], seed ^ 4);
+        check2(|t| t[0].batch_norm(Some(&rm), Some(&rv), Some(&t[1]), Some(&t[2]), false, 0.1, 1e-5), &[x, wt, b])?;
+    }
+
+    #[test]
+    fn layer_norm_and_group_norm(n in 1..=2usize, g in 1..=3usize, cg in 1..=2usize, hw in 1..=3usize, seed in any::<u64>()) {
+        let c = g * cg;
+        let x = randn(&[n, c, hw, 2], seed);
+        let w = randn(&[c], seed ^ 1);
+        let b = randn(&[c], seed ^ 2);
+        check2(|t| t[0].group_norm(g, Some(&t[1]), Some(&t[2]), 1e-5), &[x.clone(), w, b])?;
+        let lw = randn(&[hw, 2], seed ^ 3);
+        let lb = randn(&[hw, 2], seed ^ 4);
+        check2(|t| t[0].layer_norm(&[hw, 2], Some(&t[1]), Some(&t[2]), 1e-5), &[x, lw, lb])?;
+    }
+
+    #[test]
+    fn attention_gradients(case in attention_case(), seed in any::<u64>()) {
+        let (q, k, v) = (randn(&case.q, seed), randn(&case.k, seed ^ 1), randn(&case.v, seed ^ 2));
+        let (causal, scale) = (case.causal, case.scale);
+        match &case.mask {
+            Some(ms) => {
+                let m = randn(ms, seed ^ 3);
+                check2(|t| Tensor::scaled_dot_product_attention(&t[0], &t[1], &t[2], Some(&t[3]), false, scale), &[q, k, v, m])?;
+            }
+            None => check2(|t| Tensor::scaled_dot_product_attention(&t[0], &t[1], &t[2], None, causal, scale), &[q, k, v])?,
+        }
+    }
+
+    #[test]
+    fn losses(n in 1..=3usize, c in 2..=4usize, seed in any::<u64>()) {
+        let x = randn(&[n, c], seed);
+        let target = kiln::tensor::testing::strategies::randn(&[n, c], seed ^ 1).sigmoid().unwrap();
+        for r in [Reduction::Mean, Reduction::Sum, Reduction::None] {
+            check2(|t| loss::binary_cross_entropy_with_logits(&t[0], &t[1], None, r), &[x.clone(), target.clone()])?;
+            let pw = positive(&[c], seed ^ 2);
+            check(|t| loss::binary_cross_entropy_with_logits(&t[0], &t[1], Some(&pw), r), &[x.clone(), target.clone()])?;
+            check2(|t| loss::binary_cross_entropy(&t[0].sigmoid()?, &t[1], r), &[x.clone(), target.clone()])?;
+            check2(|t| loss::mse_loss(&t[0], &t[1], r), &[x.clone(), target.clone()])?;
+            check(|t| loss::l1_loss(&t[0], &t[1], r), &[x.clone(), target.clone()])?;
+            let classes: Vec<i64> = (0..n as i64).map(|i| (i + seed as i64 % 3).rem_euclid(c as i64)).collect();
+            let cls = Tensor::indices(&classes, &[n], Device::Cpu).unwrap();
+            check2(|t| loss::cross_entropy(&t[0], &cls, 0.1, r), std::slice::from_ref(&x))?;
+        }
+        check2(|t| loss::gaussian_kl(&t[0], &t[1]), &[x.clone(), randn(&[n, c], seed ^ 5)])?;
+    }
+}
+
+proptest! {
+    // Second derivatives of the convolutions cost more: fewer cases.
+    #![proptest_config(ProptestConfig::with_cases(8))]
+
+    #[test]
+    fn conv2d_second_derivatives(case in conv2d_case(4), seed in any::<u64>()) {
+        let x = randn(&case.input, seed);
+        let w = randn(&case.weight, seed ^ 1);
+        let p = case.params;
+        check2(|t| t[0].conv2d(&t[1], None, p), &[x, w])?;
+    }
+
+    #[test]
+    fn conv_transpose2d_second_derivatives(case in conv_transpose2d_case(3), seed in any::<u64>()) {
+        let x = randn(&case.input, seed);
+        let w = randn(&case.weight, seed ^ 1);
+        let p = case.params;
+        check2(|t| t[0].conv_transpose2d(&t[1], None, p), &[x, w])?;
+    }
+}
+
+#[test]
+fn gradient_penalty_through_conv_and_batch_norm() {
+    // A WGAN-GP style penalty: ‖∇ₓ D(x)‖² differentiated w.r.t. D's weights.
+    let x = kiln::Var::new(&randn(&[2, 2, 5, 5], 1)).unwrap();
+    let w = kiln::Var::new(&randn(&[3, 2, 3, 3], 2)).unwrap();
+    let d = |x: &Tensor, w: &Tensor| -> kiln::Result<Tensor> {
+        x.conv2d(w, None, Default::default())?.batch_norm(None, None, None, None, true, 0.1, 1e-5)?.tanh()?.sum_all()
+    };
+    let gx = d(&x, &w).unwrap().backward_create_graph().unwrap();
+    let penalty = gx.get(&x).unwrap().sqr().unwrap().sum_all().unwrap();
+    let gw = penalty.backward().unwrap();
+    let gw = gw.get(&w).expect("the penalty depends on the weights");
+    assert_eq!(gw.shape(), &[3, 2, 3, 3]);
+    assert!(gw.to_vec_f64().iter().any(|v| v.abs() > 1e-8));
+}

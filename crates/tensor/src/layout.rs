@@ -160,6 +160,9 @@ impl Layout {
     /// Storage offset of the element at row-major linear index `i`.
     pub fn offset_of(&self, mut i: usize) -> usize {
         let mut off = self.offset;
+        if self.shape.contains(&0) {
+            return off;
+        }
         for (&d, &s) in self.shape.iter().zip(&self.strides).rev() {
             off += (i % d) * s;
             i /= d;
