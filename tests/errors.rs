@@ -1,1 +1,91 @@
+//! Typed errors for the common mistakes: each names the op and the shapes.
 
+use kiln::tensor::{Conv2dParams, ConvTranspose2dParams, Pool2dParams};
+use kiln::{DType, Device, Error, Tensor};
+
+fn zeros(shape: &[usize]) -> Tensor {
+    Tensor::zeros(shape, DType::F32, Device::Cpu).unwrap()
+}
+
+fn msg(r: kiln::Result<Tensor>) -> String {
+    r.expect_err("the call must fail").to_string()
+}
+
+#[test]
+fn conv2d_channel_mismatch() {
+    let m = msg(zeros(&[1, 3, 8, 8]).conv2d(&zeros(&[2, 4, 3, 3]), None, Conv2dParams::default()));
+    assert_eq!(m, "conv2d: input has 3 channels but weight [2, 4, 3, 3] expects 4 (groups = 1)");
+}
+
+#[test]
+fn conv2d_kernel_larger_than_padded_input() {
+    let m = msg(zeros(&[1, 1, 2, 2]).conv2d(&zeros(&[1, 1, 5, 5]), None, Conv2dParams::default()));
+    assert!(m.starts_with("conv2d: kernel 5x5"), "{m}");
+    assert!(m.contains("larger than the padded input [2, 2]"), "{m}");
+}
+
+#[test]
+fn conv2d_groups_must_divide_channels() {
+    let p = Conv2dParams { groups: 2, ..Default::default() };
+    let m = msg(zeros(&[1, 3, 4, 4]).conv2d(&zeros(&[2, 1, 1, 1]), None, p));
+    assert!(m.contains("groups = 2 must divide input channels 3"), "{m}");
+}
+
+#[test]
+fn conv_transpose2d_output_padding_bound() {
+    let p = ConvTranspose2dParams { stride: [2, 2], output_padding: [2, 2], ..Default::default() };
+    let m = msg(zeros(&[1, 1, 4, 4]).conv_transpose2d(&zeros(&[1, 1, 3, 3]), None, p));
+    assert!(m.contains("output_padding [2, 2] must be smaller than stride [2, 2] or dilation [1, 1]"), "{m}");
+}
+
+#[test]
+fn broadcasting_failure() {
+    let m = msg(zeros(&[2, 3]).add(&zeros(&[4, 3])));
+    assert_eq!(m, "add: shapes [2, 3] and [4, 3] cannot be broadcast together (dim 0: 2 vs 4)");
+}
+
+#[test]
+fn matmul_inner_dimension_mismatch() {
+    let m = msg(zeros(&[2, 3]).matmul(&zeros(&[4, 5])));
+    assert_eq!(m, "matmul: inner dimensions differ: [2, 3] @ [4, 5] (3 vs 4)");
+}
+
+#[test]
+fn dtype_mismatch() {
+    let a = zeros(&[2]);
+    let b = Tensor::zeros(&[2], DType::F64, Device::Cpu).unwrap();
+    assert_eq!(a.mul(&b).unwrap_err(), Error::DTypeMismatch { op: "mul", lhs: DType::F32, rhs: DType::F64 });
+}
+
+#[test]
+fn unavailable_devices_are_errors_not_panics() {
+    let e = Tensor::zeros(&[2], DType::F32, Device::Cuda(0)).unwrap_err();
+    assert!(matches!(e, Error::DeviceUnavailable { device: Device::Cuda(0), .. }), "{e}");
+    assert!(zeros(&[2]).to_device(Device::Wgpu(0)).is_err());
+}
+
+#[test]
+fn half_precision_is_storage_only_on_cpu() {
+    let h = zeros(&[2]).to_dtype(DType::F16).unwrap();
+    assert_eq!(h.dtype(), DType::F16);
+    assert_eq!(h.exp().unwrap_err(), Error::UnsupportedDType { op: "exp", dtype: DType::F16, device: Device::Cpu });
+    assert_eq!(h.to_dtype(DType::F32).unwrap().to_vec::<f32>().unwrap(), vec![0.0, 0.0]);
+}
+
+#[test]
+fn index_out_of_range() {
+    let idx = Tensor::indices(&[0, 3], &[2], Device::Cpu).unwrap();
+    let m = msg(zeros(&[3, 2]).index_select(0, &idx));
+    assert_eq!(m, "index_select: invalid argument: index 3 is out of range for a dim of size 3");
+}
+
+#[test]
+fn shape_errors_for_views_and_norms() {
+    assert!(msg(zeros(&[2, 3]).reshape(&[4])).starts_with("reshape: cannot reshape [2, 3]"));
+    assert!(msg(zeros(&[2, 3]).narrow(1, 2, 2)).contains("exceeds dim 1 of size 3"));
+    assert!(msg(zeros(&[1, 3, 1, 1]).batch_norm(None, None, None, None, true, 0.1, 1e-5)).contains("more than 1 value per channel"));
+    assert!(msg(zeros(&[2, 3, 4]).max_pool2d(Pool2dParams::new([2, 2]))).contains("must be 4-D"));
+    let q = zeros(&[1, 2, 4]);
+    let k = zeros(&[1, 3, 5]);
+    assert!(msg(Tensor::scaled_dot_product_attention(&q, &k, &k, None, false, None)).starts_with("scaled_dot_product_attention:"));
+}
