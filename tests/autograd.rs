@@ -57,7 +57,13 @@ fn backward_needs_a_scalar_and_a_graph() {
     assert!(x.exp().unwrap().backward().is_err());
     assert!(t64(&[1.0], &[1]).backward().is_err());
     let g = x.exp().unwrap().backward_with(&t64(&[1.0, 0.5], &[2]), false).unwrap();
-    crate::common::assert_close("seeded", &g.get(&x).unwrap().to_vec_f64(), &[1f64.exp(), 0.5 * 2f64.exp()], 1e-12, 1e-12);
+    crate::common::assert_close(
+        "seeded",
+        &g.get(&x).unwrap().to_vec_f64(),
+        &[1f64.exp(), 0.5 * 2f64.exp()],
+        1e-12,
+        1e-12,
+    );
 }
 
 #[test]
@@ -107,7 +113,9 @@ fn f32_and_f64_agree() {
 
 #[test]
 fn same_seed_same_numbers() {
-    let a = Tensor::randn(&[8], 0.0, 1.0, kiln::DType::F32, kiln::Device::Cpu, &mut kiln::tensor::Rng::new(42)).unwrap();
-    let b = Tensor::randn(&[8], 0.0, 1.0, kiln::DType::F32, kiln::Device::Cpu, &mut kiln::tensor::Rng::new(42)).unwrap();
+    let a =
+        Tensor::randn(&[8], 0.0, 1.0, kiln::DType::F32, kiln::Device::Cpu, &mut kiln::tensor::Rng::new(42)).unwrap();
+    let b =
+        Tensor::randn(&[8], 0.0, 1.0, kiln::DType::F32, kiln::Device::Cpu, &mut kiln::tensor::Rng::new(42)).unwrap();
     assert_eq!(a.to_vec_f64(), b.to_vec_f64());
 }

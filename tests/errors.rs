@@ -83,9 +83,15 @@ fn index_out_of_range() {
 fn shape_errors_for_views_and_norms() {
     assert!(msg(zeros(&[2, 3]).reshape(&[4])).starts_with("reshape: cannot reshape [2, 3]"));
     assert!(msg(zeros(&[2, 3]).narrow(1, 2, 2)).contains("exceeds dim 1 of size 3"));
-    assert!(msg(zeros(&[1, 3, 1, 1]).batch_norm(None, None, None, None, true, 0.1, 1e-5)).contains("more than 1 value per channel"));
+    assert!(
+        msg(zeros(&[1, 3, 1, 1]).batch_norm(None, None, None, None, true, 0.1, 1e-5))
+            .contains("more than 1 value per channel")
+    );
     assert!(msg(zeros(&[2, 3, 4]).max_pool2d(Pool2dParams::new([2, 2]))).contains("must be 4-D"));
     let q = zeros(&[1, 2, 4]);
     let k = zeros(&[1, 3, 5]);
-    assert!(msg(Tensor::scaled_dot_product_attention(&q, &k, &k, None, false, None)).starts_with("scaled_dot_product_attention:"));
+    assert!(
+        msg(Tensor::scaled_dot_product_attention(&q, &k, &k, None, false, None))
+            .starts_with("scaled_dot_product_attention:")
+    );
 }

@@ -39,7 +39,7 @@ const UNARY: &[(UnaryOp, bool)] = &[
 ];
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(12))]
+    #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
     fn unary_ops_first_and_second_derivatives(s in shape(1..=3, 1..=4), seed in any::<u64>()) {

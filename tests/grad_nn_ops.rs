@@ -17,7 +17,7 @@ fn channels_last(shape: [usize; 4], seed: u64) -> Tensor {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(24))]
+    #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
     fn conv2d_gradients(case in conv2d_case(6), seed in any::<u64>()) {
@@ -120,7 +120,7 @@ proptest! {
 
 proptest! {
     // Second derivatives of the convolutions cost more: fewer cases.
-    #![proptest_config(ProptestConfig::with_cases(8))]
+    #![proptest_config(ProptestConfig::with_cases(32))]
 
     #[test]
     fn conv2d_second_derivatives(case in conv2d_case(4), seed in any::<u64>()) {

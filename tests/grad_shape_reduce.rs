@@ -1,8 +1,8 @@
 //! Gradient properties of views, concatenation, index ops, reductions,
 //! softmax and matmul: random shapes, dims and non-contiguous inputs.
 
-use kiln::{Device, Tensor};
 use kiln::tensor::testing::strategies::shape;
+use kiln::{Device, Tensor};
 use proptest::prelude::*;
 
 use crate::common::{check, check2, randn_away};
@@ -14,7 +14,7 @@ fn random_indices(len: usize, n: usize, seed: u64) -> Vec<i64> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(16))]
+    #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
     fn views_permute_narrow_reshape_broadcast(s in shape(2..=4, 1..=4), seed in any::<u64>()) {

@@ -50,7 +50,12 @@ fn run(op: &str, p: &Value, x: &HashMap<String, Tensor>) -> kiln::Result<Vec<(St
     let y = |t: Tensor| Ok(vec![("y".to_string(), t)]);
     match op {
         "conv2d" => {
-            let params = Conv2dParams { stride: pair(&p["stride"]), padding: pair(&p["padding"]), dilation: pair(&p["dilation"]), groups: p["groups"].as_u64().unwrap() as usize };
+            let params = Conv2dParams {
+                stride: pair(&p["stride"]),
+                padding: pair(&p["padding"]),
+                dilation: pair(&p["dilation"]),
+                groups: p["groups"].as_u64().unwrap() as usize,
+            };
             y(x["x"].conv2d(&x["w"], get("b"), params)?)
         }
         "conv_transpose2d" => {
@@ -80,10 +85,32 @@ fn run(op: &str, p: &Value, x: &HashMap<String, Tensor>) -> kiln::Result<Vec<(St
             out.push(("y".into(), last));
             Ok(out)
         }
-        "batch_norm_eval" => y(x["x"].batch_norm(Some(&x["running_mean"]), Some(&x["running_var"]), get("w"), get("b"), false, 0.1, p["eps"].as_f64().unwrap())?),
-        "layer_norm" => y(x["x"].layer_norm(&usizes(&p["normalized_shape"]), get("w"), get("b"), p["eps"].as_f64().unwrap())?),
-        "group_norm" => y(x["x"].group_norm(p["groups"].as_u64().unwrap() as usize, get("w"), get("b"), p["eps"].as_f64().unwrap())?),
-        "sdpa" => y(Tensor::scaled_dot_product_attention(&x["q"], &x["k"], &x["v"], get("mask"), p["causal"].as_bool().unwrap(), p["scale"].as_f64())?),
+        "batch_norm_eval" => y(x["x"].batch_norm(
+            Some(&x["running_mean"]),
+            Some(&x["running_var"]),
+            get("w"),
+            get("b"),
+            false,
+            0.1,
+            p["eps"].as_f64().unwrap(),
+        )?),
+        "layer_norm" => {
+            y(x["x"].layer_norm(&usizes(&p["normalized_shape"]), get("w"), get("b"), p["eps"].as_f64().unwrap())?)
+        }
+        "group_norm" => y(x["x"].group_norm(
+            p["groups"].as_u64().unwrap() as usize,
+            get("w"),
+            get("b"),
+            p["eps"].as_f64().unwrap(),
+        )?),
+        "sdpa" => y(Tensor::scaled_dot_product_attention(
+            &x["q"],
+            &x["k"],
+            &x["v"],
+            get("mask"),
+            p["causal"].as_bool().unwrap(),
+            p["scale"].as_f64(),
+        )?),
         "gelu" if p["approximate"] == "tanh" => y(x["x"].gelu_tanh()?),
         "gelu" => y(x["x"].gelu()?),
         "elu" => y(x["x"].elu(p["alpha"].as_f64().unwrap())?),
@@ -101,7 +128,9 @@ fn run(op: &str, p: &Value, x: &HashMap<String, Tensor>) -> kiln::Result<Vec<(St
         "log_softmax" => y(x["x"].log_softmax(p["dim"].as_u64().unwrap() as usize)?),
         "logsumexp" => y(x["x"].logsumexp(&usizes(&p["dims"]), p["keepdim"].as_bool().unwrap())?),
         "mean" => y(x["x"].mean(&usizes(&p["dims"]), p["keepdim"].as_bool().unwrap())?),
-        "var" => y(x["x"].var(&usizes(&p["dims"]), p["unbiased"].as_bool().unwrap(), p["keepdim"].as_bool().unwrap())?),
+        "var" => {
+            y(x["x"].var(&usizes(&p["dims"]), p["unbiased"].as_bool().unwrap(), p["keepdim"].as_bool().unwrap())?)
+        }
         "max_dim" => {
             let (v, i) = x["x"].max_dim(p["dim"].as_u64().unwrap() as usize, p["keepdim"].as_bool().unwrap())?;
             Ok(vec![("y".into(), v), ("indices".into(), i)])
@@ -126,7 +155,12 @@ fn run(op: &str, p: &Value, x: &HashMap<String, Tensor>) -> kiln::Result<Vec<(St
         "bce" => y(loss::binary_cross_entropy(&x["x"], &x["t"], reduction(p))?),
         "mse" => y(loss::mse_loss(&x["x"], &x["t"], reduction(p))?),
         "l1" => y(loss::l1_loss(&x["x"], &x["t"], reduction(p))?),
-        "cross_entropy" => y(loss::cross_entropy(&x["x"], &class_indices(&x["t"]), p["label_smoothing"].as_f64().unwrap(), reduction(p))?),
+        "cross_entropy" => y(loss::cross_entropy(
+            &x["x"],
+            &class_indices(&x["t"]),
+            p["label_smoothing"].as_f64().unwrap(),
+            reduction(p),
+        )?),
         "gaussian_kl" => y(loss::gaussian_kl(&x["mu"], &x["logvar"])?),
         other => panic!("fixture op {other} has no runner"),
     }
@@ -162,7 +196,9 @@ fn check_file(name: &str) -> usize {
                 assert_eq!(got.shape(), want.shape(), "{cname}: output {k} shape");
                 assert_close(&format!("{cname}: output {k}"), &got.to_vec_f64(), &want.to_vec_f64(), ATOL, RTOL);
             }
-            let Some(grads_want) = grads_want else { continue };
+            let Some(grads_want) = grads_want else {
+                continue;
+            };
             let y = by_name["y"];
             let s = y.mul(&inputs["gy"]).unwrap().sum_all().unwrap();
             let grads = if create_graph { s.backward_create_graph() } else { s.backward() }.unwrap();

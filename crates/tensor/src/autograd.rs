@@ -90,7 +90,10 @@ impl Tensor {
         if self.numel() != 1 {
             return Err(shape_err(
                 "backward",
-                format!("an implicit gradient needs a one-element tensor, got shape {:?}; use backward_with", self.shape()),
+                format!(
+                    "an implicit gradient needs a one-element tensor, got shape {:?}; use backward_with",
+                    self.shape()
+                ),
             ));
         }
         self.backward_with(&self.ones_like()?, false)
@@ -100,7 +103,10 @@ impl Tensor {
     /// can be differentiated again (gradient penalties, gradgradcheck).
     pub fn backward_create_graph(&self) -> Result<Grads> {
         if self.numel() != 1 {
-            return Err(shape_err("backward_create_graph", format!("needs a one-element tensor, got {:?}", self.shape())));
+            return Err(shape_err(
+                "backward_create_graph",
+                format!("needs a one-element tensor, got {:?}", self.shape()),
+            ));
         }
         self.backward_with(&self.ones_like()?, true)
     }
@@ -108,7 +114,10 @@ impl Tensor {
     /// Vector-Jacobian product seeded with `grad` (same shape as `self`).
     pub fn backward_with(&self, grad: &Tensor, create_graph: bool) -> Result<Grads> {
         if grad.shape() != self.shape() {
-            return Err(shape_err("backward", format!("seed gradient {:?} does not match output {:?}", grad.shape(), self.shape())));
+            return Err(shape_err(
+                "backward",
+                format!("seed gradient {:?} does not match output {:?}", grad.shape(), self.shape()),
+            ));
         }
         if !self.tracks_grad() {
             return Err(Error::Autograd("the tensor does not depend on any Var (or was made under no_grad)".into()));
@@ -119,7 +128,9 @@ impl Tensor {
         for node in topo_order(self) {
             let Some(op) = node.op() else { continue };
             // Interior gradients are dropped once used; leaves (no op) keep theirs.
-            let Some(g) = grads.remove(&node) else { continue };
+            let Some(g) = grads.remove(&node) else {
+                continue;
+            };
             let input_grads = op.backward(&node, &g)?;
             for (input, ig) in op.inputs().into_iter().zip(input_grads) {
                 let Some(ig) = ig else { continue };

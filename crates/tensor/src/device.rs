@@ -16,8 +16,5 @@ impl Device {
 
 /// The error for a backend this build cannot run yet.
 pub(crate) fn unavailable(device: Device) -> crate::Error {
-    crate::Error::DeviceUnavailable {
-        device,
-        reason: "this backend is not implemented yet; use Device::Cpu".into(),
-    }
+    crate::Error::DeviceUnavailable { device, reason: "this backend is not implemented yet; use Device::Cpu".into() }
 }

@@ -10,25 +10,13 @@ pub enum Error {
     Shape { op: &'static str, msg: String },
 
     #[error("{op}: dtype mismatch: {lhs:?} vs {rhs:?}")]
-    DTypeMismatch {
-        op: &'static str,
-        lhs: DType,
-        rhs: DType,
-    },
+    DTypeMismatch { op: &'static str, lhs: DType, rhs: DType },
 
     #[error("{op}: device mismatch: {lhs:?} vs {rhs:?}")]
-    DeviceMismatch {
-        op: &'static str,
-        lhs: Device,
-        rhs: Device,
-    },
+    DeviceMismatch { op: &'static str, lhs: Device, rhs: Device },
 
     #[error("{op}: dtype {dtype:?} is not supported on {device:?}")]
-    UnsupportedDType {
-        op: &'static str,
-        dtype: DType,
-        device: Device,
-    },
+    UnsupportedDType { op: &'static str, dtype: DType, device: Device },
 
     #[error("{op}: invalid argument: {msg}")]
     Argument { op: &'static str, msg: String },
@@ -44,15 +32,9 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 /// Shorthand for the common `Error::Shape` with a formatted message.
 pub(crate) fn shape_err(op: &'static str, msg: impl Into<String>) -> Error {
-    Error::Shape {
-        op,
-        msg: msg.into(),
-    }
+    Error::Shape { op, msg: msg.into() }
 }
 
 pub(crate) fn arg_err(op: &'static str, msg: impl Into<String>) -> Error {
-    Error::Argument {
-        op,
-        msg: msg.into(),
-    }
+    Error::Argument { op, msg: msg.into() }
 }

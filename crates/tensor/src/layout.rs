@@ -47,20 +47,12 @@ impl Layout {
     }
 
     pub fn contiguous_with_offset(shape: &[usize], offset: usize) -> Self {
-        Layout {
-            strides: contiguous_strides(shape),
-            shape: shape.to_vec(),
-            offset,
-        }
+        Layout { strides: contiguous_strides(shape), shape: shape.to_vec(), offset }
     }
 
     pub fn new(shape: Vec<usize>, strides: Vec<usize>, offset: usize) -> Self {
         debug_assert_eq!(shape.len(), strides.len());
-        Layout {
-            shape,
-            strides,
-            offset,
-        }
+        Layout { shape, strides, offset }
     }
 
     pub fn shape(&self) -> &[usize] {
@@ -93,8 +85,7 @@ impl Layout {
 
     /// The dense slice range when contiguous.
     pub fn contiguous_range(&self) -> Option<std::ops::Range<usize>> {
-        self.is_contiguous()
-            .then(|| self.offset..self.offset + self.numel())
+        self.is_contiguous().then(|| self.offset..self.offset + self.numel())
     }
 
     /// Number of storage elements this layout can touch (for bounds checks).
@@ -102,14 +93,7 @@ impl Layout {
         if self.numel() == 0 {
             return self.offset;
         }
-        self.offset
-            + 1
-            + self
-                .shape
-                .iter()
-                .zip(&self.strides)
-                .map(|(&d, &s)| (d - 1) * s)
-                .sum::<usize>()
+        self.offset + 1 + self.shape.iter().zip(&self.strides).map(|(&d, &s)| (d - 1) * s).sum::<usize>()
     }
 
     pub fn permute(&self, dims: &[usize]) -> Layout {
@@ -130,10 +114,7 @@ impl Layout {
     /// View with `shape`, broadcasting size-1 (or missing leading) dims with stride 0.
     pub fn broadcast_as(&self, op: &'static str, shape: &[usize]) -> Result<Layout> {
         if shape.len() < self.rank() {
-            return Err(shape_err(
-                op,
-                format!("cannot broadcast {:?} to fewer dims {shape:?}", self.shape),
-            ));
+            return Err(shape_err(op, format!("cannot broadcast {:?} to fewer dims {shape:?}", self.shape)));
         }
         let extra = shape.len() - self.rank();
         let mut strides = vec![0; shape.len()];
@@ -144,17 +125,10 @@ impl Layout {
             } else if d == 1 {
                 0
             } else {
-                return Err(shape_err(
-                    op,
-                    format!("cannot broadcast {:?} to {shape:?}", self.shape),
-                ));
+                return Err(shape_err(op, format!("cannot broadcast {:?} to {shape:?}", self.shape)));
             };
         }
-        Ok(Layout {
-            shape: shape.to_vec(),
-            strides,
-            offset: self.offset,
-        })
+        Ok(Layout { shape: shape.to_vec(), strides, offset: self.offset })
     }
 
     /// Storage offset of the element at row-major linear index `i`.
@@ -189,12 +163,7 @@ impl<'a> StridedOffsets<'a> {
             rest /= d.max(1);
         }
         let next = layout.offset_of(start);
-        StridedOffsets {
-            layout,
-            index,
-            next,
-            remaining: count,
-        }
+        StridedOffsets { layout, index, next, remaining: count }
     }
 }
 

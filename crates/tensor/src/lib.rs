@@ -23,8 +23,8 @@ pub mod rng;
 pub mod tensor;
 pub mod testing;
 
-pub(crate) use backend::Storage;
 pub use autograd::{Grads, is_grad_enabled, no_grad};
+pub(crate) use backend::Storage;
 pub use device::Device;
 pub use dtype::{DType, Float, WithDType};
 pub use error::{Error, Result};

@@ -1,6 +1,7 @@
 //! The closed list of recordable ops. Each arm names its inputs and points
 //! at its gradient rule, which lives beside the forward in `ops/<stem>.rs`.
 
+use crate::Tensor;
 use crate::error::Result;
 use crate::ops::attention::AttentionSaved;
 use crate::ops::batch_norm::BatchNormSaved;
@@ -8,7 +9,6 @@ use crate::ops::conv2d::ConvGeom;
 use crate::ops::elementwise::{BinaryOp, UnaryOp, binary_backward, unary_backward, where_backward};
 use crate::ops::pool::PoolGeom;
 use crate::ops::{conv2d, index, matmul, pool, reduce, shape, softmax};
-use crate::Tensor;
 
 pub(crate) enum Op {
     Copy(Tensor),
@@ -47,9 +47,13 @@ impl Op {
             Op::Softmax(x, _) | Op::LogSoftmax(x, _) | Op::AvgPool2d(x, _) | Op::AvgPool2dBwd(x, _) => vec![x],
             Op::Cat(xs, _) => xs.iter().collect(),
             Op::Binary(a, b, _) | Op::Matmul(a, b) => vec![a, b],
-            Op::Conv2d(a, b, _) | Op::Conv2dBwdInput(a, b, _) | Op::Conv2dBwdWeight(a, b, _) => vec![a, b],
+            Op::Conv2d(a, b, _) | Op::Conv2dBwdInput(a, b, _) | Op::Conv2dBwdWeight(a, b, _) => {
+                vec![a, b]
+            }
             Op::Where(m, a, b) => vec![m, a, b],
-            Op::Gather(x, _, i) | Op::ScatterAdd(x, _, i) | Op::IndexSelect(x, _, i) | Op::IndexAdd(x, _, i) => vec![x, i],
+            Op::Gather(x, _, i) | Op::ScatterAdd(x, _, i) | Op::IndexSelect(x, _, i) | Op::IndexAdd(x, _, i) => {
+                vec![x, i]
+            }
             Op::BatchNorm(s) => s.inputs(),
             Op::Attention(s) => s.inputs(),
         }

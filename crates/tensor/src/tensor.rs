@@ -237,11 +237,7 @@ impl Tensor {
     /// All elements in row-major order; `T` must be the tensor's dtype.
     pub fn to_vec<T: WithDType>(&self) -> Result<Vec<T>> {
         if T::DTYPE != self.dtype() {
-            return Err(Error::DTypeMismatch {
-                op: "to_vec",
-                lhs: self.dtype(),
-                rhs: T::DTYPE,
-            });
+            return Err(Error::DTypeMismatch { op: "to_vec", lhs: self.dtype(), rhs: T::DTYPE });
         }
         Ok(self.to_vec_f64().into_iter().map(T::from_f64).collect())
     }
@@ -291,11 +287,7 @@ impl Tensor {
         let s = self.storage().to_dtype(self.layout(), dtype)?;
         let t = Tensor::from_storage(s, self.shape());
         // Gradients flow between float dtypes only.
-        if dtype.is_float() && self.dtype().is_float() {
-            Ok(t.with_op(|| Op::ToDType(self.clone())))
-        } else {
-            Ok(t)
-        }
+        if dtype.is_float() && self.dtype().is_float() { Ok(t.with_op(|| Op::ToDType(self.clone()))) } else { Ok(t) }
     }
 
     pub fn to_device(&self, device: Device) -> Result<Tensor> {
@@ -312,11 +304,7 @@ impl Tensor {
             return Err(shape_err("assign", format!("source shape {:?} differs from {:?}", src.shape(), self.shape())));
         }
         if src.dtype() != self.dtype() {
-            return Err(Error::DTypeMismatch {
-                op: "assign",
-                lhs: self.dtype(),
-                rhs: src.dtype(),
-            });
+            return Err(Error::DTypeMismatch { op: "assign", lhs: self.dtype(), rhs: src.dtype() });
         }
         // Read the source first: it may share this storage.
         let data = src.storage().contiguous(src.layout())?;

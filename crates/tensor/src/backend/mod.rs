@@ -118,7 +118,14 @@ impl Storage {
         Ok(Storage::Cpu(cpu::index::gather(self.cpu(), l, dim, idx.cpu(), li)?))
     }
 
-    pub fn scatter_add(&self, l: &Layout, dim: usize, idx: &Storage, li: &Layout, out_shape: &[usize]) -> Result<Storage> {
+    pub fn scatter_add(
+        &self,
+        l: &Layout,
+        dim: usize,
+        idx: &Storage,
+        li: &Layout,
+        out_shape: &[usize],
+    ) -> Result<Storage> {
         Ok(Storage::Cpu(cpu::index::scatter_add(self.cpu(), l, dim, idx.cpu(), li, out_shape)?))
     }
 
@@ -143,7 +150,14 @@ impl Storage {
         w: Option<&Storage>,
         b: Option<&Storage>,
     ) -> Result<Storage> {
-        let y = cpu::batch_norm::batch_norm_apply(self.cpu(), l, mean.cpu(), invstd.cpu(), w.map(Self::cpu), b.map(Self::cpu))?;
+        let y = cpu::batch_norm::batch_norm_apply(
+            self.cpu(),
+            l,
+            mean.cpu(),
+            invstd.cpu(),
+            w.map(Self::cpu),
+            b.map(Self::cpu),
+        )?;
         Ok(Storage::Cpu(y))
     }
 
@@ -156,7 +170,8 @@ impl Storage {
         invstd: &Storage,
         w: Option<&Storage>,
     ) -> Result<(Storage, Storage, Storage)> {
-        let (a, b, c) = cpu::batch_norm::batch_norm_bwd(self.cpu(), l, dy.cpu(), ldy, mean.cpu(), invstd.cpu(), w.map(Self::cpu))?;
+        let (a, b, c) =
+            cpu::batch_norm::batch_norm_bwd(self.cpu(), l, dy.cpu(), ldy, mean.cpu(), invstd.cpu(), w.map(Self::cpu))?;
         Ok((Storage::Cpu(a), Storage::Cpu(b), Storage::Cpu(c)))
     }
 

@@ -27,21 +27,37 @@ impl Tensor {
     /// is_causal, scale) for q (…, L, E), k (…, S, E), v (…, S, Ev) with equal
     /// leading dims. `mask` is additive (use -inf to block) and broadcasts to
     /// (…, L, S); it may not be combined with `causal` (as in torch).
-    pub fn scaled_dot_product_attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, causal: bool, scale: Option<f64>) -> Result<Tensor> {
+    pub fn scaled_dot_product_attention(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+        causal: bool,
+        scale: Option<f64>,
+    ) -> Result<Tensor> {
         const OP: &str = "scaled_dot_product_attention";
         check_same(OP, q, k)?;
         check_same(OP, q, v)?;
         let r = q.rank();
         if r < 2 || k.rank() != r || v.rank() != r {
-            return Err(shape_err(OP, format!("q, k, v need the same rank >= 2, got {:?}, {:?}, {:?}", q.shape(), k.shape(), v.shape())));
+            return Err(shape_err(
+                OP,
+                format!("q, k, v need the same rank >= 2, got {:?}, {:?}, {:?}", q.shape(), k.shape(), v.shape()),
+            ));
         }
         let batch = &q.shape()[..r - 2];
         if &k.shape()[..r - 2] != batch || &v.shape()[..r - 2] != batch {
-            return Err(shape_err(OP, format!("leading dims of q {:?}, k {:?}, v {:?} must match", q.shape(), k.shape(), v.shape())));
+            return Err(shape_err(
+                OP,
+                format!("leading dims of q {:?}, k {:?}, v {:?} must match", q.shape(), k.shape(), v.shape()),
+            ));
         }
         let (l, e, s, ev) = (q.shape()[r - 2], q.shape()[r - 1], k.shape()[r - 2], v.shape()[r - 1]);
         if k.shape()[r - 1] != e || v.shape()[r - 2] != s {
-            return Err(shape_err(OP, format!("k must be (…, S, {e}) and v (…, S, Ev) with one S: got k {:?}, v {:?}", k.shape(), v.shape())));
+            return Err(shape_err(
+                OP,
+                format!("k must be (…, S, {e}) and v (…, S, Ev) with one S: got k {:?}, v {:?}", k.shape(), v.shape()),
+            ));
         }
         if causal && mask.is_some() {
             return Err(arg_err(OP, "an explicit mask and causal = true cannot be combined"));
@@ -61,12 +77,21 @@ impl Tensor {
         let (qs, ks, vs) = (q3.storage(), k3.storage(), v3.storage());
         let ms = mask.map(|m| m.storage());
         let mask_arg = ms.as_deref().zip(mask_layout.as_ref());
-        let (out, lse) = Storage::attention_fwd((&qs, q3.layout()), (&ks, k3.layout()), (&vs, v3.layout()), mask_arg, geom)?;
+        let (out, lse) =
+            Storage::attention_fwd((&qs, q3.layout()), (&ks, k3.layout()), (&vs, v3.layout()), mask_arg, geom)?;
         let mut out_shape = batch.to_vec();
         out_shape.extend_from_slice(&[l, ev]);
         let out = Tensor::from_storage(out, &out_shape);
         let lse = Tensor::from_storage(lse, &[b, l]);
-        let saved = || AttentionSaved { q: q.clone(), k: k.clone(), v: v.clone(), mask: mask.cloned(), out: out.clone(), lse, geom };
+        let saved = || AttentionSaved {
+            q: q.clone(),
+            k: k.clone(),
+            v: v.clone(),
+            mask: mask.cloned(),
+            out: out.clone(),
+            lse,
+            geom,
+        };
         Ok(out.view(out.layout().clone(), || Op::Attention(Box::new(saved()))))
     }
 }
@@ -85,7 +110,14 @@ impl AttentionSaved {
         let AttnGeom { b, l, s, e, ev, .. } = self.geom;
         let want_ds = self.mask.as_ref().is_some_and(|m| m.tracks_grad());
         let flat = |t: &Tensor, r: usize, c: usize| t.reshape(&[b, r, c]);
-        let ts = [flat(&self.q, l, e)?, flat(&self.k, s, e)?, flat(&self.v, s, ev)?, flat(&self.out, l, ev)?, flat(g, l, ev)?, self.lse.clone()];
+        let ts = [
+            flat(&self.q, l, e)?,
+            flat(&self.k, s, e)?,
+            flat(&self.v, s, ev)?,
+            flat(&self.out, l, ev)?,
+            flat(g, l, ev)?,
+            self.lse.clone(),
+        ];
         let guards: Vec<_> = ts.iter().map(|t| t.storage()).collect();
         let args = [0, 1, 2, 3, 4, 5].map(|i| (&*guards[i], ts[i].layout()));
         let ms = self.mask.as_ref().map(|m| m.storage());
@@ -106,7 +138,8 @@ impl AttentionSaved {
         if let Some(m) = &self.mask {
             let mut full = self.q.shape()[..self.q.rank() - 2].to_vec();
             full.extend_from_slice(&[l, s]);
-            let dmask = if want_ds { Tensor::from_storage(ds, &full).sum_to_shape(m.shape())? } else { m.zeros_like()? };
+            let dmask =
+                if want_ds { Tensor::from_storage(ds, &full).sum_to_shape(m.shape())? } else { m.zeros_like()? };
             out.push(dmask);
         }
         Ok(out)

@@ -52,11 +52,16 @@ impl Tensor {
             return Err(shape_err(OP, format!("input must be (N, C, ...), got {:?}", self.shape())));
         }
         let c = self.shape()[1];
-        for (name, t) in [("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)] {
+        for (name, t) in
+            [("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)]
+        {
             if let Some(t) = t {
                 check_same(OP, self, t)?;
                 if t.shape() != [c] {
-                    return Err(shape_err(OP, format!("{name} must have shape [{c}] for input {:?}, got {:?}", self.shape(), t.shape())));
+                    return Err(shape_err(
+                        OP,
+                        format!("{name} must have shape [{c}] for input {:?}, got {:?}", self.shape(), t.shape()),
+                    ));
                 }
             }
         }
@@ -69,7 +74,10 @@ impl Tensor {
         }
         let count = self.numel() / c.max(1);
         if count <= 1 {
-            return Err(shape_err(OP, format!("expected more than 1 value per channel when training, got input {:?}", self.shape())));
+            return Err(shape_err(
+                OP,
+                format!("expected more than 1 value per channel when training, got input {:?}", self.shape()),
+            ));
         }
         let (mean, var) = self.storage().batch_norm_stats(self.layout())?;
         let mean = Tensor::from_storage(mean, &[c]);
@@ -86,13 +94,25 @@ impl Tensor {
             }
         }
         let (ws, bs) = (weight.map(|t| t.storage()), bias.map(|t| t.storage()));
-        let y = self.storage().batch_norm_apply(self.layout(), &mean.storage(), &invstd.storage(), ws.as_deref(), bs.as_deref())?;
+        let y = self.storage().batch_norm_apply(
+            self.layout(),
+            &mean.storage(),
+            &invstd.storage(),
+            ws.as_deref(),
+            bs.as_deref(),
+        )?;
         let saved = BatchNormSaved { x: self.clone(), weight: weight.cloned(), bias: bias.cloned(), mean, invstd, eps };
         Ok(Tensor::from_op(y, self.shape(), || Op::BatchNorm(Box::new(saved))))
     }
 
     /// (x − mean)·invstd·w + b with per-channel vectors, in Tensor ops.
-    fn affine_per_channel(&self, mean: &Tensor, invstd: &Tensor, w: Option<&Tensor>, b: Option<&Tensor>) -> Result<Tensor> {
+    fn affine_per_channel(
+        &self,
+        mean: &Tensor,
+        invstd: &Tensor,
+        w: Option<&Tensor>,
+        b: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let mut y = self.sub(&per_channel(self, mean)?)?.mul(&per_channel(self, invstd)?)?;
         if let Some(w) = w {
             y = y.mul(&per_channel(self, w)?)?;
@@ -110,7 +130,8 @@ impl BatchNormSaved {
     }
 
     pub fn backward(&self, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
-        let (dx, dw, db) = if autograd::is_grad_enabled() { self.backward_composed(g)? } else { self.backward_fused(g)? };
+        let (dx, dw, db) =
+            if autograd::is_grad_enabled() { self.backward_composed(g)? } else { self.backward_fused(g)? };
         let mut out = vec![Some(dx)];
         if self.weight.is_some() {
             out.push(Some(dw));
@@ -124,7 +145,14 @@ impl BatchNormSaved {
     fn backward_fused(&self, g: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
         let x = &self.x;
         let ws = self.weight.as_ref().map(|w| w.storage());
-        let (dx, dw, db) = x.storage().batch_norm_bwd(x.layout(), &g.storage(), g.layout(), &self.mean.storage(), &self.invstd.storage(), ws.as_deref())?;
+        let (dx, dw, db) = x.storage().batch_norm_bwd(
+            x.layout(),
+            &g.storage(),
+            g.layout(),
+            &self.mean.storage(),
+            &self.invstd.storage(),
+            ws.as_deref(),
+        )?;
         let c = [x.shape()[1]];
         Ok((Tensor::from_storage(dx, x.shape()), Tensor::from_storage(dw, &c), Tensor::from_storage(db, &c)))
     }

@@ -4,10 +4,10 @@
 //! conv2d_bwd_weight; each one's gradient is written with the other two, so
 //! any order of derivative works.
 
+use crate::Tensor;
 use crate::error::{Result, arg_err, shape_err};
 use crate::op::Op;
 use crate::ops::elementwise::check_same;
-use crate::Tensor;
 
 /// torch.nn.functional.conv2d parameters (defaults: stride 1, padding 0,
 /// dilation 1, groups 1).
@@ -76,7 +76,10 @@ impl ConvGeom {
 
 fn check_params(op: &'static str, stride: [usize; 2], dilation: [usize; 2], groups: usize) -> Result<()> {
     if stride.contains(&0) || dilation.contains(&0) || groups == 0 {
-        return Err(arg_err(op, format!("stride {stride:?}, dilation {dilation:?} and groups {groups} must be positive")));
+        return Err(arg_err(
+            op,
+            format!("stride {stride:?}, dilation {dilation:?} and groups {groups} must be positive"),
+        ));
     }
     Ok(())
 }
@@ -103,16 +106,35 @@ impl Tensor {
         let [n, c, h, w] = rank4(OP, "input", self)?;
         let [o, cg, kh, kw] = rank4(OP, "weight", weight)?;
         if c % p.groups != 0 || o % p.groups != 0 {
-            return Err(shape_err(OP, format!("groups = {} must divide input channels {c} and output channels {o}", p.groups)));
+            return Err(shape_err(
+                OP,
+                format!("groups = {} must divide input channels {c} and output channels {o}", p.groups),
+            ));
         }
         if cg * p.groups != c {
-            return Err(shape_err(OP, format!("input has {c} channels but weight {:?} expects {} (groups = {})", weight.shape(), cg * p.groups, p.groups)));
+            return Err(shape_err(
+                OP,
+                format!(
+                    "input has {c} channels but weight {:?} expects {} (groups = {})",
+                    weight.shape(),
+                    cg * p.groups,
+                    p.groups
+                ),
+            ));
         }
         let out = |len: usize, k: usize, i: usize| -> Result<usize> {
             let span = p.dilation[i] * (k - 1) + 1;
             let padded = len + 2 * p.padding[i];
             if k == 0 || span > padded {
-                return Err(shape_err(OP, format!("kernel {kh}x{kw} (dilation {:?}) is larger than the padded input {:?} (padding {:?})", p.dilation, [h, w], p.padding)));
+                return Err(shape_err(
+                    OP,
+                    format!(
+                        "kernel {kh}x{kw} (dilation {:?}) is larger than the padded input {:?} (padding {:?})",
+                        p.dilation,
+                        [h, w],
+                        p.padding
+                    ),
+                ));
             }
             Ok((padded - span) / p.stride[i] + 1)
         };
@@ -132,21 +154,44 @@ impl Tensor {
             return Err(shape_err(OP, format!("groups = {} must divide input channels {cin}", p.groups)));
         }
         if wc != cin {
-            return Err(shape_err(OP, format!("input has {cin} channels but weight {:?} expects {wc}", weight.shape())));
+            return Err(shape_err(
+                OP,
+                format!("input has {cin} channels but weight {:?} expects {wc}", weight.shape()),
+            ));
         }
         for i in 0..2 {
             if p.output_padding[i] >= p.stride[i] && p.output_padding[i] >= p.dilation[i] {
-                return Err(arg_err(OP, format!("output_padding {:?} must be smaller than stride {:?} or dilation {:?}", p.output_padding, p.stride, p.dilation)));
+                return Err(arg_err(
+                    OP,
+                    format!(
+                        "output_padding {:?} must be smaller than stride {:?} or dilation {:?}",
+                        p.output_padding, p.stride, p.dilation
+                    ),
+                ));
             }
         }
         let out = |len: usize, k: usize, i: usize| -> Result<usize> {
             let full = (len.max(1) - 1) * p.stride[i] + p.dilation[i] * (k.max(1) - 1) + p.output_padding[i] + 1;
             full.checked_sub(2 * p.padding[i]).filter(|&v| v > 0 && len > 0 && k > 0).ok_or_else(|| {
-                shape_err(OP, format!("padding {:?} leaves no output for input {:?} and kernel {kh}x{kw}", p.padding, [h, w]))
+                shape_err(
+                    OP,
+                    format!("padding {:?} leaves no output for input {:?} and kernel {kh}x{kw}", p.padding, [h, w]),
+                )
             })
         };
         let conv = Conv2dParams { stride: p.stride, padding: p.padding, dilation: p.dilation, groups: p.groups };
-        let g = ConvGeom { n, c: og * p.groups, h: out(h, kh, 0)?, w: out(w, kw, 1)?, o: cin, kh, kw, oh: h, ow: w, p: conv };
+        let g = ConvGeom {
+            n,
+            c: og * p.groups,
+            h: out(h, kh, 0)?,
+            w: out(w, kw, 1)?,
+            o: cin,
+            kh,
+            kw,
+            oh: h,
+            ow: w,
+            p: conv,
+        };
         add_bias(OP, self.conv2d_bwd_input_geom(weight, g)?, bias)
     }
 

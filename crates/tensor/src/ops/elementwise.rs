@@ -34,11 +34,20 @@ pub enum UnaryOp {
     GeluTanh,
     PowF(f64),
     /// x·mul + add.
-    Affine { mul: f64, add: f64 },
+    Affine {
+        mul: f64,
+        add: f64,
+    },
     LeakyRelu(f64),
     Elu(f64),
-    Softplus { beta: f64, threshold: f64 },
-    Clamp { min: f64, max: f64 },
+    Softplus {
+        beta: f64,
+        threshold: f64,
+    },
+    Clamp {
+        min: f64,
+        max: f64,
+    },
 }
 
 impl UnaryOp {
@@ -119,18 +128,10 @@ impl BinaryOp {
 /// Same dtype and device, or a typed error naming `op`.
 pub(crate) fn check_same(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
     if a.dtype() != b.dtype() {
-        return Err(Error::DTypeMismatch {
-            op,
-            lhs: a.dtype(),
-            rhs: b.dtype(),
-        });
+        return Err(Error::DTypeMismatch { op, lhs: a.dtype(), rhs: b.dtype() });
     }
     if a.device() != b.device() {
-        return Err(Error::DeviceMismatch {
-            op,
-            lhs: a.device(),
-            rhs: b.device(),
-        });
+        return Err(Error::DeviceMismatch { op, lhs: a.device(), rhs: b.device() });
     }
     Ok(())
 }

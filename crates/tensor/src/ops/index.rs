@@ -19,11 +19,7 @@ fn check_index(op: &'static str, idx: &Tensor, device: Device) -> Result<()> {
 /// Shapes equal except along `dim` (kiln is stricter than torch here).
 fn check_along(op: &'static str, a: &[usize], b: &[usize], dim: usize) -> Result<()> {
     let ok = a.len() == b.len() && dim < a.len() && (0..a.len()).all(|d| d == dim || a[d] == b[d]);
-    if ok {
-        Ok(())
-    } else {
-        Err(shape_err(op, format!("shapes {a:?} and {b:?} must match outside dim {dim}")))
-    }
+    if ok { Ok(()) } else { Err(shape_err(op, format!("shapes {a:?} and {b:?} must match outside dim {dim}"))) }
 }
 
 impl Tensor {
@@ -45,7 +41,10 @@ impl Tensor {
     pub fn scatter_add(&self, dim: usize, index: &Tensor, shape: &[usize]) -> Result<Tensor> {
         check_index("scatter_add", index, self.device())?;
         if index.shape() != self.shape() {
-            return Err(shape_err("scatter_add", format!("index {:?} and source {:?} must have the same shape", index.shape(), self.shape())));
+            return Err(shape_err(
+                "scatter_add",
+                format!("index {:?} and source {:?} must have the same shape", index.shape(), self.shape()),
+            ));
         }
         check_along("scatter_add", shape, index.shape(), dim)?;
         let s = self.storage().scatter_add(self.layout(), dim, &index.storage(), index.layout(), shape)?;
@@ -70,7 +69,14 @@ impl Tensor {
     pub fn index_add(&self, dim: usize, index: &Tensor, len: usize) -> Result<Tensor> {
         check_index("index_add", index, self.device())?;
         if index.rank() != 1 || self.dim("index_add", dim)? != index.numel() {
-            return Err(shape_err("index_add", format!("index {:?} must be 1-D with one entry per slice of {:?} along dim {dim}", index.shape(), self.shape())));
+            return Err(shape_err(
+                "index_add",
+                format!(
+                    "index {:?} must be 1-D with one entry per slice of {:?} along dim {dim}",
+                    index.shape(),
+                    self.shape()
+                ),
+            ));
         }
         let s = self.storage().index_add(self.layout(), dim, &index.storage(), index.layout(), len)?;
         let mut shape = self.shape().to_vec();

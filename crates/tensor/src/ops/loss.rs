@@ -1,8 +1,8 @@
 //! Losses with torch.nn.functional semantics, composed from differentiable
 //! ops and written for stability (no log of a sigmoid, no exp overflow).
 
-use crate::error::{Result, shape_err};
 use crate::Tensor;
+use crate::error::{Result, shape_err};
 
 /// torch's `reduction` argument.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -23,7 +23,10 @@ fn reduce(loss: Tensor, r: Reduction) -> Result<Tensor> {
 
 fn same_shape(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
     if a.shape() != b.shape() {
-        return Err(shape_err(op, format!("input {:?} and target {:?} must have the same shape", a.shape(), b.shape())));
+        return Err(shape_err(
+            op,
+            format!("input {:?} and target {:?} must have the same shape", a.shape(), b.shape()),
+        ));
     }
     Ok(())
 }
@@ -31,7 +34,12 @@ fn same_shape(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
 /// binary_cross_entropy_with_logits: (1 − t)·x + (1 + (pw − 1)·t)·softplus(−x),
 /// exact for any |x| (softplus(−x) never overflows). Targets may be soft
 /// (label smoothing); `pos_weight` broadcasts over the last dim as in torch.
-pub fn binary_cross_entropy_with_logits(x: &Tensor, t: &Tensor, pos_weight: Option<&Tensor>, r: Reduction) -> Result<Tensor> {
+pub fn binary_cross_entropy_with_logits(
+    x: &Tensor,
+    t: &Tensor,
+    pos_weight: Option<&Tensor>,
+    r: Reduction,
+) -> Result<Tensor> {
     same_shape("binary_cross_entropy_with_logits", x, t)?;
     let sp = x.neg()?.softplus(1.0, 20.0)?;
     let weight = match pos_weight {
@@ -65,7 +73,10 @@ pub fn l1_loss(x: &Tensor, t: &Tensor, r: Reduction) -> Result<Tensor> {
 /// torch's label smoothing: (1 − ε)·nll + ε·mean over classes of −log p.
 pub fn cross_entropy(logits: &Tensor, target: &Tensor, label_smoothing: f64, r: Reduction) -> Result<Tensor> {
     if logits.rank() != 2 || target.shape() != [logits.shape()[0]] {
-        return Err(shape_err("cross_entropy", format!("expects logits (N, C) and targets (N), got {:?} and {:?}", logits.shape(), target.shape())));
+        return Err(shape_err(
+            "cross_entropy",
+            format!("expects logits (N, C) and targets (N), got {:?} and {:?}", logits.shape(), target.shape()),
+        ));
     }
     let logp = logits.log_softmax(1)?;
     let nll = logp.gather(1, &target.unsqueeze(1)?)?.squeeze(1)?.neg()?;

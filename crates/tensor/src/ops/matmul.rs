@@ -1,10 +1,10 @@
 //! Batched matmul with broadcasting batch dims (torch.matmul for rank ≥ 2).
 
+use crate::Tensor;
 use crate::error::{Result, shape_err};
 use crate::layout::broadcast_shapes;
 use crate::op::Op;
 use crate::ops::elementwise::check_same;
-use crate::Tensor;
 
 impl Tensor {
     /// (…, m, k) @ (…, k, n) → (…, m, n); batch dims broadcast. Both

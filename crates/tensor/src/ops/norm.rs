@@ -1,20 +1,32 @@
 //! layer_norm and group_norm, composed from differentiable primitives
 //! (biased variance, as torch).
 
-use crate::error::{Result, arg_err, shape_err};
 use crate::Tensor;
+use crate::error::{Result, arg_err, shape_err};
 
 impl Tensor {
     /// torch.nn.functional.layer_norm over the trailing `normalized_shape`
     /// dims; weight and bias (if given) have shape `normalized_shape`.
-    pub fn layer_norm(&self, normalized_shape: &[usize], weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f64) -> Result<Tensor> {
+    pub fn layer_norm(
+        &self,
+        normalized_shape: &[usize],
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        eps: f64,
+    ) -> Result<Tensor> {
         let k = normalized_shape.len();
         if k == 0 || k > self.rank() || &self.shape()[self.rank() - k..] != normalized_shape {
-            return Err(shape_err("layer_norm", format!("input {:?} does not end with normalized_shape {normalized_shape:?}", self.shape())));
+            return Err(shape_err(
+                "layer_norm",
+                format!("input {:?} does not end with normalized_shape {normalized_shape:?}", self.shape()),
+            ));
         }
         for t in [weight, bias].into_iter().flatten() {
             if t.shape() != normalized_shape {
-                return Err(shape_err("layer_norm", format!("weight/bias must have shape {normalized_shape:?}, got {:?}", t.shape())));
+                return Err(shape_err(
+                    "layer_norm",
+                    format!("weight/bias must have shape {normalized_shape:?}, got {:?}", t.shape()),
+                ));
             }
         }
         let dims: Vec<usize> = (self.rank() - k..self.rank()).collect();
@@ -32,7 +44,13 @@ impl Tensor {
 
     /// torch.nn.functional.group_norm on (N, C, *) with `groups` dividing C;
     /// weight and bias (if given) have shape [C].
-    pub fn group_norm(&self, groups: usize, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f64) -> Result<Tensor> {
+    pub fn group_norm(
+        &self,
+        groups: usize,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        eps: f64,
+    ) -> Result<Tensor> {
         if self.rank() < 2 {
             return Err(shape_err("group_norm", format!("input must be (N, C, ...), got {:?}", self.shape())));
         }

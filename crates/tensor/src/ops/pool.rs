@@ -23,7 +23,14 @@ pub struct Pool2dParams {
 impl Pool2dParams {
     /// torch defaults: stride = kernel, no padding, dilation 1.
     pub fn new(kernel: [usize; 2]) -> Self {
-        Pool2dParams { kernel, stride: kernel, padding: [0, 0], dilation: [1, 1], ceil_mode: false, count_include_pad: true }
+        Pool2dParams {
+            kernel,
+            stride: kernel,
+            padding: [0, 0],
+            dilation: [1, 1],
+            ceil_mode: false,
+            count_include_pad: true,
+        }
     }
 }
 
@@ -43,9 +50,15 @@ pub struct PoolGeom {
 }
 
 fn geom(op: &'static str, x: &Tensor, p: &Pool2dParams) -> Result<(PoolGeom, [usize; 4])> {
-    let [n, c, h, w]: [usize; 4] = x.shape().try_into().map_err(|_| shape_err(op, format!("input must be 4-D (N, C, H, W), got {:?}", x.shape())))?;
+    let [n, c, h, w]: [usize; 4] = x
+        .shape()
+        .try_into()
+        .map_err(|_| shape_err(op, format!("input must be 4-D (N, C, H, W), got {:?}", x.shape())))?;
     if p.kernel.contains(&0) || p.stride.contains(&0) || p.dilation.contains(&0) {
-        return Err(arg_err(op, format!("kernel {:?}, stride {:?} and dilation {:?} must be positive", p.kernel, p.stride, p.dilation)));
+        return Err(arg_err(
+            op,
+            format!("kernel {:?}, stride {:?} and dilation {:?} must be positive", p.kernel, p.stride, p.dilation),
+        ));
     }
     if (0..2).any(|i| p.padding[i] > p.kernel[i] / 2) {
         return Err(arg_err(op, format!("padding {:?} must be at most half the kernel {:?}", p.padding, p.kernel)));
@@ -54,7 +67,15 @@ fn geom(op: &'static str, x: &Tensor, p: &Pool2dParams) -> Result<(PoolGeom, [us
         let span = p.dilation[i] * (p.kernel[i] - 1) + 1;
         let padded = len + 2 * p.padding[i];
         if span > padded {
-            return Err(shape_err(op, format!("kernel {:?} (dilation {:?}) is larger than the padded input {:?}", p.kernel, p.dilation, [h, w])));
+            return Err(shape_err(
+                op,
+                format!(
+                    "kernel {:?} (dilation {:?}) is larger than the padded input {:?}",
+                    p.kernel,
+                    p.dilation,
+                    [h, w]
+                ),
+            ));
         }
         let extra = if p.ceil_mode { p.stride[i] - 1 } else { 0 };
         let mut o = (padded - span + extra) / p.stride[i] + 1;
@@ -65,7 +86,18 @@ fn geom(op: &'static str, x: &Tensor, p: &Pool2dParams) -> Result<(PoolGeom, [us
         Ok(o)
     };
     let (oh, ow) = (out(h, 0)?, out(w, 1)?);
-    let g = PoolGeom { planes: n * c, h, w, oh, ow, kernel: p.kernel, stride: p.stride, padding: p.padding, dilation: p.dilation, count_include_pad: p.count_include_pad };
+    let g = PoolGeom {
+        planes: n * c,
+        h,
+        w,
+        oh,
+        ow,
+        kernel: p.kernel,
+        stride: p.stride,
+        padding: p.padding,
+        dilation: p.dilation,
+        count_include_pad: p.count_include_pad,
+    };
     Ok((g, [n, c, oh, ow]))
 }
 
@@ -110,9 +142,15 @@ impl Tensor {
 
     /// torch.nn.functional.interpolate(mode="nearest", size=[oh, ow]).
     pub fn upsample_nearest2d(&self, size: [usize; 2]) -> Result<Tensor> {
-        let [_, _, h, w]: [usize; 4] = self.shape().try_into().map_err(|_| shape_err("upsample_nearest2d", format!("input must be 4-D, got {:?}", self.shape())))?;
+        let [_, _, h, w]: [usize; 4] = self
+            .shape()
+            .try_into()
+            .map_err(|_| shape_err("upsample_nearest2d", format!("input must be 4-D, got {:?}", self.shape())))?;
         if size.contains(&0) || h == 0 || w == 0 {
-            return Err(arg_err("upsample_nearest2d", format!("sizes must be positive: input {:?}, output {size:?}", [h, w])));
+            return Err(arg_err(
+                "upsample_nearest2d",
+                format!("sizes must be positive: input {:?}, output {size:?}", [h, w]),
+            ));
         }
         let rows = nearest_indices(h, size[0], self.device())?;
         let cols = nearest_indices(w, size[1], self.device())?;

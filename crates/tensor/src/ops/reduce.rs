@@ -2,9 +2,9 @@
 //! (values and indices), logsumexp; and sum_to_shape, the adjoint of
 //! broadcasting.
 
+use crate::Tensor;
 use crate::error::{Result, arg_err};
 use crate::op::Op;
-use crate::Tensor;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReduceOp {
@@ -151,8 +151,12 @@ impl Tensor {
         if self.shape() == shape {
             return Ok(self.clone());
         }
-        let extra = self.rank().checked_sub(shape.len()).ok_or_else(|| arg_err("sum_to_shape", format!("{:?} has fewer dims than {shape:?}", self.shape())))?;
-        let dims: Vec<usize> = (0..self.rank()).filter(|&d| d < extra || (shape[d - extra] == 1 && self.shape()[d] != 1)).collect();
+        let extra = self
+            .rank()
+            .checked_sub(shape.len())
+            .ok_or_else(|| arg_err("sum_to_shape", format!("{:?} has fewer dims than {shape:?}", self.shape())))?;
+        let dims: Vec<usize> =
+            (0..self.rank()).filter(|&d| d < extra || (shape[d - extra] == 1 && self.shape()[d] != 1)).collect();
         let s = self.sum(&dims, true)?;
         s.reshape(shape)
     }
@@ -162,4 +166,3 @@ pub(crate) fn sum_backward(x: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>
     // g has the keepdim shape: broadcasting restores x's shape.
     Ok(vec![Some(g.broadcast_as(x.shape())?)])
 }
-

@@ -24,7 +24,8 @@ impl Tensor {
     /// Reorders dims: `dims` is a permutation of 0..rank.
     pub fn permute(&self, dims: &[usize]) -> Result<Tensor> {
         let mut seen = vec![false; self.rank()];
-        if dims.len() != self.rank() || dims.iter().any(|&d| d >= self.rank() || std::mem::replace(&mut seen[d], true)) {
+        if dims.len() != self.rank() || dims.iter().any(|&d| d >= self.rank() || std::mem::replace(&mut seen[d], true))
+        {
             return Err(arg_err("permute", format!("{dims:?} is not a permutation of the dims of {:?}", self.shape())));
         }
         Ok(self.view(self.layout().permute(dims), || Op::Permute(self.clone(), dims.to_vec())))
@@ -50,7 +51,10 @@ impl Tensor {
     pub fn narrow(&self, dim: usize, start: usize, len: usize) -> Result<Tensor> {
         let size = self.dim("narrow", dim)?;
         if start + len > size {
-            return Err(shape_err("narrow", format!("range {start}..{} exceeds dim {dim} of size {size} (shape {:?})", start + len, self.shape())));
+            return Err(shape_err(
+                "narrow",
+                format!("range {start}..{} exceeds dim {dim} of size {size} (shape {:?})", start + len, self.shape()),
+            ));
         }
         if start == 0 && len == size {
             return Ok(self.clone());
@@ -112,7 +116,10 @@ impl Tensor {
             check_same("cat", first, t)?;
             let ok = t.rank() == first.rank() && (0..t.rank()).all(|d| d == dim || t.shape()[d] == first.shape()[d]);
             if !ok {
-                return Err(shape_err("cat", format!("shape {:?} does not match {:?} outside dim {dim}", t.shape(), first.shape())));
+                return Err(shape_err(
+                    "cat",
+                    format!("shape {:?} does not match {:?} outside dim {dim}", t.shape(), first.shape()),
+                ));
             }
             shape[dim] += t.shape()[dim];
         }
@@ -160,7 +167,9 @@ fn infer_shape(numel: usize, shape: &[usize], from: &[usize]) -> Result<Vec<usiz
     let bad = || shape_err("reshape", format!("cannot reshape {from:?} ({numel} elements) to {shape:?}"));
     match holes {
         0 if known == numel => Ok(shape.to_vec()),
-        1 if known != 0 && numel % known == 0 => Ok(shape.iter().map(|&d| if d == usize::MAX { numel / known } else { d }).collect()),
+        1 if known != 0 && numel.is_multiple_of(known) => {
+            Ok(shape.iter().map(|&d| if d == usize::MAX { numel / known } else { d }).collect())
+        }
         _ => Err(bad()),
     }
 }

@@ -1,10 +1,10 @@
 //! softmax and log_softmax along one dim: fused, max-subtracted forward;
 //! the backward is written with Tensor ops (so it is differentiable again).
 
+use crate::Tensor;
 use crate::error::Result;
 use crate::layout::Layout;
 use crate::op::Op;
-use crate::Tensor;
 
 impl Tensor {
     fn softmax_impl(&self, dim: usize, log: bool) -> Result<Tensor> {

@@ -85,7 +85,10 @@ fn random_like(t: &Tensor, rng: &mut Rng) -> crate::Result<Tensor> {
 
 /// Fresh leaves for the f64 inputs, so every call builds its own graph.
 fn leaves(inputs: &[Tensor]) -> crate::Result<Vec<Tensor>> {
-    inputs.iter().map(|t| if t.dtype() == DType::F64 { Ok(Var::new(t)?.as_tensor().clone()) } else { Ok(t.clone()) }).collect()
+    inputs
+        .iter()
+        .map(|t| if t.dtype() == DType::F64 { Ok(Var::new(t)?.as_tensor().clone()) } else { Ok(t.clone()) })
+        .collect()
 }
 
 pub fn gradcheck_with<F>(f: F, inputs: &[Tensor], opts: GradcheckOptions) -> CheckResult
@@ -93,7 +96,10 @@ where
     F: Fn(&[Tensor]) -> crate::Result<Tensor>,
 {
     if let Some(t) = inputs.iter().find(|t| t.dtype().is_float() && t.dtype() != DType::F64) {
-        return Err(GradcheckError::Op(Error::Argument { op: "gradcheck", msg: format!("inputs must be f64, got {:?}", t.dtype()) }));
+        return Err(GradcheckError::Op(Error::Argument {
+            op: "gradcheck",
+            msg: format!("inputs must be f64, got {:?}", t.dtype()),
+        }));
     }
     let mut rng = Rng::new(opts.seed);
     let vars = leaves(inputs)?;
@@ -133,7 +139,15 @@ where
                 index[d] = rest % x.shape()[d];
                 rest /= x.shape()[d];
             }
-            return Err(GradcheckError::Mismatch { input: i, shape: x.shape().to_vec(), index, analytic: analytic[j], numeric, atol: opts.atol, rtol: opts.rtol });
+            return Err(GradcheckError::Mismatch {
+                input: i,
+                shape: x.shape().to_vec(),
+                index,
+                analytic: analytic[j],
+                numeric,
+                atol: opts.atol,
+                rtol: opts.rtol,
+            });
         }
     }
     Ok(())

@@ -8,7 +8,10 @@ use proptest::prelude::*;
 use crate::{Conv2dParams, ConvTranspose2dParams, DType, Device, Pool2dParams, Rng, Tensor};
 
 /// A shape of rank `rank` with each dim in `dims`.
-pub fn shape(rank: std::ops::RangeInclusive<usize>, dims: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Vec<usize>> {
+pub fn shape(
+    rank: std::ops::RangeInclusive<usize>,
+    dims: std::ops::RangeInclusive<usize>,
+) -> impl Strategy<Value = Vec<usize>> {
     rank.prop_flat_map(move |r| proptest::collection::vec(dims.clone(), r))
 }
 
@@ -16,13 +19,12 @@ pub fn shape(rank: std::ops::RangeInclusive<usize>, dims: std::ops::RangeInclusi
 pub fn broadcast_pair(max_rank: usize, max_dim: usize) -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> {
     shape(1..=max_rank, 1..=max_dim).prop_flat_map(|full| {
         let r = full.len();
-        (Just(full), proptest::collection::vec(any::<bool>(), r), proptest::collection::vec(any::<bool>(), r), 0..=r).prop_map(
-            move |(full, ones_a, ones_b, drop)| {
+        (Just(full), proptest::collection::vec(any::<bool>(), r), proptest::collection::vec(any::<bool>(), r), 0..=r)
+            .prop_map(move |(full, ones_a, ones_b, drop)| {
                 let a: Vec<usize> = full.iter().zip(&ones_a).map(|(&d, &o)| if o { 1 } else { d }).collect();
                 let b: Vec<usize> = full.iter().zip(&ones_b).map(|(&d, &o)| if o { 1 } else { d }).collect();
                 (a, b[drop.min(r - 1)..].to_vec())
-            },
-        )
+            })
     })
 }
 
@@ -37,15 +39,30 @@ pub struct ConvCase {
 
 /// Valid conv2d cases with channels ≤ 2·max_groups·2, spatial ≤ max_hw.
 pub fn conv2d_case(max_hw: usize) -> impl Strategy<Value = ConvCase> {
-    (1..=2usize, 1..=3usize, 1..=2usize, 1..=2usize, 1..=3usize, 1..=3usize, 1..=2usize, 1..=2usize, 0..=2usize, 0..=2usize, 1..=2usize, 1..=2usize)
+    (
+        1..=2usize,
+        1..=3usize,
+        1..=2usize,
+        1..=2usize,
+        1..=3usize,
+        1..=3usize,
+        1..=2usize,
+        1..=2usize,
+        0..=2usize,
+        0..=2usize,
+        1..=2usize,
+        1..=2usize,
+    )
         .prop_flat_map(move |(n, groups, cg, og, kh, kw, sh, sw, ph, pw, dh, dw)| {
             let min_h = (dh * (kh - 1) + 1).saturating_sub(2 * ph).max(1);
             let min_w = (dw * (kw - 1) + 1).saturating_sub(2 * pw).max(1);
-            (min_h..=max_hw.max(min_h), min_w..=max_hw.max(min_w), any::<bool>()).prop_map(move |(h, w, bias)| ConvCase {
-                input: [n, groups * cg, h, w],
-                weight: [groups * og, cg, kh, kw],
-                params: Conv2dParams { stride: [sh, sw], padding: [ph, pw], dilation: [dh, dw], groups },
-                bias,
+            (min_h..=max_hw.max(min_h), min_w..=max_hw.max(min_w), any::<bool>()).prop_map(move |(h, w, bias)| {
+                ConvCase {
+                    input: [n, groups * cg, h, w],
+                    weight: [groups * og, cg, kh, kw],
+                    params: Conv2dParams { stride: [sh, sw], padding: [ph, pw], dilation: [dh, dw], groups },
+                    bias,
+                }
             })
         })
 }
@@ -60,19 +77,40 @@ pub struct ConvTransposeCase {
 }
 
 pub fn conv_transpose2d_case(max_hw: usize) -> impl Strategy<Value = ConvTransposeCase> {
-    (1..=2usize, 1..=3usize, 1..=2usize, 1..=2usize, 1..=3usize, 1..=3usize, 1..=3usize, 1..=2usize, 0..=1usize, 0..=1usize, 1..=2usize, 1..=2usize)
+    (
+        1..=2usize,
+        1..=3usize,
+        1..=2usize,
+        1..=2usize,
+        1..=3usize,
+        1..=3usize,
+        1..=3usize,
+        1..=2usize,
+        0..=1usize,
+        0..=1usize,
+        1..=2usize,
+        1..=2usize,
+    )
         .prop_flat_map(move |(n, groups, cg, og, kh, kw, sh, sw, ph, pw, dh, dw)| {
             // output_padding < max(stride, dilation), as torch requires.
             (1..=max_hw, 1..=max_hw, 0..sh.max(dh), 0..sw.max(dw), any::<bool>()).prop_filter_map(
                 "padding leaves no output",
                 move |(h, w, oph, opw, bias)| {
-                    let out = |l: usize, s: usize, d: usize, k: usize, op: usize, p: usize| ((l - 1) * s + d * (k - 1) + op + 1).checked_sub(2 * p).filter(|&v| v > 0);
+                    let out = |l: usize, s: usize, d: usize, k: usize, op: usize, p: usize| {
+                        ((l - 1) * s + d * (k - 1) + op + 1).checked_sub(2 * p).filter(|&v| v > 0)
+                    };
                     out(h, sh, dh, kh, oph, ph)?;
                     out(w, sw, dw, kw, opw, pw)?;
                     Some(ConvTransposeCase {
                         input: [n, groups * cg, h, w],
                         weight: [groups * cg, og, kh, kw],
-                        params: ConvTranspose2dParams { stride: [sh, sw], padding: [ph, pw], output_padding: [oph, opw], dilation: [dh, dw], groups },
+                        params: ConvTranspose2dParams {
+                            stride: [sh, sw],
+                            padding: [ph, pw],
+                            output_padding: [oph, opw],
+                            dilation: [dh, dw],
+                            groups,
+                        },
                         bias,
                     })
                 },
@@ -82,13 +120,33 @@ pub fn conv_transpose2d_case(max_hw: usize) -> impl Strategy<Value = ConvTranspo
 
 /// A pooling call on (n, c, h, w).
 pub fn pool2d_case(max_hw: usize) -> impl Strategy<Value = ([usize; 4], Pool2dParams)> {
-    (1..=2usize, 1..=3usize, 1..=3usize, 1..=3usize, 1..=3usize, 1..=3usize, 1..=2usize, 1..=2usize, any::<bool>(), any::<bool>())
+    (
+        1..=2usize,
+        1..=3usize,
+        1..=3usize,
+        1..=3usize,
+        1..=3usize,
+        1..=3usize,
+        1..=2usize,
+        1..=2usize,
+        any::<bool>(),
+        any::<bool>(),
+    )
         .prop_flat_map(move |(n, c, kh, kw, sh, sw, dh, dw, ceil_mode, count_include_pad)| {
             let (min_h, min_w) = (dh * (kh - 1) + 1, dw * (kw - 1) + 1);
-            (Just((n, c)), min_h..=max_hw.max(min_h), min_w..=max_hw.max(min_w), 0..=kh / 2, 0..=kw / 2).prop_map(move |((n, c), h, w, ph, pw)| {
-                let p = Pool2dParams { kernel: [kh, kw], stride: [sh, sw], padding: [ph, pw], dilation: [dh, dw], ceil_mode, count_include_pad };
-                ([n, c, h, w], p)
-            })
+            (Just((n, c)), min_h..=max_hw.max(min_h), min_w..=max_hw.max(min_w), 0..=kh / 2, 0..=kw / 2).prop_map(
+                move |((n, c), h, w, ph, pw)| {
+                    let p = Pool2dParams {
+                        kernel: [kh, kw],
+                        stride: [sh, sw],
+                        padding: [ph, pw],
+                        dilation: [dh, dw],
+                        ceil_mode,
+                        count_include_pad,
+                    };
+                    ([n, c, h, w], p)
+                },
+            )
         })
 }
 
@@ -105,10 +163,27 @@ pub struct AttentionCase {
 }
 
 pub fn attention_case() -> impl Strategy<Value = AttentionCase> {
-    (1..=2usize, 1..=2usize, 1..=5usize, 1..=5usize, 1..=4usize, 1..=4usize, 0..=2usize, prop_oneof![Just(None), Just(Some(0.3))], any::<bool>())
+    (
+        1..=2usize,
+        1..=2usize,
+        1..=5usize,
+        1..=5usize,
+        1..=4usize,
+        1..=4usize,
+        0..=2usize,
+        prop_oneof![Just(None), Just(Some(0.3))],
+        any::<bool>(),
+    )
         .prop_map(|(b, h, l, s, e, ev, mode, scale, head_mask)| {
             let mask = (mode == 2).then(|| if head_mask { vec![b, 1, l, s] } else { vec![l, s] });
-            AttentionCase { q: vec![b, h, l, e], k: vec![b, h, s, e], v: vec![b, h, s, ev], causal: mode == 1, scale, mask }
+            AttentionCase {
+                q: vec![b, h, l, e],
+                k: vec![b, h, s, e],
+                v: vec![b, h, s, ev],
+                causal: mode == 1,
+                scale,
+                mask,
+            }
         })
 }
 

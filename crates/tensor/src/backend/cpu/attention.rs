@@ -47,7 +47,16 @@ fn dot<T: Float>(a: &[T], b: &[T]) -> T {
 
 /// Scores of row (b, i) against keys `j0..j1` into `out` (-inf where masked).
 #[allow(clippy::too_many_arguments)]
-fn scores<T: Float>(g: &AttnGeom, q_i: &[T], k: &[T], mask: &Option<Mask<T>>, b: usize, i: usize, j0: usize, out: &mut [T]) {
+fn scores<T: Float>(
+    g: &AttnGeom,
+    q_i: &[T],
+    k: &[T],
+    mask: &Option<Mask<T>>,
+    b: usize,
+    i: usize,
+    j0: usize,
+    out: &mut [T],
+) {
     let scale = T::from_f64(g.scale);
     let mrow = mask.as_ref().map(|m| m.row(b, i));
     for (t, o) in out.iter_mut().enumerate() {
@@ -69,38 +78,35 @@ const KEY_BLOCK: usize = 64;
 fn fwd_t<T: Float>(q: &[T], k: &[T], v: &[T], mask: Option<Mask<T>>, g: AttnGeom) -> (Vec<T>, Vec<T>) {
     let mut out = vec![T::zero(); g.b * g.l * g.ev];
     let mut lse = vec![T::zero(); g.b * g.l];
-    out.par_chunks_mut(g.ev.max(1))
-        .zip(lse.par_iter_mut())
-        .enumerate()
-        .for_each(|(row, (o, lse_i))| {
-            let (b, i) = (row / g.l, row % g.l);
-            let q_i = &q[row * g.e..][..g.e];
-            let (mut m, mut sum) = (T::neg_infinity(), T::zero());
-            let mut sc = [T::zero(); KEY_BLOCK];
-            for j0 in (0..g.s).step_by(KEY_BLOCK) {
-                let n = KEY_BLOCK.min(g.s - j0);
-                scores(&g, q_i, k, &mask, b, i, j0, &mut sc[..n]);
-                let bm = sc[..n].iter().fold(T::neg_infinity(), |a, &x| a.max(x));
-                if bm == T::neg_infinity() {
-                    continue;
-                }
-                let new_m = m.max(bm);
-                let corr = (m - new_m).exp();
-                sum *= corr;
-                o.iter_mut().for_each(|x| *x *= corr);
-                for (t, &s) in sc[..n].iter().enumerate() {
-                    let p = (s - new_m).exp();
-                    sum += p;
-                    let v_j = &v[(b * g.s + j0 + t) * g.ev..][..g.ev];
-                    o.iter_mut().zip(v_j).for_each(|(x, &y)| *x += p * y);
-                }
-                m = new_m;
+    out.par_chunks_mut(g.ev.max(1)).zip(lse.par_iter_mut()).enumerate().for_each(|(row, (o, lse_i))| {
+        let (b, i) = (row / g.l, row % g.l);
+        let q_i = &q[row * g.e..][..g.e];
+        let (mut m, mut sum) = (T::neg_infinity(), T::zero());
+        let mut sc = [T::zero(); KEY_BLOCK];
+        for j0 in (0..g.s).step_by(KEY_BLOCK) {
+            let n = KEY_BLOCK.min(g.s - j0);
+            scores(&g, q_i, k, &mask, b, i, j0, &mut sc[..n]);
+            let bm = sc[..n].iter().fold(T::neg_infinity(), |a, &x| a.max(x));
+            if bm == T::neg_infinity() {
+                continue;
             }
-            // A fully masked row gives 0/0 = NaN, as PyTorch does.
-            let inv = T::one() / sum;
-            o.iter_mut().for_each(|x| *x *= inv);
-            *lse_i = m + sum.ln();
-        });
+            let new_m = m.max(bm);
+            let corr = (m - new_m).exp();
+            sum *= corr;
+            o.iter_mut().for_each(|x| *x *= corr);
+            for (t, &s) in sc[..n].iter().enumerate() {
+                let p = (s - new_m).exp();
+                sum += p;
+                let v_j = &v[(b * g.s + j0 + t) * g.ev..][..g.ev];
+                o.iter_mut().zip(v_j).for_each(|(x, &y)| *x += p * y);
+            }
+            m = new_m;
+        }
+        // A fully masked row gives 0/0 = NaN, as PyTorch does.
+        let inv = T::one() / sum;
+        o.iter_mut().for_each(|x| *x *= inv);
+        *lse_i = m + sum.ln();
+    });
     (out, lse)
 }
 
@@ -118,10 +124,8 @@ struct Saved<'a, T> {
 fn bwd_t<T: Float>(t: Saved<T>, mask: Option<Mask<T>>, g: AttnGeom, want_ds: bool) -> (Vec<T>, Vec<T>, Vec<T>, Vec<T>) {
     let scale = T::from_f64(g.scale);
     // D_i = do_i · o_i
-    let d: Vec<T> = (0..g.b * g.l)
-        .into_par_iter()
-        .map(|r| dot(&t.dout[r * g.ev..][..g.ev], &t.o[r * g.ev..][..g.ev]))
-        .collect();
+    let d: Vec<T> =
+        (0..g.b * g.l).into_par_iter().map(|r| dot(&t.dout[r * g.ev..][..g.ev], &t.o[r * g.ev..][..g.ev])).collect();
     // Probability and score-gradient of (b, i, j), recomputed from lse.
     let p_ds = |b: usize, i: usize, j: usize, s: T| {
         let row = b * g.l + i;
@@ -136,46 +140,40 @@ fn bwd_t<T: Float>(t: Saved<T>, mask: Option<Mask<T>>, g: AttnGeom, want_ds: boo
     } else {
         (0..g.b * g.l).map(|_| None).collect()
     };
-    dq.par_chunks_mut(g.e.max(1))
-        .zip(ds_rows.into_par_iter())
-        .enumerate()
-        .for_each(|(row, (dq_i, mut ds_row))| {
-            let (b, i) = (row / g.l, row % g.l);
-            let mut s = vec![T::zero(); g.s];
-            scores(&g, &t.q[row * g.e..][..g.e], t.k, &mask, b, i, 0, &mut s);
-            for (j, &sj) in s.iter().enumerate() {
-                if sj == T::neg_infinity() {
-                    continue;
-                }
-                let (_, ds) = p_ds(b, i, j, sj);
-                if let Some(r) = ds_row.as_deref_mut() {
-                    r[j] = ds;
-                }
-                let k_j = &t.k[(b * g.s + j) * g.e..][..g.e];
-                dq_i.iter_mut().zip(k_j).for_each(|(x, &y)| *x += scale * ds * y);
+    dq.par_chunks_mut(g.e.max(1)).zip(ds_rows.into_par_iter()).enumerate().for_each(|(row, (dq_i, mut ds_row))| {
+        let (b, i) = (row / g.l, row % g.l);
+        let mut s = vec![T::zero(); g.s];
+        scores(&g, &t.q[row * g.e..][..g.e], t.k, &mask, b, i, 0, &mut s);
+        for (j, &sj) in s.iter().enumerate() {
+            if sj == T::neg_infinity() {
+                continue;
             }
-        });
+            let (_, ds) = p_ds(b, i, j, sj);
+            if let Some(r) = ds_row.as_deref_mut() {
+                r[j] = ds;
+            }
+            let k_j = &t.k[(b * g.s + j) * g.e..][..g.e];
+            dq_i.iter_mut().zip(k_j).for_each(|(x, &y)| *x += scale * ds * y);
+        }
+    });
     let mut dk = vec![T::zero(); g.b * g.s * g.e];
     let mut dv = vec![T::zero(); g.b * g.s * g.ev];
-    dk.par_chunks_mut(g.e.max(1))
-        .zip(dv.par_chunks_mut(g.ev.max(1)))
-        .enumerate()
-        .for_each(|(col, (dk_j, dv_j))| {
-            let (b, j) = (col / g.s, col % g.s);
-            let mut s = [T::zero()];
-            for i in 0..g.l {
-                let row = b * g.l + i;
-                scores(&g, &t.q[row * g.e..][..g.e], t.k, &mask, b, i, j, &mut s);
-                if s[0] == T::neg_infinity() {
-                    continue;
-                }
-                let (p, ds) = p_ds(b, i, j, s[0]);
-                let do_i = &t.dout[row * g.ev..][..g.ev];
-                dv_j.iter_mut().zip(do_i).for_each(|(x, &y)| *x += p * y);
-                let q_i = &t.q[row * g.e..][..g.e];
-                dk_j.iter_mut().zip(q_i).for_each(|(x, &y)| *x += scale * ds * y);
+    dk.par_chunks_mut(g.e.max(1)).zip(dv.par_chunks_mut(g.ev.max(1))).enumerate().for_each(|(col, (dk_j, dv_j))| {
+        let (b, j) = (col / g.s, col % g.s);
+        let mut s = [T::zero()];
+        for i in 0..g.l {
+            let row = b * g.l + i;
+            scores(&g, &t.q[row * g.e..][..g.e], t.k, &mask, b, i, j, &mut s);
+            if s[0] == T::neg_infinity() {
+                continue;
             }
-        });
+            let (p, ds) = p_ds(b, i, j, s[0]);
+            let do_i = &t.dout[row * g.ev..][..g.ev];
+            dv_j.iter_mut().zip(do_i).for_each(|(x, &y)| *x += p * y);
+            let q_i = &t.q[row * g.e..][..g.e];
+            dk_j.iter_mut().zip(q_i).for_each(|(x, &y)| *x += scale * ds * y);
+        }
+    });
     (dq, dk, dv, ds_all)
 }
 
@@ -190,7 +188,9 @@ pub fn attention_fwd(
 ) -> Result<(CpuStorage, CpuStorage)> {
     macro_rules! run {
         ($var:ident) => {{
-            let (CpuStorage::$var(qd), CpuStorage::$var(kd), CpuStorage::$var(vd)) = (q.0, k.0, v.0) else { unreachable!() };
+            let (CpuStorage::$var(qd), CpuStorage::$var(kd), CpuStorage::$var(vd)) = (q.0, k.0, v.0) else {
+                unreachable!()
+            };
             let (qd, kd, vd) = (dense(qd, q.1), dense(kd, k.1), dense(vd, v.1));
             let mask = match mask {
                 Some((CpuStorage::$var(m), l)) => Some(Mask { data: m, layout: l }),

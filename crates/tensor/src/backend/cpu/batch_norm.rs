@@ -26,10 +26,7 @@ fn stats_t<T: Float>(x: &[T], l: &Layout) -> (Vec<T>, Vec<T>) {
         .map(|ch| {
             let sum: T = channel(&x, dims, ch).flat_map(|r| r.iter().copied()).sum();
             let mean = sum / count;
-            let sq: T = channel(&x, dims, ch)
-                .flat_map(|r| r.iter())
-                .map(|&v| (v - mean) * (v - mean))
-                .sum();
+            let sq: T = channel(&x, dims, ch).flat_map(|r| r.iter()).map(|&v| (v - mean) * (v - mean)).sum();
             (mean, sq / count)
         })
         .unzip()
@@ -97,13 +94,13 @@ fn bwd_t<T: Float>(
     (dx, dw, db)
 }
 
-fn f32s<'a>(s: Option<&'a CpuStorage>) -> Option<&'a [f32]> {
+fn f32s(s: Option<&CpuStorage>) -> Option<&[f32]> {
     match s {
         Some(CpuStorage::F32(v)) => Some(v),
         _ => None,
     }
 }
-fn f64s<'a>(s: Option<&'a CpuStorage>) -> Option<&'a [f64]> {
+fn f64s(s: Option<&CpuStorage>) -> Option<&[f64]> {
     match s {
         Some(CpuStorage::F64(v)) => Some(v),
         _ => None,
@@ -111,11 +108,7 @@ fn f64s<'a>(s: Option<&'a CpuStorage>) -> Option<&'a [f64]> {
 }
 
 fn unsupported(op: &'static str, s: &CpuStorage) -> crate::Error {
-    crate::Error::UnsupportedDType {
-        op,
-        dtype: s.dtype(),
-        device: crate::Device::Cpu,
-    }
+    crate::Error::UnsupportedDType { op, dtype: s.dtype(), device: crate::Device::Cpu }
 }
 
 /// Per-channel (mean, biased variance). Per-channel buffers are dense (C).
@@ -144,8 +137,12 @@ pub fn batch_norm_apply(
     b: Option<&CpuStorage>,
 ) -> Result<CpuStorage> {
     match (x, mean, invstd) {
-        (CpuStorage::F32(x), CpuStorage::F32(m), CpuStorage::F32(i)) => Ok(CpuStorage::F32(apply_t(x, l, m, i, f32s(w), f32s(b)))),
-        (CpuStorage::F64(x), CpuStorage::F64(m), CpuStorage::F64(i)) => Ok(CpuStorage::F64(apply_t(x, l, m, i, f64s(w), f64s(b)))),
+        (CpuStorage::F32(x), CpuStorage::F32(m), CpuStorage::F32(i)) => {
+            Ok(CpuStorage::F32(apply_t(x, l, m, i, f32s(w), f32s(b))))
+        }
+        (CpuStorage::F64(x), CpuStorage::F64(m), CpuStorage::F64(i)) => {
+            Ok(CpuStorage::F64(apply_t(x, l, m, i, f64s(w), f64s(b))))
+        }
         (other, ..) => Err(unsupported("batch_norm", other)),
     }
 }

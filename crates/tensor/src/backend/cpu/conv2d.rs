@@ -77,7 +77,7 @@ fn fwd_t<T: Float>(x: &[T], lx: &Layout, w: &[T], lw: &Layout, g: ConvGeom) -> V
         let mut cols = vec![T::zero(); kr * oc];
         g.im2col(xin, &mut cols);
         let wg = &w[gi * og * kr..][..og * kr];
-        gemm(og, kr, oc, Mat::rows(wg, kr), Mat::rows(&cols, oc), T::zero(), yg, oc);
+        gemm([og, kr, oc], Mat::rows(wg, kr), Mat::rows(&cols, oc), T::zero(), yg, oc);
     });
     y
 }
@@ -92,7 +92,7 @@ fn bwd_input_t<T: Float>(dy: &[T], ldy: &Layout, w: &[T], lw: &Layout, g: ConvGe
         let wg = &w[gi * og * kr..][..og * kr];
         let mut cols = vec![T::zero(); kr * oc];
         // cols = W_gᵀ (kr × og) · dy_g (og × oc)
-        gemm(kr, og, oc, Mat::t(wg, kr), Mat::rows(dyg, oc), T::zero(), &mut cols, oc);
+        gemm([kr, og, oc], Mat::t(wg, kr), Mat::rows(dyg, oc), T::zero(), &mut cols, oc);
         g.col2im(&cols, dxg);
     });
     dx
@@ -114,7 +114,7 @@ fn bwd_weight_t<T: Float>(x: &[T], lx: &Layout, dy: &[T], ldy: &Layout, g: ConvG
                 let dyg = &dy[(n * g.o + gi * og) * oc..][..og * oc];
                 let dwg = &mut dw[gi * og * kr..][..og * kr];
                 // dW_g (og × kr) += dy_g (og × oc) · colsᵀ (oc × kr)
-                gemm(og, oc, kr, Mat::rows(dyg, oc), Mat::t(&cols, oc), T::one(), dwg, kr);
+                gemm([og, oc, kr], Mat::rows(dyg, oc), Mat::t(&cols, oc), T::one(), dwg, kr);
                 (dw, cols)
             },
         )
@@ -136,6 +136,12 @@ pub fn conv2d_bwd_input(dy: &CpuStorage, ldy: &Layout, w: &CpuStorage, lw: &Layo
     with_float2!("conv2d_bwd_input", dy, w, |a, b| bwd_input_t(a, ldy, b, lw, g))
 }
 
-pub fn conv2d_bwd_weight(x: &CpuStorage, lx: &Layout, dy: &CpuStorage, ldy: &Layout, g: ConvGeom) -> Result<CpuStorage> {
+pub fn conv2d_bwd_weight(
+    x: &CpuStorage,
+    lx: &Layout,
+    dy: &CpuStorage,
+    ldy: &Layout,
+    g: ConvGeom,
+) -> Result<CpuStorage> {
     with_float2!("conv2d_bwd_weight", x, dy, |a, b| bwd_weight_t(a, lx, b, ldy, g))
 }

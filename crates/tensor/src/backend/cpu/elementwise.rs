@@ -23,7 +23,15 @@ fn unary_t<T: Float>(v: &[T], l: &Layout, op: UnaryOp) -> Vec<T> {
     match op {
         UnaryOp::Neg => map(v, l, |x| -x),
         UnaryOp::Abs => map(v, l, |x| x.abs()),
-        UnaryOp::Sign => map(v, l, |x| if x > zero { one } else if x < zero { -one } else { zero }),
+        UnaryOp::Sign => map(v, l, |x| {
+            if x > zero {
+                one
+            } else if x < zero {
+                -one
+            } else {
+                zero
+            }
+        }),
         UnaryOp::Exp => map(v, l, |x| x.exp()),
         UnaryOp::Log => map(v, l, |x| x.ln()),
         UnaryOp::Sqrt => map(v, l, |x| x.sqrt()),
@@ -160,8 +168,16 @@ pub fn where_cond(
     lb: &Layout,
 ) -> Result<CpuStorage> {
     match (m, a, b) {
-        (CpuStorage::F32(m), CpuStorage::F32(a), CpuStorage::F32(b)) => Ok(CpuStorage::F32(where_t(m, lm, a, la, b, lb))),
-        (CpuStorage::F64(m), CpuStorage::F64(a), CpuStorage::F64(b)) => Ok(CpuStorage::F64(where_t(m, lm, a, la, b, lb))),
-        (m, a, b) => Err(super::dtype_error("where_cond", if m.dtype() != a.dtype() { m } else { a }, if m.dtype() != a.dtype() { a } else { b })),
+        (CpuStorage::F32(m), CpuStorage::F32(a), CpuStorage::F32(b)) => {
+            Ok(CpuStorage::F32(where_t(m, lm, a, la, b, lb)))
+        }
+        (CpuStorage::F64(m), CpuStorage::F64(a), CpuStorage::F64(b)) => {
+            Ok(CpuStorage::F64(where_t(m, lm, a, la, b, lb)))
+        }
+        (m, a, b) => Err(super::dtype_error(
+            "where_cond",
+            if m.dtype() != a.dtype() { m } else { a },
+            if m.dtype() != a.dtype() { a } else { b },
+        )),
     }
 }

@@ -107,7 +107,14 @@ pub fn gather(x: &CpuStorage, lx: &Layout, dim: usize, idx: &CpuStorage, li: &La
     with_float!("gather", x, |v| gather_t(v, lx, dim, &idx, li.shape()))
 }
 
-pub fn scatter_add(src: &CpuStorage, ls: &Layout, dim: usize, idx: &CpuStorage, li: &Layout, out_shape: &[usize]) -> Result<CpuStorage> {
+pub fn scatter_add(
+    src: &CpuStorage,
+    ls: &Layout,
+    dim: usize,
+    idx: &CpuStorage,
+    li: &Layout,
+    out_shape: &[usize],
+) -> Result<CpuStorage> {
     let idx = dense(idx.as_i64("scatter_add")?, li);
     check("scatter_add", &idx, out_shape[dim])?;
     with_float!("scatter_add", src, |v| scatter_add_t(v, ls, dim, &idx, out_shape))
@@ -119,7 +126,14 @@ pub fn index_select(x: &CpuStorage, lx: &Layout, dim: usize, idx: &CpuStorage, l
     with_float!("index_select", x, |v| index_select_t(v, lx, dim, &idx))
 }
 
-pub fn index_add(src: &CpuStorage, ls: &Layout, dim: usize, idx: &CpuStorage, li: &Layout, len: usize) -> Result<CpuStorage> {
+pub fn index_add(
+    src: &CpuStorage,
+    ls: &Layout,
+    dim: usize,
+    idx: &CpuStorage,
+    li: &Layout,
+    len: usize,
+) -> Result<CpuStorage> {
     let idx = dense(idx.as_i64("index_add")?, li);
     check("index_add", &idx, len)?;
     with_float!("index_add", src, |v| index_add_t(v, ls, dim, &idx, len))

@@ -26,7 +26,7 @@ impl<'a, T> Mat<'a, T> {
 }
 
 /// c (m×n, row-major, row stride `ldc`) = a·b + beta·c.
-pub fn gemm<T: Float>(m: usize, k: usize, n: usize, a: Mat<T>, b: Mat<T>, beta: T, c: &mut [T], ldc: usize) {
+pub fn gemm<T: Float>([m, k, n]: [usize; 3], a: Mat<T>, b: Mat<T>, beta: T, c: &mut [T], ldc: usize) {
     if m == 0 || n == 0 {
         return;
     }
@@ -76,11 +76,7 @@ fn matmul_t<T: Float>(a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Vec<T> {
         off
     };
     let threads = rayon::current_num_threads();
-    let blocks = if m * n * k < 1 << 15 {
-        1
-    } else {
-        (2 * threads).div_ceil(batch).clamp(1, m.div_ceil(8))
-    };
+    let blocks = if m * n * k < 1 << 15 { 1 } else { (2 * threads).div_ceil(batch).clamp(1, m.div_ceil(8)) };
     let rows_per_block = m.div_ceil(blocks);
     out.par_chunks_mut(m * n).enumerate().for_each(|(bi, ob)| {
         let (oa, obb) = (batch_offset(la, bi), batch_offset(lb, bi));
@@ -88,17 +84,9 @@ fn matmul_t<T: Float>(a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Vec<T> {
             let row0 = blk * rows_per_block;
             let rows = oc.len() / n;
             let (rsa, csa) = (la.strides()[r - 2], la.strides()[r - 1]);
-            let am = Mat {
-                data: &a[oa + row0 * rsa..],
-                rs: rsa,
-                cs: csa,
-            };
-            let bm = Mat {
-                data: &b[obb..],
-                rs: lb.strides()[r - 2],
-                cs: lb.strides()[r - 1],
-            };
-            gemm(rows, k, n, am, bm, T::zero(), oc, n);
+            let am = Mat { data: &a[oa + row0 * rsa..], rs: rsa, cs: csa };
+            let bm = Mat { data: &b[obb..], rs: lb.strides()[r - 2], cs: lb.strides()[r - 1] };
+            gemm([rows, k, n], am, bm, T::zero(), oc, n);
         });
     });
     out

@@ -37,11 +37,7 @@ macro_rules! with_float {
         match $s {
             CpuStorage::F32($v) => Ok(CpuStorage::F32($body)),
             CpuStorage::F64($v) => Ok(CpuStorage::F64($body)),
-            other => Err(crate::Error::UnsupportedDType {
-                op: $op,
-                dtype: other.dtype(),
-                device: crate::Device::Cpu,
-            }),
+            other => Err(crate::Error::UnsupportedDType { op: $op, dtype: other.dtype(), device: crate::Device::Cpu }),
         }
     };
 }
@@ -61,17 +57,9 @@ pub(crate) use with_float2;
 
 pub(crate) fn dtype_error(op: &'static str, a: &CpuStorage, b: &CpuStorage) -> Error {
     if a.dtype() != b.dtype() {
-        Error::DTypeMismatch {
-            op,
-            lhs: a.dtype(),
-            rhs: b.dtype(),
-        }
+        Error::DTypeMismatch { op, lhs: a.dtype(), rhs: b.dtype() }
     } else {
-        Error::UnsupportedDType {
-            op,
-            dtype: a.dtype(),
-            device: crate::Device::Cpu,
-        }
+        Error::UnsupportedDType { op, dtype: a.dtype(), device: crate::Device::Cpu }
     }
 }
 
@@ -141,10 +129,7 @@ impl CpuStorage {
     pub(crate) fn as_i64(&self, op: &'static str) -> Result<&[i64]> {
         match self {
             CpuStorage::I64(v) => Ok(v),
-            other => Err(crate::error::arg_err(
-                op,
-                format!("indices must be i64, got {:?}", other.dtype()),
-            )),
+            other => Err(crate::error::arg_err(op, format!("indices must be i64, got {:?}", other.dtype()))),
         }
     }
 }
@@ -178,9 +163,6 @@ pub fn for_chunks<T: Send>(out: &mut [T], f: impl Fn(usize, &mut [T]) + Sync) {
     if out.len() <= CHUNK {
         f(0, out);
     } else {
-        out.par_chunks_mut(CHUNK)
-            .enumerate()
-            .for_each(|(i, c)| f(i * CHUNK, c));
+        out.par_chunks_mut(CHUNK).enumerate().for_each(|(i, c)| f(i * CHUNK, c));
     }
 }
-

@@ -118,10 +118,8 @@ pub fn max_pool2d_indices(x: &CpuStorage, l: &Layout, g: PoolGeom) -> Result<Cpu
     match x {
         CpuStorage::F32(v) => Ok(CpuStorage::I64(max_idx_t(v, l, g))),
         CpuStorage::F64(v) => Ok(CpuStorage::I64(max_idx_t(v, l, g))),
-        other => Err(crate::Error::UnsupportedDType {
-            op: "max_pool2d",
-            dtype: other.dtype(),
-            device: crate::Device::Cpu,
-        }),
+        other => {
+            Err(crate::Error::UnsupportedDType { op: "max_pool2d", dtype: other.dtype(), device: crate::Device::Cpu })
+        }
     }
 }

@@ -50,7 +50,6 @@ fn arg_extreme<T: Float>(x: &[T], max: bool) -> (usize, T) {
 fn reduce_t<T: Float>(v: &[T], l: &Layout, dims: &[usize], op: ReduceOp) -> Result<(Vec<T>, Vec<i64>)> {
     let (view, run) = reduced_last(l, dims);
     let x = dense(v, &view);
-    let outs = if run == 0 { view.numel() } else { x.len() / run };
     if run == 0 {
         if op != ReduceOp::Sum {
             return Err(crate::error::shape_err(
@@ -61,14 +60,12 @@ fn reduce_t<T: Float>(v: &[T], l: &Layout, dims: &[usize], op: ReduceOp) -> Resu
         let kept: usize = (0..l.rank()).filter(|d| !dims.contains(d)).map(|d| l.shape()[d]).product();
         return Ok((vec![T::zero(); kept], vec![]));
     }
+    let outs = x.len() / run;
     let rows = x.par_chunks(run).with_min_len((4096 / run).max(1));
     Ok(match op {
         ReduceOp::Sum if outs < 4 && run >= 1 << 16 => {
             // Few long runs: split each run across threads instead.
-            let sums = x
-                .chunks(run)
-                .map(|r| r.par_chunks(1 << 14).map(sum_run).sum::<T>())
-                .collect();
+            let sums = x.chunks(run).map(|r| r.par_chunks(1 << 14).map(sum_run).sum::<T>()).collect();
             (sums, vec![])
         }
         ReduceOp::Sum => (rows.map(sum_run).collect(), vec![]),
