@@ -1,0 +1,19 @@
+//! kiln-nn: named parameters in a `VarStore`, the usual layers (each with a
+//! `forward(x, train)`), seeded initialisers, Adam/AdamW/SGD, gradient
+//! clipping, and safetensors checkpoints written atomically.
+
+pub mod checkpoint;
+pub mod init;
+pub mod layers;
+pub mod optim;
+pub mod var_store;
+
+pub use checkpoint::{Checkpoint, CheckpointError, load_checkpoint, save_checkpoint};
+pub use init::Init;
+pub use layers::{
+    Activation, BatchNorm2d, Conv2d, ConvTranspose2d, Dropout, Embedding, GroupNorm, LayerNorm, Linear, Module,
+    Sequential,
+};
+pub use optim::{Adam, AdamConfig, Sgd, clip_grad_norm};
+pub use var_store::{Path, VarStore};
+pub use kiln_tensor::loss;
