@@ -40,7 +40,10 @@ pub fn parse_idx(bytes: &[u8]) -> std::result::Result<IdxArray, String> {
         return Err(format!("too short for an IDX header ({} bytes)", bytes.len()));
     }
     if bytes[0] != 0 || bytes[1] != 0 {
-        return Err(format!("bad magic number {:02x}{:02x}{:02x}{:02x}: not an IDX file", bytes[0], bytes[1], bytes[2], bytes[3]));
+        return Err(format!(
+            "bad magic number {:02x}{:02x}{:02x}{:02x}: not an IDX file",
+            bytes[0], bytes[1], bytes[2], bytes[3]
+        ));
     }
     if bytes[2] != 0x08 {
         return Err(format!("element type 0x{:02x} is not supported (only 0x08, unsigned bytes)", bytes[2]));

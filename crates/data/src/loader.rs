@@ -89,7 +89,10 @@ impl Loader {
         if cfg.batch == 0 || cfg.image_size == 0 || data.n < cfg.batch {
             return Err(crate::DataError::Format {
                 path: "<loader>".into(),
-                msg: format!("batch {} and image size {} must be positive and the data set ({} images) must hold one batch", cfg.batch, cfg.image_size, data.n),
+                msg: format!(
+                    "batch {} and image size {} must be positive and the data set ({} images) must hold one batch",
+                    cfg.batch, cfg.image_size, data.n
+                ),
             });
         }
         let steps_per_epoch = data.n / cfg.batch;

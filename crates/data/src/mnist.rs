@@ -37,7 +37,10 @@ fn find(dir: &Path, names: &[&str]) -> Result<PathBuf> {
             }
         }
     }
-    Err(DataError::Format { path: dir.display().to_string(), msg: format!("no MNIST file named {}[.gz] here", names.join(" or ")) })
+    Err(DataError::Format {
+        path: dir.display().to_string(),
+        msg: format!("no MNIST file named {}[.gz] here", names.join(" or ")),
+    })
 }
 
 /// Loads the training images and labels of an MNIST IDX directory.

@@ -53,7 +53,11 @@ fn from_bytes(dtype: Dtype, shape: &[usize], data: &[u8]) -> Option<Tensor> {
 }
 
 /// Writes `tensors` and `metadata` to `path` atomically (temp + rename).
-pub fn save_checkpoint(path: &Path, tensors: &[(String, Tensor)], metadata: &HashMap<String, String>) -> Result<(), CheckpointError> {
+pub fn save_checkpoint(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    metadata: &HashMap<String, String>,
+) -> Result<(), CheckpointError> {
     let p = path.display().to_string();
     let encoded: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
         .iter()
@@ -64,7 +68,8 @@ pub fn save_checkpoint(path: &Path, tensors: &[(String, Tensor)], metadata: &Has
         .map(|(n, d, s, b)| TensorView::new(*d, s.clone(), b).map(|v| (n.clone(), v)))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| CheckpointError::Format { path: p.clone(), msg: e.to_string() })?;
-    let bytes = safetensors::serialize(views, Some(metadata.clone())).map_err(|e| CheckpointError::Format { path: p.clone(), msg: e.to_string() })?;
+    let bytes = safetensors::serialize(views, Some(metadata.clone()))
+        .map_err(|e| CheckpointError::Format { path: p.clone(), msg: e.to_string() })?;
     let tmp = path.with_extension("tmp");
     let io = |e| CheckpointError::Io { path: p.clone(), source: e };
     if let Some(dir) = path.parent() {
@@ -84,7 +89,8 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint, CheckpointError> {
     let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
     let mut tensors = HashMap::new();
     for (name, view) in st.tensors() {
-        let t = from_bytes(view.dtype(), view.shape(), view.data()).ok_or_else(|| bad(format!("tensor {name}: unsupported dtype {:?}", view.dtype())))?;
+        let t = from_bytes(view.dtype(), view.shape(), view.data())
+            .ok_or_else(|| bad(format!("tensor {name}: unsupported dtype {:?}", view.dtype())))?;
         tensors.insert(name, t);
     }
     Ok(Checkpoint { tensors, metadata: meta.metadata().clone().unwrap_or_default() })
@@ -99,7 +105,13 @@ impl Checkpoint {
             let key = format!("{prefix}{name}");
             let src = self.tensors.get(&key).ok_or_else(|| bad(format!("missing tensor {key}")))?;
             if src.shape() != t.shape() || src.dtype() != t.dtype() {
-                return Err(bad(format!("tensor {key} is {:?} {:?} in the file but the model expects {:?} {:?}", src.dtype(), src.shape(), t.dtype(), t.shape())));
+                return Err(bad(format!(
+                    "tensor {key} is {:?} {:?} in the file but the model expects {:?} {:?}",
+                    src.dtype(),
+                    src.shape(),
+                    t.dtype(),
+                    t.shape()
+                )));
             }
             t.assign(src)?;
         }
@@ -107,6 +119,9 @@ impl Checkpoint {
     }
 
     pub fn meta(&self, key: &str, path: &Path) -> Result<&str, CheckpointError> {
-        self.metadata.get(key).map(String::as_str).ok_or_else(|| CheckpointError::Format { path: path.display().to_string(), msg: format!("missing metadata {key}") })
+        self.metadata.get(key).map(String::as_str).ok_or_else(|| CheckpointError::Format {
+            path: path.display().to_string(),
+            msg: format!("missing metadata {key}"),
+        })
     }
 }

@@ -63,7 +63,14 @@ pub struct ConvTranspose2d {
 }
 
 impl ConvTranspose2d {
-    pub fn new(p: &Path, cin: usize, cout: usize, kernel: usize, params: ConvTranspose2dParams, bias: bool) -> Result<Self> {
+    pub fn new(
+        p: &Path,
+        cin: usize,
+        cout: usize,
+        kernel: usize,
+        params: ConvTranspose2dParams,
+        bias: bool,
+    ) -> Result<Self> {
         let weight = p.param("weight", &[cin, cout / params.groups.max(1), kernel, kernel], Init::DefaultWeight)?;
         // torch computes the fan of a transposed conv from weight.size(1).
         let fan_in = cout / params.groups.max(1) * kernel * kernel;
@@ -105,7 +112,15 @@ impl BatchNorm2d {
 
 impl Module for BatchNorm2d {
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        x.batch_norm(Some(&self.running_mean), Some(&self.running_var), Some(&self.weight), Some(&self.bias), train, self.momentum, self.eps)
+        x.batch_norm(
+            Some(&self.running_mean),
+            Some(&self.running_var),
+            Some(&self.weight),
+            Some(&self.bias),
+            train,
+            self.momentum,
+            self.eps,
+        )
     }
 }
 

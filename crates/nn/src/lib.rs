@@ -10,10 +10,10 @@ pub mod var_store;
 
 pub use checkpoint::{Checkpoint, CheckpointError, load_checkpoint, save_checkpoint};
 pub use init::Init;
+pub use kiln_tensor::loss;
 pub use layers::{
     Activation, BatchNorm2d, Conv2d, ConvTranspose2d, Dropout, Embedding, GroupNorm, LayerNorm, Linear, Module,
     Sequential,
 };
 pub use optim::{Adam, AdamConfig, Sgd, clip_grad_norm};
 pub use var_store::{Path, VarStore};
-pub use kiln_tensor::loss;

@@ -92,9 +92,15 @@ impl Adam {
         for s in &mut self.slots {
             for (suffix, slot) in [("exp_avg", &mut s.m), ("exp_avg_sq", &mut s.v)] {
                 let key = format!("{}.{suffix}", s.name);
-                let t = tensors.get(&key).ok_or_else(|| kiln_tensor::Error::Argument { op: "Adam::load_state", msg: format!("missing optimizer tensor {key}") })?;
+                let t = tensors.get(&key).ok_or_else(|| kiln_tensor::Error::Argument {
+                    op: "Adam::load_state",
+                    msg: format!("missing optimizer tensor {key}"),
+                })?;
                 if t.shape() != slot.shape() {
-                    return Err(kiln_tensor::Error::Shape { op: "Adam::load_state", msg: format!("{key} has shape {:?}, expected {:?}", t.shape(), slot.shape()) });
+                    return Err(kiln_tensor::Error::Shape {
+                        op: "Adam::load_state",
+                        msg: format!("{key} has shape {:?}, expected {:?}", t.shape(), slot.shape()),
+                    });
                 }
                 *slot = t.copy()?;
             }

@@ -102,12 +102,17 @@ fn bwd_weight_t<T: Float>(x: &[T], lx: &Layout, dy: &[T], ldy: &Layout, g: ConvG
     let (x, dy) = (dense(x, lx), dense(dy, ldy));
     let (groups, cg, og, kr, oc) = (g.p.groups, g.cg(), g.og(), g.krows(), g.ocols());
     let size = g.o * kr;
-    // One accumulator per rayon split, summed at the end.
-    (0..g.n * groups)
+    // A fixed split of the (image, group) tasks, each summed serially and
+    // the partials added in order: the result does not depend on the
+    // thread count or on scheduling (resumed runs stay bit-identical).
+    let tasks = g.n * groups;
+    let per = tasks.div_ceil(REDUCE_SPLITS).max(1);
+    let partials: Vec<Vec<T>> = (0..tasks.div_ceil(per))
         .into_par_iter()
-        .fold(
-            || (vec![T::zero(); size], vec![T::zero(); kr * oc]),
-            |(mut dw, mut cols), task| {
+        .map(|chunk| {
+            let mut dw = vec![T::zero(); size];
+            let mut cols = vec![T::zero(); kr * oc];
+            for task in chunk * per..((chunk + 1) * per).min(tasks) {
                 let (n, gi) = (task / groups, task % groups);
                 let xin = &x[(n * g.c + gi * cg) * g.h * g.w..][..cg * g.h * g.w];
                 g.im2col(xin, &mut cols);
@@ -115,18 +120,19 @@ fn bwd_weight_t<T: Float>(x: &[T], lx: &Layout, dy: &[T], ldy: &Layout, g: ConvG
                 let dwg = &mut dw[gi * og * kr..][..og * kr];
                 // dW_g (og × kr) += dy_g (og × oc) · colsᵀ (oc × kr)
                 gemm([og, oc, kr], Mat::rows(dyg, oc), Mat::t(&cols, oc), T::one(), dwg, kr);
-                (dw, cols)
-            },
-        )
-        .map(|(dw, _)| dw)
-        .reduce(
-            || vec![T::zero(); size],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(x, y)| *x += *y);
-                a
-            },
-        )
+            }
+            dw
+        })
+        .collect();
+    let mut out = vec![T::zero(); size];
+    for p in partials {
+        out.iter_mut().zip(&p).for_each(|(a, b)| *a += *b);
+    }
+    out
 }
+
+/// Number of independent partial sums in deterministic parallel reductions.
+const REDUCE_SPLITS: usize = 8;
 
 pub fn conv2d_fwd(x: &CpuStorage, lx: &Layout, w: &CpuStorage, lw: &Layout, g: ConvGeom) -> Result<CpuStorage> {
     with_float2!("conv2d", x, w, |a, b| fwd_t(a, lx, b, lw, g))

@@ -65,7 +65,13 @@ fn reduce_t<T: Float>(v: &[T], l: &Layout, dims: &[usize], op: ReduceOp) -> Resu
     Ok(match op {
         ReduceOp::Sum if outs < 4 && run >= 1 << 16 => {
             // Few long runs: split each run across threads instead.
-            let sums = x.chunks(run).map(|r| r.par_chunks(1 << 14).map(sum_run).sum::<T>()).collect();
+            // Partials collected in order, then added serially: deterministic.
+            let sums = x
+                .chunks(run)
+                .map(|r| {
+                    r.par_chunks(1 << 14).map(sum_run).collect::<Vec<T>>().into_iter().fold(T::zero(), |a, b| a + b)
+                })
+                .collect();
             (sums, vec![])
         }
         ReduceOp::Sum => (rows.map(sum_run).collect(), vec![]),

@@ -1,0 +1,5 @@
+//! kiln-gan: generative adversarial networks on kiln-tensor.
+
+pub mod dcgan;
+
+pub use dcgan::{Dcgan, DcganConfig, StepStats};
