@@ -10,7 +10,7 @@ Run from the repository root (needs torch and numpy installed):
     python3 scripts/torch_fixtures.py
 
 It (re)writes tests/fixtures/torch/<group>.json, one file per group
-(conv, norm, attention, elementwise, reduce, pool, loss). Output is
+(conv, norm, attention, elementwise, reduce, pool, loss, dcgan). Output is
 deterministic: each group reseeds torch's generator before drawing inputs.
 """
 
@@ -376,6 +376,58 @@ def loss_group():
     return g
 
 
+# ---------------------------------------------------------------- dcgan
+
+def dcgan_group():
+    """Whole pytorch/examples DCGAN nets at image_size 16. Parameters are named as in
+    a module whose Sequential is called `main`. Train cases start from fresh BN
+    buffers and output the updated ones; eval cases use the buffers left by one
+    train forward of the same input."""
+    g = Group("dcgan", 8)
+    nn = torch.nn
+
+    def net(name, op, params, main, xname, x):
+        for m in main:
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.normal_(m.weight, 1.0, 0.02)
+                nn.init.zeros_(m.bias)
+        ps = {f"main.{k}": v.detach().clone() for k, v in main.named_parameters()}
+        bufs = [f"main.{k}" for k, _ in main.named_buffers() if k.endswith(("running_mean", "running_var"))]
+        convs = tuple(f"main.{i}.weight" for i, m in enumerate(main) if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)))
+
+        def fwd(train, **ins):
+            state = {k[5:]: v for k, v in ins.items() if k.startswith("main.")}
+            if train:
+                state.update({k: v.detach().clone() for k, v in main.named_buffers()})
+            main.train(train)
+            outs = {"y": torch.func.functional_call(main, state, (ins[xname],))}
+            if train:
+                outs.update({b: state[b[5:]] for b in bufs})
+            return outs
+
+        g.add(name, op, dict(params, train=True), {**ps, xname: x}, lambda **ins: fwd(True, **ins), grad=(xname,) + convs)
+        with torch.no_grad():
+            stats = fwd(True, **ps, **{xname: x})
+        ins = {**ps, **{b: stats[b] for b in bufs}, xname: x}
+        g.add(name + "_eval", op, dict(params, train=False), ins, lambda **ins: fwd(False, **ins))
+
+    nz, ngf, ndf, nc = 8, 4, 4, 1
+    gen = nn.Sequential(
+        nn.ConvTranspose2d(nz, ngf * 2, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),
+        nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf), nn.ReLU(True),
+        nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False), nn.Tanh())
+    net("dcgan_generator_16", "dcgan_generator", {"nz": nz, "ngf": ngf, "nc": nc, "image_size": 16}, gen, "z", rn(2, nz, 1, 1))
+    disc = nn.Sequential(
+        nn.Conv2d(nc, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True),
+        nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 2), nn.LeakyReLU(0.2, True),
+        nn.Conv2d(ndf * 2, 1, 4, 1, 0, bias=False))
+    net("dcgan_discriminator_16", "dcgan_discriminator", {"ndf": ndf, "nc": nc, "image_size": 16}, disc, "x",
+        torch.rand(2, nc, 16, 16) * 2 - 1)
+    return g
+
+
 if __name__ == "__main__":
-    for make in (conv_group, norm_group, attention_group, elementwise_group, reduce_group, pool_group, loss_group):
+    for make in (conv_group, norm_group, attention_group, elementwise_group, reduce_group, pool_group, loss_group, dcgan_group):
         make().write()

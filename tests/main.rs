@@ -2,9 +2,12 @@
 
 mod autograd;
 mod common;
+mod data;
+mod dcgan;
 mod errors;
 mod grad_elementwise;
 mod grad_nn_ops;
 mod grad_shape_reduce;
+mod nn;
 mod torch_reference;
 mod views;

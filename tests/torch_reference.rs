@@ -248,3 +248,60 @@ fn torch_pooling_and_upsampling() {
 fn torch_losses() {
     assert!(check_file("loss") >= 20);
 }
+
+/// The DCGAN generator and discriminator at 16×16 with PyTorch's weights
+/// (module names as pytorch/examples), in training and evaluation mode.
+#[test]
+fn torch_dcgan_forward_and_backward() {
+    use kiln::gan::DcganConfig;
+    use kiln::gan::dcgan::{discriminator, generator};
+    use kiln::nn::{Module, VarStore};
+
+    let path = format!("{}/tests/fixtures/torch/dcgan.json", env!("CARGO_MANIFEST_DIR"));
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let cases = doc["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 4);
+    for case in cases {
+        let (name, p) = (case["name"].as_str().unwrap(), &case["params"]);
+        let num = |k: &str| p[k].as_u64().unwrap_or(1) as usize;
+        let cfg = DcganConfig {
+            nz: num("nz"),
+            ngf: num("ngf"),
+            ndf: num("ndf"),
+            nc: 1,
+            image_size: num("image_size"),
+            ..Default::default()
+        };
+        let vs = VarStore::new(Device::Cpu, kiln::DType::F64, 0);
+        let is_gen = case["op"] == "dcgan_generator";
+        let net =
+            if is_gen { generator(&vs.root().sub("main"), &cfg) } else { discriminator(&vs.root().sub("main"), &cfg) }
+                .unwrap();
+        let inputs = case["inputs"].as_object().unwrap();
+        let stored: HashMap<String, Tensor> = vs.named_tensors().into_iter().collect();
+        for (k, t) in &stored {
+            if let Some(v) = inputs.get(k) {
+                t.assign(&tensor(v)).unwrap();
+            } else {
+                assert!(k.contains("running"), "{name}: fixture lacks parameter {k}");
+            }
+        }
+        let input_name = if is_gen { "z" } else { "x" };
+        let x = Var::new(&tensor(&inputs[input_name])).unwrap();
+        let train = p["train"].as_bool().unwrap();
+        let y = net.forward(&x, train).unwrap();
+        let outputs = case["outputs"].as_object().unwrap();
+        assert_close(&format!("{name}: y"), &y.to_vec_f64(), &tensor(&outputs["y"]).to_vec_f64(), ATOL, RTOL);
+        for (k, want) in outputs.iter().filter(|(k, _)| k.contains("running")) {
+            assert_close(&format!("{name}: {k}"), &stored[k].to_vec_f64(), &tensor(want).to_vec_f64(), ATOL, RTOL);
+        }
+        let Some(grads_want) = case.get("grads").and_then(Value::as_object) else { continue };
+        let grads = y.mul(&tensor(&inputs["gy"])).unwrap().sum_all().unwrap().backward().unwrap();
+        let vars: HashMap<String, kiln::Var> = vs.trainable().into_iter().collect();
+        for (k, want) in grads_want {
+            let got = if k == input_name { grads.get(&x) } else { grads.get(&vars[k]) }
+                .unwrap_or_else(|| panic!("{name}: no grad {k}"));
+            assert_close(&format!("{name}: grad {k}"), &got.to_vec_f64(), &tensor(want).to_vec_f64(), ATOL, RTOL);
+        }
+    }
+}

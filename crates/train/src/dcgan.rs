@@ -268,10 +268,26 @@ pub fn train(o: &TrainOptions, stop: &AtomicBool) -> Result<Summary> {
     save(&dir, &model, step, &rng, &cfg)?;
     write_samples(&dir.join("samples/final.png"), &model, &fixed)?;
     let metrics_path = dir.join("metrics.csv");
-    write_plot(&dir.join("loss.png"), &[&read_column(&metrics_path, 2), &read_column(&metrics_path, 3)], 640, 360)?;
+    let smooth = |v: Vec<f64>| moving_average(&v, 25);
+    let (loss_d, loss_g) = (smooth(read_column(&metrics_path, 2)), smooth(read_column(&metrics_path, 3)));
+    write_plot(&dir.join("loss.png"), &[&loss_d, &loss_g], 640, 360)?;
     let seconds = t0.elapsed().as_secs_f64();
     let ips = (step - start) as f64 * batch as f64 / seconds.max(1e-9);
     Ok(Summary { dir, steps_done: step - start, seconds, images_per_second: ips, last })
+}
+
+/// Mean over the last `window` values at each point (shorter at the start).
+fn moving_average(v: &[f64], window: usize) -> Vec<f64> {
+    let mut sum = 0.0;
+    (0..v.len())
+        .map(|i| {
+            sum += v[i];
+            if i >= window {
+                sum -= v[i - window];
+            }
+            sum / (i + 1).min(window) as f64
+        })
+        .collect()
 }
 
 /// `sample dcgan`: a grid of `n` samples from a run's checkpoint.

@@ -31,8 +31,8 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
-/// metrics.csv: a header and one row per step; on resume the rows at or
-/// after the resumed step are dropped so the file matches the checkpoint.
+/// metrics.csv: a header and one row per step (numbered from 1); on resume
+/// the rows after the checkpoint's step are dropped so the file matches it.
 pub struct Metrics {
     file: std::fs::File,
 }
@@ -43,7 +43,7 @@ impl Metrics {
             Ok(text) => text
                 .lines()
                 .skip(1)
-                .filter(|l| l.split(',').next().and_then(|s| s.parse::<usize>().ok()).is_some_and(|s| s < resume_step))
+                .filter(|l| l.split(',').next().and_then(|s| s.parse::<usize>().ok()).is_some_and(|s| s <= resume_step))
                 .map(str::to_string)
                 .collect(),
             Err(_) => vec![],

@@ -1,0 +1,107 @@
+//! kiln-nn: checkpoints (bit-exact round trip, clear errors), Adam's update
+//! against an independent scalar implementation of torch's rule, layers.
+
+use std::collections::HashMap;
+
+use kiln::nn::{Adam, AdamConfig, BatchNorm2d, Init, Linear, Module, VarStore, load_checkpoint, save_checkpoint};
+use kiln::{DType, Device, Tensor};
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("kiln-nn-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn checkpoint_round_trip_is_bit_exact() {
+    let vs = VarStore::new(Device::Cpu, DType::F32, 3);
+    let root = vs.root();
+    let _lin = Linear::new(&root.sub("fc"), 5, 3, true).unwrap();
+    let _bn = BatchNorm2d::new(&root.sub("bn"), 3).unwrap();
+    let path = temp_dir("rt").join("ck.safetensors");
+    let meta = HashMap::from([("step".to_string(), "42".to_string())]);
+    save_checkpoint(&path, &vs.named_tensors(), &meta).unwrap();
+    let ck = load_checkpoint(&path).unwrap();
+    assert_eq!(ck.metadata["step"], "42");
+    let other = VarStore::new(Device::Cpu, DType::F32, 99);
+    let _lin2 = Linear::new(&other.root().sub("fc"), 5, 3, true).unwrap();
+    let _bn2 = BatchNorm2d::new(&other.root().sub("bn"), 3).unwrap();
+    ck.restore(&other, "", &path).unwrap();
+    for ((n, a), (_, b)) in vs.named_tensors().iter().zip(other.named_tensors()) {
+        let (a, b) = (a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap());
+        assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "{n}");
+    }
+    assert!(!path.with_extension("tmp").exists(), "the temporary file is renamed away");
+}
+
+#[test]
+fn checkpoint_errors_name_the_tensor() {
+    let vs = VarStore::new(Device::Cpu, DType::F32, 0);
+    let _l = Linear::new(&vs.root().sub("fc"), 4, 2, false).unwrap();
+    let path = temp_dir("err").join("ck.safetensors");
+    save_checkpoint(&path, &vs.named_tensors(), &HashMap::new()).unwrap();
+    let ck = load_checkpoint(&path).unwrap();
+    let wider = VarStore::new(Device::Cpu, DType::F32, 0);
+    let _l = Linear::new(&wider.root().sub("fc"), 5, 2, true).unwrap();
+    let e = ck.restore(&wider, "", &path).unwrap_err().to_string();
+    assert!(e.contains("fc.weight") && e.contains("[2, 4]") && e.contains("[2, 5]"), "{e}");
+    let missing = VarStore::new(Device::Cpu, DType::F32, 0);
+    let _l = Linear::new(&missing.root().sub("head"), 4, 2, false).unwrap();
+    let e = ck.restore(&missing, "", &path).unwrap_err().to_string();
+    assert!(e.contains("missing tensor head.weight"), "{e}");
+    std::fs::write(&path, b"not a checkpoint").unwrap();
+    let e = load_checkpoint(&path).unwrap_err().to_string();
+    assert!(e.contains("ck.safetensors") && e.contains("not a safetensors file"), "{e}");
+}
+
+#[test]
+fn adam_follows_torchs_update_rule() {
+    let vs = VarStore::new(Device::Cpu, DType::F64, 0);
+    let w = vs.root().param("w", &[3], Init::Const(0.5)).unwrap();
+    let cfg = AdamConfig { lr: 0.1, beta1: 0.9, beta2: 0.99, eps: 1e-8, weight_decay: 0.01, decoupled: false };
+    let mut opt = Adam::new(vs.trainable(), cfg).unwrap();
+    let target = [1.0, -2.0, 3.0];
+    let (mut p, mut m, mut v) = ([0.5f64; 3], [0.0f64; 3], [0.0f64; 3]);
+    for step in 1..=5 {
+        let t = Tensor::from_slice(&target, &[3], Device::Cpu).unwrap();
+        let loss = w.sub(&t).unwrap().sqr().unwrap().sum_all().unwrap();
+        opt.step(&loss.backward().unwrap()).unwrap();
+        for i in 0..3 {
+            let g = 2.0 * (p[i] - target[i]) + cfg.weight_decay * p[i];
+            m[i] = cfg.beta1 * m[i] + (1.0 - cfg.beta1) * g;
+            v[i] = cfg.beta2 * v[i] + (1.0 - cfg.beta2) * g * g;
+            let (bc1, bc2) = (1.0 - cfg.beta1.powi(step), 1.0 - cfg.beta2.powi(step));
+            p[i] -= cfg.lr / bc1 * m[i] / (v[i].sqrt() / bc2.sqrt() + cfg.eps);
+        }
+        let got = w.to_vec::<f64>().unwrap();
+        for i in 0..3 {
+            assert!((got[i] - p[i]).abs() < 1e-12, "step {step}: {got:?} vs {p:?}");
+        }
+    }
+    let (state, steps) = opt.state();
+    assert_eq!((state.len(), steps), (2, 5));
+}
+
+#[test]
+fn layers_have_torchs_shapes_and_default_init_bounds() {
+    let vs = VarStore::new(Device::Cpu, DType::F32, 1);
+    let lin = Linear::new(&vs.root().sub("fc"), 16, 4, true).unwrap();
+    let bound = 1.0 / 4.0; // 1/√fan_in
+    assert!(lin.weight.to_vec_f64().iter().all(|v| v.abs() <= bound));
+    let x = Tensor::ones(&[2, 16], DType::F32, Device::Cpu).unwrap();
+    assert_eq!(lin.forward(&x, true).unwrap().shape(), &[2, 4]);
+    let names: Vec<String> = vs.named_tensors().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, vec!["fc.weight", "fc.bias"]);
+}
+
+#[test]
+fn batch_norm_layer_updates_running_stats_only_in_training() {
+    let vs = VarStore::new(Device::Cpu, DType::F64, 1);
+    let bn = BatchNorm2d::new(&vs.root(), 2).unwrap();
+    let x = Tensor::arange(0.0, 16.0, 1.0, DType::F64, Device::Cpu).unwrap().reshape(&[2, 2, 2, 2]).unwrap();
+    bn.forward(&x, false).unwrap();
+    assert_eq!(bn.running_mean.to_vec_f64(), vec![0.0, 0.0]);
+    bn.forward(&x, true).unwrap();
+    // channel 0 holds 0..4 and 8..12: mean 5.5
+    assert!((bn.running_mean.to_vec_f64()[0] - 0.55).abs() < 1e-12);
+}
