@@ -83,3 +83,42 @@ fn loader_is_seeded_and_resumable() {
     assert_ne!(other.next_batch().unwrap().labels, first[0].labels);
     assert!(Loader::new(d, LoaderConfig { batch: 20_000, image_size: 32, seed: 0 }, 0).is_err());
 }
+
+#[test]
+fn downloads_are_verified_and_offline_fails_clearly() {
+    use kiln::data::{download_mnist, verify_sha256};
+    let p = temp_file("hello.bin", b"hello");
+    // SHA-256("hello")
+    let sha = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+    verify_sha256(&p, 5, sha).unwrap();
+    let e = verify_sha256(&p, 5, &"0".repeat(64)).unwrap_err().to_string();
+    assert!(e.contains("hello.bin") && e.contains(sha), "{e}");
+    assert!(verify_sha256(&p, 6, sha).unwrap_err().to_string().contains("expected 6"));
+    // Port 9 on loopback refuses at once: the error says which URLs failed.
+    let out = std::env::temp_dir().join(format!("kiln-dl-{}", std::process::id()));
+    let e = download_mnist(&out, &["http://127.0.0.1:9/"]).unwrap_err().to_string();
+    assert!(e.contains("could not download") && e.contains("http://127.0.0.1:9/train-images-idx3-ubyte.gz"), "{e}");
+    assert!(!out.join("train-images-idx3-ubyte.gz.part").exists());
+}
+
+#[test]
+fn image_folders_load_with_labels_from_subfolders() {
+    let root = std::env::temp_dir().join(format!("kiln-folder-{}", std::process::id()));
+    for (class, shade) in [("cats", 40u8), ("dogs", 200u8)] {
+        std::fs::create_dir_all(root.join(class)).unwrap();
+        for i in 0..3 {
+            // 12×8 RGB: the center crop keeps the middle 8×8.
+            let px: Vec<u8> = (0..12 * 8).flat_map(|_| [shade, shade / 2, i as u8]).collect();
+            kiln::train::images::write_png(&root.join(class).join(format!("{i}.png")), 12, 8, true, &px).unwrap();
+        }
+    }
+    let set = kiln::data::load_image_folder(&root, 4, 3).unwrap();
+    assert_eq!((set.n, set.channels, set.height, set.width), (6, 3, 4, 4));
+    assert_eq!(set.labels, vec![0, 0, 0, 1, 1, 1]);
+    assert!(set.image(0)[..16].iter().all(|&v| v == 40), "red plane of a cat");
+    assert!(set.image(5)[16..32].iter().all(|&v| v == 100), "green plane of a dog");
+    let grey = kiln::data::load_image_folder(&root, 4, 1).unwrap();
+    assert_eq!(grey.images.len(), 6 * 16);
+    let e = kiln::data::load_image_folder(&root.join("cats"), 4, 2).unwrap_err().to_string();
+    assert!(e.contains("channels must be 1 or 3"), "{e}");
+}

@@ -12,6 +12,7 @@ fn options(out: &std::path::Path, steps: usize) -> TrainOptions {
     TrainOptions {
         device: "cpu".into(),
         data: None,
+        channels: 1,
         steps,
         epochs: None,
         batch: 8,
@@ -111,4 +112,19 @@ fn generator_and_discriminator_shapes() {
         assert_eq!(logits.shape(), &[3, 1, 1, 1]);
     }
     let _ = Tensor::zeros(&[1], kiln::DType::F32, Device::Cpu);
+}
+
+#[test]
+fn trains_on_an_rgb_image_folder() {
+    let root = fresh_dir("rgb-data");
+    std::fs::create_dir_all(&root).unwrap();
+    for i in 0..8u8 {
+        let px: Vec<u8> = (0..20 * 20 * 3).map(|k| (k as u8).wrapping_mul(i + 1)).collect();
+        kiln::train::images::write_png(&root.join(format!("{i}.png")), 20, 20, true, &px).unwrap();
+    }
+    let dir = fresh_dir("rgb-run");
+    let o = TrainOptions { data: Some(root), channels: 3, ..options(&dir, 2) };
+    let s = train(&o, &AtomicBool::new(false)).unwrap();
+    assert!(s.last.unwrap().is_finite());
+    assert_eq!(load_run(&dir).unwrap().config.nc, 3);
 }

@@ -10,6 +10,10 @@ commands:
   ci              what CI runs: fmt check, clippy -D warnings, the tests
   train <model>   train a model (release build): `cargo xtask train dcgan --help`
   sample <model>  sample a trained run: `cargo xtask sample dcgan --checkpoint RUN`
+  data mnist --out DIR
+                  download the full MNIST (70,000 digits) with SHA-256 checks
+  data mnist --out DIR
+                  download the full MNIST (70,000 digits) with SHA-256 checks
   kernels check   compile every .cu with NVRTC and validate every .wgsl
                   (arrives with the CUDA and wgpu backend issues)";
 
@@ -29,7 +33,7 @@ fn main() -> ExitCode {
                 && cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])
                 && cargo(&["test", "--workspace"])
         }
-        ["train" | "sample", ..] => {
+        ["train" | "sample" | "data", ..] => {
             // Release build: training never runs unoptimised code.
             cargo(&[&["run", "--release", "--quiet", "--package", "kiln-train", "--"], &args[..]].concat())
         }

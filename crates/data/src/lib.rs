@@ -3,10 +3,14 @@
 //! loader that shuffles with a seed and assembles batches on a background
 //! thread so the kernels never wait on I/O.
 
+pub mod download;
+pub mod folder;
 pub mod idx;
 pub mod loader;
 pub mod mnist;
 
+pub use download::{MNIST_FILES, MNIST_MIRRORS, download_mnist, verify_sha256};
+pub use folder::load_image_folder;
 pub use idx::{IdxArray, read_idx};
 pub use loader::{Batch, Loader, LoaderConfig};
 pub use mnist::{ImageSet, load_mnist, shipped_mnist_dir};

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use kiln_data::{Loader, LoaderConfig, load_mnist, shipped_mnist_dir};
+use kiln_data::{ImageSet, Loader, LoaderConfig, load_image_folder, load_mnist, shipped_mnist_dir};
 use kiln_gan::{Dcgan, DcganConfig};
 use kiln_nn::{Checkpoint, load_checkpoint, save_checkpoint};
 use kiln_tensor::{DType, Device, Rng, Tensor};
@@ -24,9 +24,13 @@ pub struct TrainOptions {
     /// auto | cpu | cuda | wgpu (auto: a real GPU if present, else the CPU).
     #[arg(long, default_value = "auto")]
     pub device: String,
-    /// MNIST IDX directory [default: the 10,000 digits shipped in data/mnist].
+    /// An MNIST IDX directory or a folder of PNG/JPEG images
+    /// [default: the 10,000 digits shipped in data/mnist].
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Image channels for an image folder (1 = grey, 3 = RGB); MNIST is 1.
+    #[arg(long, default_value_t = 1)]
+    pub channels: usize,
     /// Total training steps (one step = one D and one G update).
     #[arg(long, default_value_t = 1200)]
     pub steps: usize,
@@ -134,6 +138,21 @@ fn save(dir: &Path, m: &Dcgan, step: usize, rng: &Rng, cfg: &Value) -> Result<()
     Ok(())
 }
 
+/// MNIST IDX files when the folder has them, else a folder of images.
+fn load_data(path: &Path, size: usize, channels: usize) -> Result<ImageSet> {
+    let idx = ["train-images-idx3-ubyte", "train-images-idx3-ubyte.gz", "train-images.idx3-ubyte"];
+    if idx.iter().any(|f| path.join(f).exists()) {
+        if channels != 1 {
+            return Err(format!("{}: MNIST has 1 channel, --channels {channels} was given", path.display()).into());
+        }
+        return Ok(load_mnist(path)?);
+    }
+    if !path.is_dir() {
+        return Err(format!("{}: no such data folder", path.display()).into());
+    }
+    Ok(load_image_folder(path, size, channels)?)
+}
+
 /// Restores model, optimizers and generator state; returns (step, rng).
 fn restore(dir: &Path, m: &mut Dcgan) -> Result<(usize, Rng)> {
     let path = dir.join(CHECKPOINT);
@@ -180,14 +199,11 @@ pub fn train(o: &TrainOptions, stop: &AtomicBool) -> Result<Summary> {
             let data = o.data.clone().unwrap_or_else(shipped_mnist_dir);
             let dir = o.out.clone().unwrap_or_else(|| default_dir("dcgan"));
             std::fs::create_dir_all(dir.join("samples"))?;
-            (dir, config_json(o, &data, 1))
+            (dir, config_json(o, &data, o.channels))
         }
     };
     let data_dir = PathBuf::from(get::<String>(&cfg, "data")?);
-    let data = Arc::new(
-        load_mnist(&data_dir)
-            .map_err(|e| format!("{e} (image folders are not supported yet: pass an MNIST IDX directory)"))?,
-    );
+    let data = Arc::new(load_data(&data_dir, get(&cfg, "image_size")?, get(&cfg, "nc")?)?);
     let (batch, seed): (usize, u64) = (get(&cfg, "batch")?, get(&cfg, "seed")?);
     let mut model = Dcgan::new(model_config(&cfg)?, device, seed)?;
     let size = model.config.image_size;

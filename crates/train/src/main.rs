@@ -28,6 +28,20 @@ enum Command {
         #[command(subcommand)]
         model: SampleModel,
     },
+    /// Fetch a data set.
+    Data {
+        #[command(subcommand)]
+        set: DataSet,
+    },
+}
+
+#[derive(Subcommand)]
+enum DataSet {
+    /// The full 70,000-digit MNIST, checked against published SHA-256 sums.
+    Mnist {
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -74,6 +88,9 @@ fn main() -> ExitCode {
         Command::Sample { model: SampleModel::Dcgan { checkpoint, n, seed, out } } => {
             dcgan::sample(&checkpoint, n, seed, &out).map(|()| println!("wrote {}", out.display()))
         }
+        Command::Data { set: DataSet::Mnist { out } } => kiln_data::download_mnist(&out, kiln_data::MNIST_MIRRORS)
+            .map(|()| println!("MNIST verified in {} (use --data {0})", out.display()))
+            .map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
