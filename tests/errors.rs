@@ -95,3 +95,50 @@ fn shape_errors_for_views_and_norms() {
             .starts_with("scaled_dot_product_attention:")
     );
 }
+
+#[test]
+fn edge_cases_found_in_review() {
+    let x = kiln::Var::new(&zeros(&[2, 2])).unwrap();
+    let y = x.exp().unwrap();
+    let seed = Tensor::ones(&[2, 2], DType::F64, Device::Cpu).unwrap();
+    assert!(y.backward_with(&seed, false).unwrap_err().to_string().contains("seed gradient is F64"));
+    assert!(zeros(&[2, 3]).sum_to_shape(&[3, 2]).is_err());
+    assert!(zeros(&[4, 1]).sum_to_shape(&[2, 2]).is_err());
+    assert!(zeros(&[1, 3, 4, 4]).conv2d(&zeros(&[2, 3, 0, 3]), None, Conv2dParams::default()).is_err());
+    assert!(zeros(&[1, 3, 4, 4]).conv2d(&zeros(&[0, 3, 3, 3]), None, Conv2dParams::default()).is_err());
+    assert!(zeros(&[3]).narrow(0, 2, usize::MAX).is_err());
+    assert!(Tensor::zeros(&[1 << 40, 1 << 40], DType::F32, Device::Cpu).is_err());
+    let b = zeros(&[1, 3]).broadcast_as(&[2, 3]).unwrap();
+    assert!(b.assign(&zeros(&[2, 3])).is_err());
+    // An empty dim list reduces every dim, as torch.sum(x, dim=[]).
+    assert_eq!(
+        Tensor::ones(&[2, 3], DType::F32, Device::Cpu).unwrap().sum(&[], false).unwrap().to_vec_f64(),
+        vec![6.0]
+    );
+}
+
+#[test]
+fn nan_propagates_through_relu_and_clamp() {
+    let x = Tensor::from_slice(&[f32::NAN, -1.0], &[2], Device::Cpu).unwrap();
+    assert!(x.relu().unwrap().to_vec_f64()[0].is_nan());
+    assert!(x.clamp(0.0, 1.0).unwrap().to_vec_f64()[0].is_nan());
+}
+
+#[test]
+fn powf_zero_has_zero_gradient_at_zero() {
+    let x = kiln::Var::new(&Tensor::zeros(&[2], DType::F64, Device::Cpu).unwrap()).unwrap();
+    let g = x.powf(0.0).unwrap().sum_all().unwrap().backward().unwrap();
+    assert_eq!(g.get(&x).unwrap().to_vec_f64(), vec![0.0, 0.0]);
+}
+
+#[test]
+fn keep_masks_become_additive_masks() {
+    let keep = Tensor::from_slice(&[1.0f64, 0.0, 1.0, 1.0], &[2, 2], Device::Cpu).unwrap();
+    let m = Tensor::additive_mask(&keep).unwrap();
+    assert_eq!(m.to_vec_f64(), vec![0.0, f64::NEG_INFINITY, 0.0, 0.0]);
+    let q = Tensor::ones(&[1, 2, 3], DType::F64, Device::Cpu).unwrap();
+    let v = Tensor::from_slice(&[1.0f64, 1.0, 1.0, 5.0, 5.0, 5.0], &[1, 2, 3], Device::Cpu).unwrap();
+    let y = Tensor::scaled_dot_product_attention(&q, &q, &v, Some(&m), false, None).unwrap();
+    // Row 0 sees only key 0.
+    assert_eq!(&y.to_vec_f64()[..3], &[1.0, 1.0, 1.0]);
+}

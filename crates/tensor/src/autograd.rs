@@ -119,6 +119,15 @@ impl Tensor {
                 format!("seed gradient {:?} does not match output {:?}", grad.shape(), self.shape()),
             ));
         }
+        if grad.dtype() != self.dtype() || grad.device() != self.device() {
+            return Err(Error::Autograd(format!(
+                "seed gradient is {:?} on {:?} but the output is {:?} on {:?}",
+                grad.dtype(),
+                grad.device(),
+                self.dtype(),
+                self.device()
+            )));
+        }
         if !self.tracks_grad() {
             return Err(Error::Autograd("the tensor does not depend on any Var (or was made under no_grad)".into()));
         }

@@ -96,7 +96,7 @@ impl Layout {
         self.offset + 1 + self.shape.iter().zip(&self.strides).map(|(&d, &s)| (d - 1) * s).sum::<usize>()
     }
 
-    pub fn permute(&self, dims: &[usize]) -> Layout {
+    pub(crate) fn permute(&self, dims: &[usize]) -> Layout {
         Layout {
             shape: dims.iter().map(|&d| self.shape[d]).collect(),
             strides: dims.iter().map(|&d| self.strides[d]).collect(),
@@ -104,7 +104,7 @@ impl Layout {
         }
     }
 
-    pub fn narrow(&self, dim: usize, start: usize, len: usize) -> Layout {
+    pub(crate) fn narrow(&self, dim: usize, start: usize, len: usize) -> Layout {
         let mut l = self.clone();
         l.offset += start * self.strides[dim];
         l.shape[dim] = len;
@@ -112,7 +112,7 @@ impl Layout {
     }
 
     /// View with `shape`, broadcasting size-1 (or missing leading) dims with stride 0.
-    pub fn broadcast_as(&self, op: &'static str, shape: &[usize]) -> Result<Layout> {
+    pub(crate) fn broadcast_as(&self, op: &'static str, shape: &[usize]) -> Result<Layout> {
         if shape.len() < self.rank() {
             return Err(shape_err(op, format!("cannot broadcast {:?} to fewer dims {shape:?}", self.shape)));
         }
@@ -132,7 +132,7 @@ impl Layout {
     }
 
     /// Storage offset of the element at row-major linear index `i`.
-    pub fn offset_of(&self, mut i: usize) -> usize {
+    pub(crate) fn offset_of(&self, mut i: usize) -> usize {
         let mut off = self.offset;
         if self.shape.contains(&0) {
             return off;

@@ -94,7 +94,7 @@ impl Tensor {
     }
 
     fn check_len(op: &'static str, len: usize, shape: &[usize]) -> Result<()> {
-        let n: usize = shape.iter().product();
+        let n = checked_numel(op, shape)?;
         if n != len {
             return Err(shape_err(op, format!("{len} elements do not fill shape {shape:?} ({n} elements)")));
         }
@@ -118,7 +118,7 @@ impl Tensor {
     }
 
     fn from_f64_fn(shape: &[usize], dtype: DType, device: Device, f: impl Fn(usize) -> f64) -> Result<Tensor> {
-        let n = shape.iter().product();
+        let n = checked_numel("tensor", shape)?;
         Ok(Self::from_storage(Storage::from_f64_fn(n, dtype, device, f)?, shape))
     }
 
@@ -151,20 +151,24 @@ impl Tensor {
         if step == 0.0 || !((end - start) / step).is_finite() {
             return Err(arg_err("arange", format!("invalid range {start}..{end} step {step}")));
         }
-        let n = ((end - start) / step).ceil().max(0.0) as usize;
+        let n = ((end - start) / step).ceil().max(0.0);
+        if n > (1u64 << 40) as f64 {
+            return Err(arg_err("arange", format!("{start}..{end} step {step} has too many elements")));
+        }
+        let n = n as usize;
         Self::from_f64_fn(&[n], dtype, device, |i| start + i as f64 * step)
     }
 
     /// Standard-normal draws scaled to N(mean, std²), from `rng` (host side,
     /// so every backend gets the same numbers for the same seed).
     pub fn randn(shape: &[usize], mean: f64, std: f64, dtype: DType, device: Device, rng: &mut Rng) -> Result<Tensor> {
-        let v: Vec<f64> = (0..shape.iter().product()).map(|_| mean + std * rng.normal()).collect();
+        let v: Vec<f64> = (0..checked_numel("randn", shape)?).map(|_| mean + std * rng.normal()).collect();
         Self::from_f64(&v, shape, dtype, device)
     }
 
     /// Uniform draws in [lo, hi).
     pub fn uniform(shape: &[usize], lo: f64, hi: f64, dtype: DType, device: Device, rng: &mut Rng) -> Result<Tensor> {
-        let v: Vec<f64> = (0..shape.iter().product()).map(|_| lo + (hi - lo) * rng.uniform()).collect();
+        let v: Vec<f64> = (0..checked_numel("uniform", shape)?).map(|_| lo + (hi - lo) * rng.uniform()).collect();
         Self::from_f64(&v, shape, dtype, device)
     }
 
@@ -297,8 +301,8 @@ impl Tensor {
         Err(crate::device::unavailable(device))
     }
 
-    /// Overwrites this tensor's whole storage with `src`'s values (same shape
-    /// and dtype); used by optimizers and running statistics. Not recorded.
+    /// Overwrites the elements this tensor views with `src`'s values (same
+    /// shape and dtype); used by optimizers and running statistics. Not recorded.
     pub fn assign(&self, src: &Tensor) -> Result<()> {
         if src.shape() != self.shape() {
             return Err(shape_err("assign", format!("source shape {:?} differs from {:?}", src.shape(), self.shape())));
@@ -306,11 +310,22 @@ impl Tensor {
         if src.dtype() != self.dtype() {
             return Err(Error::DTypeMismatch { op: "assign", lhs: self.dtype(), rhs: src.dtype() });
         }
+        if self.shape().iter().zip(self.layout().strides()).any(|(&d, &s)| d > 1 && s == 0) {
+            return Err(arg_err("assign", format!("cannot write into a broadcast view of shape {:?}", self.shape())));
+        }
         // Read the source first: it may share this storage.
         let data = src.storage().contiguous(src.layout())?;
         let mut dst = self.0.storage.write().unwrap_or_else(|e| e.into_inner());
         dst.copy_into(self.layout(), &data, &Layout::contiguous(src.shape()))
     }
+}
+
+/// The element count of `shape`, or an error when it overflows.
+fn checked_numel(op: &'static str, shape: &[usize]) -> Result<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| shape_err(op, format!("shape {shape:?} has more elements than fit in memory")))
 }
 
 /// A trainable leaf: gradients are kept for it, and `set` updates it in place.

@@ -26,7 +26,9 @@ impl Tensor {
     /// torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask,
     /// is_causal, scale) for q (…, L, E), k (…, S, E), v (…, S, Ev) with equal
     /// leading dims. `mask` is additive (use -inf to block) and broadcasts to
-    /// (…, L, S); it may not be combined with `causal` (as in torch).
+    /// (…, L, S); it may not be combined with `causal` (as in torch). A 0/1
+    /// "keep" mask (torch's boolean attn_mask) must first go through
+    /// `Tensor::additive_mask`: added as is, 0/1 would block nothing.
     pub fn scaled_dot_product_attention(
         q: &Tensor,
         k: &Tensor,
@@ -93,6 +95,15 @@ impl Tensor {
             geom,
         };
         Ok(out.view(out.layout().clone(), || Op::Attention(Box::new(saved()))))
+    }
+}
+
+impl Tensor {
+    /// An additive attention mask from a keep mask (nonzero = may attend,
+    /// torch's boolean attn_mask): 0 where kept, −inf elsewhere.
+    pub fn additive_mask(keep: &Tensor) -> Result<Tensor> {
+        let zero = keep.scalar_like(0.0)?;
+        Tensor::where_cond(keep, &zero, &keep.scalar_like(f64::NEG_INFINITY)?)?.broadcast_as(keep.shape())?.contiguous()
     }
 }
 

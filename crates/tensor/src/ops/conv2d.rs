@@ -45,7 +45,7 @@ impl Default for ConvTranspose2dParams {
 /// input (n, c, h, w), the weight (o, c/groups, kh, kw), the output
 /// (n, o, oh, ow). A transposed conv is the same geometry read backwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConvGeom {
+pub(crate) struct ConvGeom {
     pub n: usize,
     pub c: usize,
     pub h: usize,
@@ -67,10 +67,6 @@ impl ConvGeom {
     }
     pub fn output_shape(&self) -> [usize; 4] {
         [self.n, self.o, self.oh, self.ow]
-    }
-    /// Multiply-adds of the forward (= of each backward).
-    pub fn flops(&self) -> f64 {
-        2.0 * (self.n * self.o * self.oh * self.ow * (self.c / self.p.groups) * self.kh * self.kw) as f64
     }
 }
 
@@ -122,10 +118,13 @@ impl Tensor {
                 ),
             ));
         }
+        if [n, c, h, w, o, kh, kw].contains(&0) {
+            return Err(shape_err(OP, format!("empty input {:?} or weight {:?}", self.shape(), weight.shape())));
+        }
         let out = |len: usize, k: usize, i: usize| -> Result<usize> {
             let span = p.dilation[i] * (k - 1) + 1;
             let padded = len + 2 * p.padding[i];
-            if k == 0 || span > padded {
+            if span > padded {
                 return Err(shape_err(
                     OP,
                     format!(
@@ -170,9 +169,12 @@ impl Tensor {
                 ));
             }
         }
+        if [n, cin, h, w, og, kh, kw].contains(&0) {
+            return Err(shape_err(OP, format!("empty input {:?} or weight {:?}", self.shape(), weight.shape())));
+        }
         let out = |len: usize, k: usize, i: usize| -> Result<usize> {
-            let full = (len.max(1) - 1) * p.stride[i] + p.dilation[i] * (k.max(1) - 1) + p.output_padding[i] + 1;
-            full.checked_sub(2 * p.padding[i]).filter(|&v| v > 0 && len > 0 && k > 0).ok_or_else(|| {
+            let full = (len - 1) * p.stride[i] + p.dilation[i] * (k - 1) + p.output_padding[i] + 1;
+            full.checked_sub(2 * p.padding[i]).filter(|&v| v > 0).ok_or_else(|| {
                 shape_err(
                     OP,
                     format!("padding {:?} leaves no output for input {:?} and kernel {kh}x{kw}", p.padding, [h, w]),

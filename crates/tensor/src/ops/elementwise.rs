@@ -324,6 +324,8 @@ pub(crate) fn unary_backward(x: &Tensor, y: &Tensor, g: &Tensor, op: UnaryOp) ->
             let d = t.affine(0.5, 0.5)?.add(&x.mul(&t.sqr()?.affine(-1.0, 1.0)?)?.mul(&du)?.mul_scalar(0.5)?)?;
             g.mul(&d)?
         }
+        // torch: the gradient of x⁰ is 0 everywhere, also at x = 0.
+        UnaryOp::PowF(p) if p == 0.0 => g.zeros_like()?,
         UnaryOp::PowF(p) => g.mul(&x.powf(p - 1.0)?)?.mul_scalar(p)?,
         UnaryOp::Affine { mul, .. } => g.mul_scalar(mul)?,
         UnaryOp::LeakyRelu(s) => g.mul(&step()?.affine(1.0 - s, s)?)?,

@@ -36,7 +36,7 @@ impl Pool2dParams {
 
 /// Sizes of one pooling call: `planes` = N·C independent H×W planes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolGeom {
+pub(crate) struct PoolGeom {
     pub planes: usize,
     pub h: usize,
     pub w: usize,

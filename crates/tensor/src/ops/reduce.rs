@@ -24,8 +24,12 @@ impl ReduceOp {
 }
 
 impl Tensor {
-    /// Sorted, distinct, in-range dims or a typed error.
+    /// Sorted, distinct, in-range dims or a typed error; an empty list
+    /// means every dim (as torch does for `dim=[]`).
     fn reduce_dims(&self, op: &'static str, dims: &[usize]) -> Result<Vec<usize>> {
+        if dims.is_empty() {
+            return Ok((0..self.rank()).collect());
+        }
         let mut d = dims.to_vec();
         d.sort_unstable();
         d.dedup();
@@ -151,10 +155,10 @@ impl Tensor {
         if self.shape() == shape {
             return Ok(self.clone());
         }
-        let extra = self
-            .rank()
-            .checked_sub(shape.len())
-            .ok_or_else(|| arg_err("sum_to_shape", format!("{:?} has fewer dims than {shape:?}", self.shape())))?;
+        if crate::layout::broadcast_shapes("sum_to_shape", shape, self.shape()).ok().as_deref() != Some(self.shape()) {
+            return Err(arg_err("sum_to_shape", format!("{shape:?} does not broadcast to {:?}", self.shape())));
+        }
+        let extra = self.rank() - shape.len();
         let dims: Vec<usize> =
             (0..self.rank()).filter(|&d| d < extra || (shape[d - extra] == 1 && self.shape()[d] != 1)).collect();
         let s = self.sum(&dims, true)?;

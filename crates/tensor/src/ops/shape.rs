@@ -50,10 +50,10 @@ impl Tensor {
     /// Elements `start..start+len` of `dim`, as a view.
     pub fn narrow(&self, dim: usize, start: usize, len: usize) -> Result<Tensor> {
         let size = self.dim("narrow", dim)?;
-        if start + len > size {
+        if start.checked_add(len).is_none_or(|end| end > size) {
             return Err(shape_err(
                 "narrow",
-                format!("range {start}..{} exceeds dim {dim} of size {size} (shape {:?})", start + len, self.shape()),
+                format!("range {start}..{start}+{len} exceeds dim {dim} of size {size} (shape {:?})", self.shape()),
             ));
         }
         if start == 0 && len == size {

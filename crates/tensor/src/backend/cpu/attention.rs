@@ -188,13 +188,25 @@ pub fn attention_fwd(
 ) -> Result<(CpuStorage, CpuStorage)> {
     macro_rules! run {
         ($var:ident) => {{
+            // Operands of another dtype are an error, never a panic.
             let (CpuStorage::$var(qd), CpuStorage::$var(kd), CpuStorage::$var(vd)) = (q.0, k.0, v.0) else {
-                unreachable!()
+                return Err(crate::Error::DTypeMismatch {
+                    op: "scaled_dot_product_attention",
+                    lhs: q.0.dtype(),
+                    rhs: k.0.dtype(),
+                });
             };
             let (qd, kd, vd) = (dense(qd, q.1), dense(kd, k.1), dense(vd, v.1));
             let mask = match mask {
                 Some((CpuStorage::$var(m), l)) => Some(Mask { data: m, layout: l }),
-                _ => None,
+                Some((m, _)) => {
+                    return Err(crate::Error::DTypeMismatch {
+                        op: "scaled_dot_product_attention",
+                        lhs: q.0.dtype(),
+                        rhs: m.dtype(),
+                    });
+                }
+                None => None,
             };
             let (o, lse) = fwd_t(&qd, &kd, &vd, mask, g);
             Ok((CpuStorage::$var(o), CpuStorage::$var(lse)))
@@ -223,12 +235,25 @@ pub fn attention_bwd(
         ($var:ident) => {{
             let mut d = Vec::with_capacity(6);
             for (s, l) in t {
-                let CpuStorage::$var(x) = s else { unreachable!() };
+                let CpuStorage::$var(x) = s else {
+                    return Err(crate::Error::DTypeMismatch {
+                        op: "scaled_dot_product_attention_bwd",
+                        lhs: t[0].0.dtype(),
+                        rhs: s.dtype(),
+                    });
+                };
                 d.push(dense(x, l));
             }
             let mask = match mask {
                 Some((CpuStorage::$var(m), l)) => Some(Mask { data: m, layout: l }),
-                _ => None,
+                Some((m, _)) => {
+                    return Err(crate::Error::DTypeMismatch {
+                        op: "scaled_dot_product_attention_bwd",
+                        lhs: t[0].0.dtype(),
+                        rhs: m.dtype(),
+                    });
+                }
+                None => None,
             };
             let saved = Saved { q: &d[0], k: &d[1], v: &d[2], o: &d[3], dout: &d[4], lse: &d[5] };
             let (a, b, c, e) = bwd_t(saved, mask, g, want_ds);

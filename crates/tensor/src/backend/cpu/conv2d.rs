@@ -71,6 +71,9 @@ fn fwd_t<T: Float>(x: &[T], lx: &Layout, w: &[T], lw: &Layout, g: ConvGeom) -> V
     let (x, w) = (dense(x, lx), dense(w, lw));
     let (groups, cg, og, kr, oc) = (g.p.groups, g.cg(), g.og(), g.krows(), g.ocols());
     let mut y = vec![T::zero(); g.n * g.o * oc];
+    if y.is_empty() || kr == 0 {
+        return y;
+    }
     y.par_chunks_mut(og * oc).enumerate().for_each(|(task, yg)| {
         let (n, gi) = (task / groups, task % groups);
         let xin = &x[(n * g.c + gi * cg) * g.h * g.w..][..cg * g.h * g.w];
@@ -86,6 +89,9 @@ fn bwd_input_t<T: Float>(dy: &[T], ldy: &Layout, w: &[T], lw: &Layout, g: ConvGe
     let (dy, w) = (dense(dy, ldy), dense(w, lw));
     let (groups, cg, og, kr, oc) = (g.p.groups, g.cg(), g.og(), g.krows(), g.ocols());
     let mut dx = vec![T::zero(); g.n * g.c * g.h * g.w];
+    if dx.is_empty() || og * oc == 0 {
+        return dx;
+    }
     dx.par_chunks_mut(cg * g.h * g.w).enumerate().for_each(|(task, dxg)| {
         let (n, gi) = (task / groups, task % groups);
         let dyg = &dy[(n * g.o + gi * og) * oc..][..og * oc];

@@ -40,7 +40,7 @@ fn unary_t<T: Float>(v: &[T], l: &Layout, op: UnaryOp) -> Vec<T> {
         UnaryOp::Recip => map(v, l, |x| one / x),
         UnaryOp::Tanh => map(v, l, |x| x.tanh()),
         UnaryOp::Sigmoid => map(v, l, sigmoid),
-        UnaryOp::Relu => map(v, l, |x| if x > zero { x } else { zero }),
+        UnaryOp::Relu => map(v, l, |x| if x > zero || x.is_nan() { x } else { zero }),
         UnaryOp::Sin => map(v, l, |x| x.sin()),
         UnaryOp::Cos => map(v, l, |x| x.cos()),
         UnaryOp::Erf => map(v, l, |x| x.erf()),
@@ -76,7 +76,7 @@ fn unary_t<T: Float>(v: &[T], l: &Layout, op: UnaryOp) -> Vec<T> {
         }
         UnaryOp::Clamp { min, max } => {
             let (lo, hi) = (c(min), c(max));
-            map(v, l, |x| x.max(lo).min(hi))
+            map(v, l, |x| if x.is_nan() { x } else { x.max(lo).min(hi) })
         }
         UnaryOp::Step => map(v, l, |x| if x > zero { one } else { zero }),
     }

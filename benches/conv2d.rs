@@ -1,0 +1,46 @@
+//! conv2d forward and forward+backward (input and weight gradients) on the
+//! DCGAN discriminator's layers and a U-Net 3×3 layer.
+//! `cargo bench --bench conv2d`
+
+mod common;
+
+use common::{bench, config, randn, report_error};
+use criterion::{Criterion, criterion_group, criterion_main};
+use kiln::tensor::{Conv2dParams, no_grad};
+use kiln::{DType, Tensor, Var};
+
+/// (n, cin, h, cout, k, stride, pad) as used by the models.
+pub const SHAPES: &[(usize, usize, usize, usize, usize, usize, usize)] = &[
+    (64, 1, 64, 64, 4, 2, 1),
+    (64, 64, 32, 128, 4, 2, 1),
+    (64, 128, 16, 256, 4, 2, 1),
+    (64, 256, 8, 512, 4, 2, 1),
+    (32, 64, 32, 64, 3, 1, 1),
+];
+
+fn conv2d(c: &mut Criterion) {
+    for &(n, cin, h, cout, k, s, p) in SHAPES {
+        let params = Conv2dParams { stride: [s, s], padding: [p, p], ..Default::default() };
+        let oh = (h + 2 * p - k) / s + 1;
+        let flops = 2.0 * (n * cout * oh * oh * cin * k * k) as f64;
+        let shape = format!("n{n}_c{cin}_h{h}_o{cout}_k{k}s{s}p{p}");
+        let x = randn(&[n, cin, h, h], 1, DType::F32);
+        let w = randn(&[cout, cin, k, k], 2, DType::F32).mul_scalar(0.05).unwrap();
+        report_error(&format!("conv2d_fwd/{shape}"), |d| {
+            x.to_dtype(d).unwrap().conv2d(&w.to_dtype(d).unwrap(), None, params).unwrap().to_vec_f64()
+        });
+        bench(c, "conv2d_fwd", "im2col", &shape, flops, || {
+            let _g = no_grad();
+            x.conv2d(&w, None, params).unwrap();
+        });
+        let (xv, wv) = (Var::new(&x).unwrap(), Var::new(&w).unwrap());
+        let gy = randn(&[n, cout, oh, oh], 3, DType::F32);
+        bench(c, "conv2d_fwd_bwd", "im2col", &shape, 3.0 * flops, || {
+            let y: Tensor = xv.conv2d(&wv, None, params).unwrap();
+            y.backward_with(&gy, false).unwrap();
+        });
+    }
+}
+
+criterion_group! { name = benches; config = config(); targets = conv2d }
+criterion_main!(benches);

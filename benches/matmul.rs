@@ -1,0 +1,26 @@
+//! matmul (sgemm) at 1024³ and at the im2col shapes of a DCGAN layer.
+//! `cargo bench --bench matmul`
+
+mod common;
+
+use common::{bench, config, randn, report_error};
+use criterion::{Criterion, criterion_group, criterion_main};
+use kiln::DType;
+use kiln::tensor::no_grad;
+
+fn matmul(c: &mut Criterion) {
+    for (m, k, n) in [(1024, 1024, 1024), (128, 1024, 256), (64, 4096, 1024)] {
+        let id = format!("m{m}_k{k}_n{n}");
+        let (a, b) = (randn(&[m, k], 1, DType::F32), randn(&[k, n], 2, DType::F32));
+        report_error(&format!("matmul_fwd/{id}"), |d| {
+            a.to_dtype(d).unwrap().matmul(&b.to_dtype(d).unwrap()).unwrap().to_vec_f64()
+        });
+        bench(c, "matmul_fwd", "matrixmultiply", &id, 2.0 * (m * k * n) as f64, || {
+            let _g = no_grad();
+            a.matmul(&b).unwrap();
+        });
+    }
+}
+
+criterion_group! { name = benches; config = config(); targets = matmul }
+criterion_main!(benches);
