@@ -325,7 +325,7 @@ pub(crate) fn unary_backward(x: &Tensor, y: &Tensor, g: &Tensor, op: UnaryOp) ->
             g.mul(&d)?
         }
         // torch: the gradient of x⁰ is 0 everywhere, also at x = 0.
-        UnaryOp::PowF(p) if p == 0.0 => g.zeros_like()?,
+        UnaryOp::PowF(0.0) => g.zeros_like()?,
         UnaryOp::PowF(p) => g.mul(&x.powf(p - 1.0)?)?.mul_scalar(p)?,
         UnaryOp::Affine { mul, .. } => g.mul_scalar(mul)?,
         UnaryOp::LeakyRelu(s) => g.mul(&step()?.affine(1.0 - s, s)?)?,
