@@ -1,6 +1,8 @@
 //! `cargo xtask <command>`: thin wrappers around cargo so the common jobs
 //! are one memorable command. Training always runs release-built code.
 
+mod bench;
+
 use std::process::{Command, ExitCode};
 
 const USAGE: &str = "usage: cargo xtask <command>
@@ -14,6 +16,9 @@ commands:
                   download the full MNIST (70,000 digits) with SHA-256 checks
   data mnist --out DIR
                   download the full MNIST (70,000 digits) with SHA-256 checks
+  bench [--compare torch]
+                  run every criterion bench (+ PyTorch on the same shapes) and
+                  write BENCHMARKS.md
   kernels check   compile every .cu with NVRTC and validate every .wgsl
                   (arrives with the CUDA and wgpu backend issues)";
 
@@ -21,6 +26,10 @@ fn cargo(args: &[&str]) -> bool {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("+ cargo {}", args.join(" "));
     Command::new(cargo).args(args).status().is_ok_and(|s| s.success())
+}
+
+fn report(r: Result<(), String>) -> bool {
+    r.map_err(|e| eprintln!("xtask bench: {e}")).is_ok()
 }
 
 fn main() -> ExitCode {
@@ -37,6 +46,8 @@ fn main() -> ExitCode {
             // Release build: training never runs unoptimised code.
             cargo(&[&["run", "--release", "--quiet", "--package", "kiln-train", "--"], &args[..]].concat())
         }
+        ["bench"] => report(bench::run(false)),
+        ["bench", "--compare", "torch"] => report(bench::run(true)),
         ["kernels", "check"] => {
             eprintln!(
                 "xtask kernels check: there are no kernels/*.cu or shaders/*.wgsl yet (CUDA and wgpu backend issues)"

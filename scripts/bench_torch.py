@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Times PyTorch (CPU, float32) on the shapes of kiln's criterion benches,
+so `cargo xtask bench` can put both in one table measured in one run.
+
+    python3 scripts/bench_torch.py > torch.json
+
+Prints one JSON object {"<group>/<shape>": seconds}, where the keys match
+the criterion ids `<group>/cpu/<variant>/<shape>` without backend/variant.
+Each time is the median of repeated calls after a warm-up.
+"""
+import json
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+torch.set_num_threads(2)
+torch.manual_seed(0)
+
+
+def timeit(fn, min_time=1.0, min_reps=5):
+    fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_reps or time.perf_counter() - start < min_time:
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def fwd_and_fwd_bwd(out, key, f, inputs, gy_shape):
+    with torch.no_grad():
+        out[f"{key[0]}_fwd/{key[1]}"] = timeit(lambda: f(*inputs))
+    leaves = [x.detach().requires_grad_(True) for x in inputs]
+    gy = torch.randn(gy_shape)
+
+    def step():
+        for x in leaves:
+            x.grad = None
+        f(*leaves).backward(gy)
+
+    out[f"{key[0]}_fwd_bwd/{key[1]}"] = timeit(step)
+
+
+def main():
+    out = {}
+    for n, cin, h, cout, k, s, p in [(64, 1, 64, 64, 4, 2, 1), (64, 64, 32, 128, 4, 2, 1), (64, 128, 16, 256, 4, 2, 1),
+                                     (64, 256, 8, 512, 4, 2, 1), (32, 64, 32, 64, 3, 1, 1)]:
+        x, w = torch.randn(n, cin, h, h), torch.randn(cout, cin, k, k) * 0.05
+        oh = (h + 2 * p - k) // s + 1
+        fwd_and_fwd_bwd(out, ("conv2d", f"n{n}_c{cin}_h{h}_o{cout}_k{k}s{s}p{p}"),
+                        lambda x, w: F.conv2d(x, w, stride=s, padding=p), (x, w), (n, cout, oh, oh))
+    for n, cin, h, cout in [(64, 512, 4, 256), (64, 256, 8, 128), (64, 128, 16, 64), (64, 64, 32, 1)]:
+        x, w = torch.randn(n, cin, h, h), torch.randn(cin, cout, 4, 4) * 0.05
+        fwd_and_fwd_bwd(out, ("conv_transpose2d", f"n{n}_c{cin}_h{h}_o{cout}_k4s2p1"),
+                        lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1), (x, w), (n, cout, 2 * h, 2 * h))
+    x, w, b = torch.randn(64, 128, 16, 16), torch.randn(128), torch.randn(128)
+    fwd_and_fwd_bwd(out, ("batch_norm", "n64_c128_h16"),
+                    lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True), (x, w, b), x.shape)
+    for d in (64, 32):
+        q, k, v = (torch.randn(8, 4, 256, d) for _ in range(3))
+        fwd_and_fwd_bwd(out, ("attention", f"b8_h4_l256_d{d}"), F.scaled_dot_product_attention, (q, k, v), q.shape)
+    for m, k, n in [(1024, 1024, 1024), (128, 1024, 256), (64, 4096, 1024)]:
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        with torch.no_grad():
+            out[f"matmul_fwd/m{m}_k{k}_n{n}"] = timeit(lambda: a @ b)
+    out.update(dcgan_steps())
+    print(json.dumps(out))
+
+
+def dcgan_steps():
+    """One pytorch/examples DCGAN step (D real + fake, G; Adam; BCE) per size."""
+    import torch.nn as nn
+    res = {}
+    for size in (64, 32):
+        stages = size.bit_length() - 3
+        nz, ngf, ndf = 100, 64, 64
+        g_layers, mult = [nn.ConvTranspose2d(nz, ngf * 2 ** (stages - 1), 4, 1, 0, bias=False)], 2 ** (stages - 1)
+        g_layers += [nn.BatchNorm2d(ngf * mult), nn.ReLU(True)]
+        while mult > 1:
+            g_layers += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 4, 2, 1, bias=False),
+                         nn.BatchNorm2d(ngf * mult // 2), nn.ReLU(True)]
+            mult //= 2
+        g = nn.Sequential(*g_layers, nn.ConvTranspose2d(ngf, 1, 4, 2, 1, bias=False), nn.Tanh())
+        d_layers, mult = [nn.Conv2d(1, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)], 1
+        for _ in range(1, stages):
+            d_layers += [nn.Conv2d(ndf * mult, ndf * mult * 2, 4, 2, 1, bias=False),
+                         nn.BatchNorm2d(ndf * mult * 2), nn.LeakyReLU(0.2, True)]
+            mult *= 2
+        d = nn.Sequential(*d_layers, nn.Conv2d(ndf * mult, 1, 4, 1, 0, bias=False))
+        opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        loss = nn.BCEWithLogitsLoss()
+        real = torch.tanh(torch.randn(64, 1, size, size))
+        ones, zeros = torch.ones(64), torch.zeros(64)
+
+        def step():
+            d.zero_grad()
+            err_real = loss(d(real).view(-1), ones)
+            fake = g(torch.randn(64, nz, 1, 1))
+            err_fake = loss(d(fake.detach()).view(-1), zeros)
+            (err_real + err_fake).backward()
+            opt_d.step()
+            g.zero_grad()
+            loss(d(fake).view(-1), ones).backward()
+            opt_g.step()
+
+        res[f"dcgan_step/n64_s{size}"] = timeit(step, min_time=3.0, min_reps=3)
+    return res
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+//! `cargo xtask bench [--compare torch]`: runs the criterion benches, the
+//! FMA peak probe and (optionally) the same shapes in PyTorch, all in one
+//! run, and writes BENCHMARKS.md: time, GFLOP/s, % of measured peak, the
+//! ratio to PyTorch and the accuracy against the f64 oracle.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+const BENCHES: &[&str] = &["matmul", "conv2d", "conv_transpose2d", "batch_norm", "attention", "dcgan_step"];
+
+fn cargo_bench(name: &str) -> Result<String, String> {
+    eprintln!("+ cargo bench --bench {name}");
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["bench", "--quiet", "--bench", name])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    if !out.status.success() {
+        return Err(format!("cargo bench --bench {name} failed:\n{}", String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(text)
+}
+
+/// (full id → (median seconds, FLOPs per iteration)) from criterion's JSON.
+fn criterion_results(dir: &Path, out: &mut BTreeMap<String, (f64, Option<f64>)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() && p.file_name().is_some_and(|n| n == "new") {
+            let read =
+                |f: &str| std::fs::read_to_string(p.join(f)).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok());
+            if let (Some(b), Some(est)) = (read("benchmark.json"), read("estimates.json")) {
+                let id = b["full_id"].as_str().unwrap_or_default().to_string();
+                let median = est["median"]["point_estimate"].as_f64().unwrap_or(f64::NAN) / 1e9;
+                let flops = b["throughput"]["Elements"].as_f64();
+                out.insert(id, (median, flops));
+            }
+        } else if p.is_dir() {
+            criterion_results(&p, out);
+        }
+    }
+}
+
+/// "group/cpu/variant/shape" → "group/shape" (the PyTorch script's key).
+fn torch_key(id: &str) -> String {
+    let parts: Vec<&str> = id.split('/').collect();
+    match parts.as_slice() {
+        [group, _, _, shape] => format!("{group}/{shape}"),
+        [group, _, shape] => format!("{group}/{}", shape.trim_start_matches("default/")),
+        _ => id.to_string(),
+    }
+}
+
+fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+pub fn run(compare_torch: bool) -> Result<(), String> {
+    let peak_text = cargo_bench("peak")?;
+    let peak: f64 = peak_text
+        .lines()
+        .find_map(|l| l.strip_prefix("peak_fma: ")?.split_whitespace().next()?.parse().ok())
+        .ok_or("the peak probe printed no result")?;
+    let mut accuracy = BTreeMap::new();
+    let _ = std::fs::remove_dir_all("target/criterion");
+    for b in BENCHES {
+        for l in cargo_bench(b)?.lines() {
+            if let Some(rest) = l.strip_prefix("accuracy ") {
+                if let Some((id, err)) = rest.split_once(": ") {
+                    accuracy.insert(id.to_string(), err.rsplit(' ').next().unwrap_or("").to_string());
+                }
+            }
+        }
+    }
+    let mut results = BTreeMap::new();
+    criterion_results(Path::new("target/criterion"), &mut results);
+    let torch: BTreeMap<String, f64> = if compare_torch {
+        eprintln!("+ python3 scripts/bench_torch.py");
+        let out = Command::new("python3").arg("scripts/bench_torch.py").output().map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "scripts/bench_torch.py failed (is torch installed?):\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?
+    } else {
+        BTreeMap::new()
+    };
+    let mut md = String::from("# kiln benchmarks\n\n");
+    md += &format!(
+        "Machine: {} ({} threads). Measured FMA peak (f32): **{peak:.0} GFLOP/s** (`cargo bench --bench peak`).\n\
+         Produced by `cargo xtask bench{}` in one run; times are criterion medians (ours) and medians of\n\
+         repeated calls (PyTorch {}, 2 threads). Ratios below 1 mean kiln is faster. Accuracy: max |f32 − f64| /\n\
+         max |f64| of the same op on the same values (the f64 CPU path is the oracle).\n\n",
+        cpu_name(),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        if compare_torch { " --compare torch" } else { "" },
+        if compare_torch { "CPU" } else { "not run" },
+    );
+    md += "| bench | kiln ms | kiln GFLOP/s | % of peak | PyTorch ms | kiln / PyTorch | accuracy |\n|---|---:|---:|---:|---:|---:|---|\n";
+    for (id, (secs, flops)) in &results {
+        let gflops = flops.map(|f| f / secs / 1e9);
+        let t = torch.get(&torch_key(id));
+        let acc_key = torch_key(id).replace("_fwd_bwd/", "_fwd/");
+        md += &format!(
+            "| `{id}` | {:.2} | {} | {} | {} | {} | {} |\n",
+            secs * 1e3,
+            gflops.map_or("—".into(), |g| format!("{g:.1}")),
+            gflops.map_or("—".into(), |g| format!("{:.0}%", 100.0 * g / peak)),
+            t.map_or("—".into(), |t| format!("{:.2}", t * 1e3)),
+            t.map_or("—".into(), |t| format!("**{:.2}×**", secs / t)),
+            accuracy.get(&acc_key).cloned().unwrap_or_else(|| "—".into()),
+        );
+    }
+    std::fs::write("BENCHMARKS.md", &md).map_err(|e| e.to_string())?;
+    println!("{md}");
+    Ok(())
+}
