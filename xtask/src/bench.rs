@@ -75,10 +75,8 @@ pub fn run(compare_torch: bool) -> Result<(), String> {
     let _ = std::fs::remove_dir_all("target/criterion");
     for b in BENCHES {
         for l in cargo_bench(b)?.lines() {
-            if let Some(rest) = l.strip_prefix("accuracy ") {
-                if let Some((id, err)) = rest.split_once(": ") {
-                    accuracy.insert(id.to_string(), err.rsplit(' ').next().unwrap_or("").to_string());
-                }
+            if let Some((id, err)) = l.strip_prefix("accuracy ").and_then(|rest| rest.split_once(": ")) {
+                accuracy.insert(id.to_string(), err.rsplit(' ').next().unwrap_or("").to_string());
             }
         }
     }
