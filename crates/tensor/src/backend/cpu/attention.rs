@@ -1,10 +1,13 @@
-//! Fused scaled-dot-product attention. The forward streams keys in blocks
-//! with an online softmax (O(S) memory per query row, no L×S matrix) and
-//! saves the row log-sum-exp; the backward recomputes probabilities from it
-//! (dq row-parallel, then dk/dv key-parallel, so no atomics are needed).
+//! Fused scaled-dot-product attention, tiled like FlashAttention: the
+//! forward streams BC-key blocks past BR-row query blocks with an online
+//! softmax (one BR×BC score tile per task, never an L×S matrix) and saves
+//! the row log-sum-exp; the backward recomputes probability tiles from it
+//! (dQ parallel over query blocks, then dK/dV over key blocks, so no
+//! atomics). Each tile product is a GEMM.
 
 use rayon::prelude::*;
 
+use super::matmul::{Mat, gemm};
 use super::{CpuStorage, dense};
 use crate::{Float, Layout, Result};
 
@@ -41,139 +44,204 @@ impl<T: Float> Mask<'_, T> {
     }
 }
 
+/// Query rows and keys per tile: a BR×BC score tile stays in cache and
+/// each of its three products is one GEMM.
+const BR: usize = 64;
+const BC: usize = 128;
+
 fn dot<T: Float>(a: &[T], b: &[T]) -> T {
     a.iter().zip(b).fold(T::zero(), |s, (&x, &y)| s + x * y)
 }
 
-/// Scores of row (b, i) against keys `j0..j1` into `out` (-inf where masked).
-#[allow(clippy::too_many_arguments)]
-fn scores<T: Float>(
-    g: &AttnGeom,
-    q_i: &[T],
-    k: &[T],
-    mask: &Option<Mask<T>>,
-    b: usize,
-    i: usize,
-    j0: usize,
-    out: &mut [T],
-) {
-    let scale = T::from_f64(g.scale);
-    let mrow = mask.as_ref().map(|m| m.row(b, i));
-    for (t, o) in out.iter_mut().enumerate() {
-        let j = j0 + t;
-        *o = if g.causal && j > i {
-            T::neg_infinity()
-        } else {
-            let mut s = scale * dot(q_i, &k[(b * g.s + j) * g.e..][..g.e]);
-            if let (Some(m), Some((off, cs))) = (mask, mrow) {
-                s += m.data[off + j * cs];
+/// Inputs of one call as dense slices: q (b, l, e), k (b, s, e), v (b, s, ev).
+struct Qkv<'a, T> {
+    q: &'a [T],
+    k: &'a [T],
+    v: &'a [T],
+    mask: Option<Mask<'a, T>>,
+    g: AttnGeom,
+}
+
+impl<T: Float> Qkv<'_, T> {
+    /// out (ni × nj) = scale · q[b, i0..] · k[b, j0..]ᵀ + mask, −inf where
+    /// masked or (causal) j > i.
+    fn scores(&self, b: usize, i0: usize, ni: usize, j0: usize, nj: usize, out: &mut [T]) {
+        let g = &self.g;
+        let q = Mat::rows(&self.q[(b * g.l + i0) * g.e..], g.e);
+        let k = Mat::t(&self.k[(b * g.s + j0) * g.e..], g.e);
+        gemm([ni, g.e, nj], q, k, T::zero(), out, nj);
+        let scale = T::from_f64(g.scale);
+        for ii in 0..ni {
+            let row = &mut out[ii * nj..(ii + 1) * nj];
+            let mrow = self.mask.as_ref().map(|m| m.row(b, i0 + ii));
+            for (jj, x) in row.iter_mut().enumerate() {
+                *x = if g.causal && j0 + jj > i0 + ii {
+                    T::neg_infinity()
+                } else {
+                    let m = match (&self.mask, mrow) {
+                        (Some(m), Some((off, cs))) => m.data[off + (j0 + jj) * cs],
+                        _ => T::zero(),
+                    };
+                    *x * scale + m
+                };
             }
-            s
-        };
+        }
+    }
+
+    fn v_block(&self, b: usize, j0: usize) -> &[T] {
+        &self.v[(b * self.g.s + j0) * self.g.ev..]
     }
 }
 
-const KEY_BLOCK: usize = 64;
-
-fn fwd_t<T: Float>(q: &[T], k: &[T], v: &[T], mask: Option<Mask<T>>, g: AttnGeom) -> (Vec<T>, Vec<T>) {
+fn fwd_t<T: Float>(t: &Qkv<T>) -> (Vec<T>, Vec<T>) {
+    let g = t.g;
     let mut out = vec![T::zero(); g.b * g.l * g.ev];
     let mut lse = vec![T::zero(); g.b * g.l];
-    out.par_chunks_mut(g.ev.max(1)).zip(lse.par_iter_mut()).enumerate().for_each(|(row, (o, lse_i))| {
-        let (b, i) = (row / g.l, row % g.l);
-        let q_i = &q[row * g.e..][..g.e];
-        let (mut m, mut sum) = (T::neg_infinity(), T::zero());
-        let mut sc = [T::zero(); KEY_BLOCK];
-        for j0 in (0..g.s).step_by(KEY_BLOCK) {
-            let n = KEY_BLOCK.min(g.s - j0);
-            scores(&g, q_i, k, &mask, b, i, j0, &mut sc[..n]);
-            let bm = sc[..n].iter().fold(T::neg_infinity(), |a, &x| a.max(x));
-            if bm == T::neg_infinity() {
-                continue;
+    if g.l == 0 {
+        return (out, lse);
+    }
+    let tasks = out.par_chunks_mut((g.l * g.ev).max(1)).zip(lse.par_chunks_mut(g.l)).enumerate();
+    tasks.for_each(|(b, (out_b, lse_b))| {
+        let blocks = out_b.par_chunks_mut((BR * g.ev).max(1)).zip(lse_b.par_chunks_mut(BR)).enumerate();
+        blocks.for_each(|(blk, (o, lse_blk))| {
+            let (i0, ni) = (blk * BR, lse_blk.len());
+            let mut m = vec![T::neg_infinity(); ni];
+            let mut sum = vec![T::zero(); ni];
+            let mut st = vec![T::zero(); ni * BC];
+            for j0 in (0..g.s).step_by(BC) {
+                let nj = BC.min(g.s - j0);
+                let st = &mut st[..ni * nj];
+                t.scores(b, i0, ni, j0, nj, st);
+                // Online softmax: rescale what was accumulated to the new row max.
+                for ii in 0..ni {
+                    let row = &mut st[ii * nj..(ii + 1) * nj];
+                    let new_m = row.iter().fold(m[ii], |a, &x| a.max(x));
+                    if new_m == T::neg_infinity() {
+                        row.fill(T::zero());
+                        continue;
+                    }
+                    let corr = (m[ii] - new_m).exp();
+                    sum[ii] *= corr;
+                    o[ii * g.ev..(ii + 1) * g.ev].iter_mut().for_each(|x| *x *= corr);
+                    for x in row.iter_mut() {
+                        *x = (*x - new_m).exp();
+                        sum[ii] += *x;
+                    }
+                    m[ii] = new_m;
+                }
+                gemm([ni, nj, g.ev], Mat::rows(st, nj), Mat::rows(t.v_block(b, j0), g.ev), T::one(), o, g.ev);
             }
-            let new_m = m.max(bm);
-            let corr = (m - new_m).exp();
-            sum *= corr;
-            o.iter_mut().for_each(|x| *x *= corr);
-            for (t, &s) in sc[..n].iter().enumerate() {
-                let p = (s - new_m).exp();
-                sum += p;
-                let v_j = &v[(b * g.s + j0 + t) * g.ev..][..g.ev];
-                o.iter_mut().zip(v_j).for_each(|(x, &y)| *x += p * y);
+            // A fully masked row gives 0/0 = NaN, as PyTorch does.
+            for ii in 0..ni {
+                let inv = T::one() / sum[ii];
+                o[ii * g.ev..(ii + 1) * g.ev].iter_mut().for_each(|x| *x *= inv);
+                lse_blk[ii] = m[ii] + sum[ii].ln();
             }
-            m = new_m;
-        }
-        // A fully masked row gives 0/0 = NaN, as PyTorch does.
-        let inv = T::one() / sum;
-        o.iter_mut().for_each(|x| *x *= inv);
-        *lse_i = m + sum.ln();
+        });
     });
     (out, lse)
 }
 
+/// Saved forward values and the incoming gradient, dense.
 struct Saved<'a, T> {
-    q: &'a [T],
-    k: &'a [T],
-    v: &'a [T],
     o: &'a [T],
     dout: &'a [T],
     lse: &'a [T],
 }
 
+/// Turns a score tile into probabilities P = exp(s − lse) in place and
+/// returns dS = P ⊙ (dO·Vᵀ − D) in `ds` (both ni × nj).
+#[allow(clippy::too_many_arguments)]
+fn p_and_ds<T: Float>(
+    t: &Qkv<T>,
+    sv: &Saved<T>,
+    d: &[T],
+    b: usize,
+    i0: usize,
+    ni: usize,
+    j0: usize,
+    nj: usize,
+    p: &mut [T],
+    ds: &mut [T],
+) {
+    let g = &t.g;
+    t.scores(b, i0, ni, j0, nj, p);
+    let dout = Mat::rows(&sv.dout[(b * g.l + i0) * g.ev..], g.ev);
+    gemm([ni, g.ev, nj], dout, Mat::t(t.v_block(b, j0), g.ev), T::zero(), ds, nj);
+    for ii in 0..ni {
+        let row = b * g.l + i0 + ii;
+        for jj in 0..nj {
+            let x = &mut p[ii * nj + jj];
+            *x = if *x == T::neg_infinity() { T::zero() } else { (*x - sv.lse[row]).exp() };
+            ds[ii * nj + jj] = *x * (ds[ii * nj + jj] - d[row]);
+        }
+    }
+}
+
 /// Returns (dq, dk, dv, dscores if `want_ds`: the gradient of the
 /// pre-softmax scores, i.e. of an additive mask before broadcasting).
-fn bwd_t<T: Float>(t: Saved<T>, mask: Option<Mask<T>>, g: AttnGeom, want_ds: bool) -> (Vec<T>, Vec<T>, Vec<T>, Vec<T>) {
+fn bwd_t<T: Float>(t: &Qkv<T>, sv: &Saved<T>, want_ds: bool) -> (Vec<T>, Vec<T>, Vec<T>, Vec<T>) {
+    let g = t.g;
     let scale = T::from_f64(g.scale);
     // D_i = do_i · o_i
     let d: Vec<T> =
-        (0..g.b * g.l).into_par_iter().map(|r| dot(&t.dout[r * g.ev..][..g.ev], &t.o[r * g.ev..][..g.ev])).collect();
-    // Probability and score-gradient of (b, i, j), recomputed from lse.
-    let p_ds = |b: usize, i: usize, j: usize, s: T| {
-        let row = b * g.l + i;
-        let p = (s - t.lse[row]).exp();
-        let dp = dot(&t.dout[row * g.ev..][..g.ev], &t.v[(b * g.s + j) * g.ev..][..g.ev]);
-        (p, p * (dp - d[row]))
-    };
+        (0..g.b * g.l).into_par_iter().map(|r| dot(&sv.dout[r * g.ev..][..g.ev], &sv.o[r * g.ev..][..g.ev])).collect();
     let mut dq = vec![T::zero(); g.b * g.l * g.e];
     let mut ds_all = vec![T::zero(); if want_ds { g.b * g.l * g.s } else { 0 }];
-    let ds_rows: Vec<Option<&mut [T]>> = if want_ds {
-        ds_all.chunks_mut(g.s.max(1)).map(Some).collect()
-    } else {
-        (0..g.b * g.l).map(|_| None).collect()
-    };
-    dq.par_chunks_mut(g.e.max(1)).zip(ds_rows.into_par_iter()).enumerate().for_each(|(row, (dq_i, mut ds_row))| {
-        let (b, i) = (row / g.l, row % g.l);
-        let mut s = vec![T::zero(); g.s];
-        scores(&g, &t.q[row * g.e..][..g.e], t.k, &mask, b, i, 0, &mut s);
-        for (j, &sj) in s.iter().enumerate() {
-            if sj == T::neg_infinity() {
-                continue;
+    if g.l > 0 && g.s > 0 {
+        // dQ (and dS), parallel over (batch, query block).
+        let blocks_per_b = g.l.div_ceil(BR);
+        let dq_blocks: Vec<&mut [T]> =
+            dq.chunks_mut((g.l * g.e).max(1)).flat_map(|c| c.chunks_mut((BR * g.e).max(1))).collect();
+        let ds_blocks: Vec<Option<&mut [T]>> = if want_ds {
+            ds_all.chunks_mut(g.l * g.s).flat_map(|c| c.chunks_mut(BR * g.s)).map(Some).collect()
+        } else {
+            (0..g.b * blocks_per_b).map(|_| None).collect()
+        };
+        dq_blocks.into_par_iter().zip(ds_blocks).enumerate().for_each(|(task, (dq_blk, mut ds_blk))| {
+            let (b, i0) = (task / blocks_per_b, (task % blocks_per_b) * BR);
+            let ni = BR.min(g.l - i0);
+            let (mut p, mut ds) = (vec![T::zero(); ni * BC], vec![T::zero(); ni * BC]);
+            for j0 in (0..g.s).step_by(BC) {
+                let nj = BC.min(g.s - j0);
+                let (p, ds) = (&mut p[..ni * nj], &mut ds[..ni * nj]);
+                p_and_ds(t, sv, &d, b, i0, ni, j0, nj, p, ds);
+                if let Some(out) = ds_blk.as_deref_mut() {
+                    for ii in 0..ni {
+                        out[ii * g.s + j0..ii * g.s + j0 + nj].copy_from_slice(&ds[ii * nj..(ii + 1) * nj]);
+                    }
+                }
+                let k = Mat::rows(&t.k[(b * g.s + j0) * g.e..], g.e);
+                gemm([ni, nj, g.e], Mat::rows(ds, nj), k, T::one(), dq_blk, g.e);
             }
-            let (_, ds) = p_ds(b, i, j, sj);
-            if let Some(r) = ds_row.as_deref_mut() {
-                r[j] = ds;
-            }
-            let k_j = &t.k[(b * g.s + j) * g.e..][..g.e];
-            dq_i.iter_mut().zip(k_j).for_each(|(x, &y)| *x += scale * ds * y);
-        }
-    });
+            dq_blk.iter_mut().for_each(|x| *x *= scale);
+        });
+    }
     let mut dk = vec![T::zero(); g.b * g.s * g.e];
     let mut dv = vec![T::zero(); g.b * g.s * g.ev];
-    dk.par_chunks_mut(g.e.max(1)).zip(dv.par_chunks_mut(g.ev.max(1))).enumerate().for_each(|(col, (dk_j, dv_j))| {
-        let (b, j) = (col / g.s, col % g.s);
-        let mut s = [T::zero()];
-        for i in 0..g.l {
-            let row = b * g.l + i;
-            scores(&g, &t.q[row * g.e..][..g.e], t.k, &mask, b, i, j, &mut s);
-            if s[0] == T::neg_infinity() {
-                continue;
+    if g.l > 0 && g.s > 0 {
+        // dK, dV: parallel over (batch, key block), looping over query blocks.
+        let kb = g.s.div_ceil(BC);
+        let dk_blocks: Vec<&mut [T]> =
+            dk.chunks_mut((g.s * g.e).max(1)).flat_map(|c| c.chunks_mut((BC * g.e).max(1))).collect();
+        let dv_blocks: Vec<&mut [T]> =
+            dv.chunks_mut((g.s * g.ev).max(1)).flat_map(|c| c.chunks_mut((BC * g.ev).max(1))).collect();
+        dk_blocks.into_par_iter().zip(dv_blocks).enumerate().for_each(|(task, (dk_blk, dv_blk))| {
+            let (b, j0) = (task / kb, (task % kb) * BC);
+            let nj = BC.min(g.s - j0);
+            let (mut p, mut ds) = (vec![T::zero(); BR * nj], vec![T::zero(); BR * nj]);
+            for i0 in (0..g.l).step_by(BR) {
+                let ni = BR.min(g.l - i0);
+                let (p, ds) = (&mut p[..ni * nj], &mut ds[..ni * nj]);
+                p_and_ds(t, sv, &d, b, i0, ni, j0, nj, p, ds);
+                let dout = Mat::rows(&sv.dout[(b * g.l + i0) * g.ev..], g.ev);
+                gemm([nj, ni, g.ev], Mat::t(p, nj), dout, T::one(), dv_blk, g.ev);
+                let q = Mat::rows(&t.q[(b * g.l + i0) * g.e..], g.e);
+                gemm([nj, ni, g.e], Mat::t(ds, nj), q, T::one(), dk_blk, g.e);
             }
-            let (p, ds) = p_ds(b, i, j, s[0]);
-            let do_i = &t.dout[row * g.ev..][..g.ev];
-            dv_j.iter_mut().zip(do_i).for_each(|(x, &y)| *x += p * y);
-            let q_i = &t.q[row * g.e..][..g.e];
-            dk_j.iter_mut().zip(q_i).for_each(|(x, &y)| *x += scale * ds * y);
-        }
-    });
+            dk_blk.iter_mut().for_each(|x| *x *= scale);
+        });
+    }
     (dq, dk, dv, ds_all)
 }
 
@@ -208,7 +276,7 @@ pub fn attention_fwd(
                 }
                 None => None,
             };
-            let (o, lse) = fwd_t(&qd, &kd, &vd, mask, g);
+            let (o, lse) = fwd_t(&Qkv { q: &qd, k: &kd, v: &vd, mask, g });
             Ok((CpuStorage::$var(o), CpuStorage::$var(lse)))
         }};
     }
@@ -255,8 +323,9 @@ pub fn attention_bwd(
                 }
                 None => None,
             };
-            let saved = Saved { q: &d[0], k: &d[1], v: &d[2], o: &d[3], dout: &d[4], lse: &d[5] };
-            let (a, b, c, e) = bwd_t(saved, mask, g, want_ds);
+            let qkv = Qkv { q: &d[0], k: &d[1], v: &d[2], mask, g };
+            let saved = Saved { o: &d[3], dout: &d[4], lse: &d[5] };
+            let (a, b, c, e) = bwd_t(&qkv, &saved, want_ds);
             Ok([CpuStorage::$var(a), CpuStorage::$var(b), CpuStorage::$var(c), CpuStorage::$var(e)])
         }};
     }
