@@ -1,5 +1,7 @@
-//! conv2d forward, backward-input and backward-weight as im2col + GEMM, one
-//! (image, group) per rayon task with a bounded per-task column buffer.
+//! conv2d forward, backward-input and backward-weight as im2col + GEMM.
+//! A rayon task takes a block of images (several when the feature maps are
+//! small, so each GEMM stays wide) and loops over the groups, with column
+//! buffers bounded by the block.
 //! conv_transpose2d is conv2d_bwd_input (and its weight gradient is
 //! conv2d_bwd_weight with the roles of input and output swapped).
 
@@ -53,79 +55,149 @@ impl ConvGeom {
         }
     }
 
-    /// cols (krows × ocols) from one group's input planes (Cg × H × W).
-    fn im2col<T: Float>(&self, x: &[T], cols: &mut [T]) {
-        cols.fill(T::zero());
-        let n = self.ocols();
-        self.for_each_tap(|r, c, off| cols[r * n + c] = x[off]);
+    /// Images per GEMM: enough that the GEMM's N side (images × output
+    /// pixels) reaches ~256 columns on small feature maps, while keeping at
+    /// least two tasks per thread.
+    /// `balance` also caps the block so every thread gets work; the weight
+    /// gradient passes false, as its summation order must not depend on the
+    /// thread count.
+    fn images_per_task(&self, balance: bool) -> usize {
+        let by_width = 256usize.div_ceil(self.ocols().max(1));
+        let by_tasks = if balance { self.n.div_ceil(2 * rayon::current_num_threads()).max(1) } else { usize::MAX };
+        by_width.min(by_tasks).clamp(1, self.n.max(1))
     }
 
-    /// dx (Cg × H × W) += scatter of cols.
-    fn col2im<T: Float>(&self, cols: &[T], dx: &mut [T]) {
-        let n = self.ocols();
-        self.for_each_tap(|r, c, off| dx[off] += cols[r * n + c]);
+    /// Columns of images `n0..n0+nb` of group `gi` into `cols` (krows × nb·ocols):
+    /// image `i`'s pixels are columns i·ocols.. .
+    fn im2col<T: Float>(&self, x: &[T], n0: usize, nb: usize, gi: usize, cols: &mut [T]) {
+        cols.fill(T::zero());
+        let (ld, oc, plane) = (nb * self.ocols(), self.ocols(), self.cg() * self.h * self.w);
+        for i in 0..nb {
+            let xin = &x[((n0 + i) * self.c + gi * self.cg()) * self.h * self.w..][..plane];
+            self.for_each_tap(|r, c, off| cols[r * ld + i * oc + c] = xin[off]);
+        }
+    }
+
+    /// dx of images `n0..` (Cg planes of group `gi` each) += scatter of cols.
+    fn col2im<T: Float>(&self, cols: &[T], nb: usize, gi: usize, dx_block: &mut [T]) {
+        let (ld, oc, plane) = (nb * self.ocols(), self.ocols(), self.cg() * self.h * self.w);
+        for i in 0..nb {
+            let dxi = &mut dx_block[(i * self.c + gi * self.cg()) * self.h * self.w..][..plane];
+            self.for_each_tap(|r, c, off| dxi[off] += cols[r * ld + i * oc + c]);
+        }
+    }
+
+    /// (og × nb·ocols) ← rows of group `gi` of images n0.. of a (n, o, ocols) tensor.
+    fn gather_out<T: Float>(&self, y: &[T], n0: usize, nb: usize, gi: usize, out: &mut [T]) {
+        let (og, oc) = (self.og(), self.ocols());
+        for i in 0..nb {
+            for o in 0..og {
+                let src = &y[((n0 + i) * self.o + gi * og + o) * oc..][..oc];
+                out[o * nb * oc + i * oc..][..oc].copy_from_slice(src);
+            }
+        }
+    }
+
+    /// The (og × nb·ocols) rows of group `gi` for images n0..: borrowed
+    /// straight from `y` for one image, else gathered into `buf`.
+    fn out_rows<'a, T: Float>(&self, y: &'a [T], n0: usize, nb: usize, gi: usize, buf: &'a mut [T]) -> &'a [T] {
+        if nb == 1 {
+            let og = self.og();
+            return &y[(n0 * self.o + gi * og) * self.ocols()..][..og * self.ocols()];
+        }
+        self.gather_out(y, n0, nb, gi, buf);
+        buf
+    }
+
+    /// The inverse of `gather_out`, into the block of images n0.. of y.
+    fn scatter_out<T: Float>(&self, tmp: &[T], nb: usize, gi: usize, y_block: &mut [T]) {
+        let (og, oc) = (self.og(), self.ocols());
+        for i in 0..nb {
+            for o in 0..og {
+                y_block[(i * self.o + gi * og + o) * oc..][..oc].copy_from_slice(&tmp[o * nb * oc + i * oc..][..oc]);
+            }
+        }
     }
 }
 
 fn fwd_t<T: Float>(x: &[T], lx: &Layout, w: &[T], lw: &Layout, g: ConvGeom) -> Vec<T> {
     let (x, w) = (dense(x, lx), dense(w, lw));
-    let (groups, cg, og, kr, oc) = (g.p.groups, g.cg(), g.og(), g.krows(), g.ocols());
+    let (groups, og, kr, oc) = (g.p.groups, g.og(), g.krows(), g.ocols());
     let mut y = vec![T::zero(); g.n * g.o * oc];
     if y.is_empty() || kr == 0 {
         return y;
     }
-    y.par_chunks_mut(og * oc).enumerate().for_each(|(task, yg)| {
-        let (n, gi) = (task / groups, task % groups);
-        let xin = &x[(n * g.c + gi * cg) * g.h * g.w..][..cg * g.h * g.w];
-        let mut cols = vec![T::zero(); kr * oc];
-        g.im2col(xin, &mut cols);
-        let wg = &w[gi * og * kr..][..og * kr];
-        gemm([og, kr, oc], Mat::rows(wg, kr), Mat::rows(&cols, oc), T::zero(), yg, oc);
+    let nb = g.images_per_task(true);
+    y.par_chunks_mut(nb * g.o * oc).enumerate().for_each(|(task, yb)| {
+        let (n0, nbi) = (task * nb, yb.len() / (g.o * oc));
+        let mut cols = vec![T::zero(); kr * nbi * oc];
+        let mut tmp = vec![T::zero(); if nbi > 1 { og * nbi * oc } else { 0 }];
+        for gi in 0..groups {
+            g.im2col(&x, n0, nbi, gi, &mut cols);
+            let wg = &w[gi * og * kr..][..og * kr];
+            // One image: its group's output rows are contiguous, no staging copy.
+            let out = if nbi == 1 { &mut yb[gi * og * oc..][..og * oc] } else { &mut tmp[..] };
+            gemm([og, kr, nbi * oc], Mat::rows(wg, kr), Mat::rows(&cols, nbi * oc), T::zero(), out, nbi * oc);
+            if nbi > 1 {
+                g.scatter_out(&tmp, nbi, gi, yb);
+            }
+        }
     });
     y
 }
 
 fn bwd_input_t<T: Float>(dy: &[T], ldy: &Layout, w: &[T], lw: &Layout, g: ConvGeom) -> Vec<T> {
     let (dy, w) = (dense(dy, ldy), dense(w, lw));
-    let (groups, cg, og, kr, oc) = (g.p.groups, g.cg(), g.og(), g.krows(), g.ocols());
+    let (groups, og, kr, oc) = (g.p.groups, g.og(), g.krows(), g.ocols());
     let mut dx = vec![T::zero(); g.n * g.c * g.h * g.w];
     if dx.is_empty() || og * oc == 0 {
         return dx;
     }
-    dx.par_chunks_mut(cg * g.h * g.w).enumerate().for_each(|(task, dxg)| {
-        let (n, gi) = (task / groups, task % groups);
-        let dyg = &dy[(n * g.o + gi * og) * oc..][..og * oc];
-        let wg = &w[gi * og * kr..][..og * kr];
-        let mut cols = vec![T::zero(); kr * oc];
-        // cols = W_gᵀ (kr × og) · dy_g (og × oc)
-        gemm([kr, og, oc], Mat::t(wg, kr), Mat::rows(dyg, oc), T::zero(), &mut cols, oc);
-        g.col2im(&cols, dxg);
+    let nb = g.images_per_task(true);
+    dx.par_chunks_mut(nb * g.c * g.h * g.w).enumerate().for_each(|(task, dxb)| {
+        let (n0, nbi) = (task * nb, dxb.len() / (g.c * g.h * g.w));
+        let mut dyg = vec![T::zero(); if nbi > 1 { og * nbi * oc } else { 0 }];
+        let mut cols = vec![T::zero(); kr * nbi * oc];
+        for gi in 0..groups {
+            let dyg = g.out_rows(&dy, n0, nbi, gi, &mut dyg);
+            let wg = &w[gi * og * kr..][..og * kr];
+            // cols = W_gᵀ (kr × og) · dy_g (og × nb·oc)
+            gemm([kr, og, nbi * oc], Mat::t(wg, kr), Mat::rows(dyg, nbi * oc), T::zero(), &mut cols, nbi * oc);
+            g.col2im(&cols, nbi, gi, dxb);
+        }
     });
     dx
 }
 
 fn bwd_weight_t<T: Float>(x: &[T], lx: &Layout, dy: &[T], ldy: &Layout, g: ConvGeom) -> Vec<T> {
     let (x, dy) = (dense(x, lx), dense(dy, ldy));
-    let (groups, cg, og, kr, oc) = (g.p.groups, g.cg(), g.og(), g.krows(), g.ocols());
+    let (groups, og, kr, oc) = (g.p.groups, g.og(), g.krows(), g.ocols());
     let size = g.o * kr;
-    // A fixed split of the (image, group) tasks, each summed serially and
-    // the partials added in order: the result does not depend on the
-    // thread count or on scheduling (resumed runs stay bit-identical).
-    let tasks = g.n * groups;
-    let per = tasks.div_ceil(REDUCE_SPLITS).max(1);
-    let partials: Vec<Vec<T>> = (0..tasks.div_ceil(per))
+    if g.n == 0 || oc == 0 {
+        return vec![T::zero(); size];
+    }
+    // A fixed split of the images, each block summed serially and the
+    // partials added in order: the result does not depend on the thread
+    // count or on scheduling (resumed runs stay bit-identical).
+    let nb = g.images_per_task(false);
+    let blocks = g.n.div_ceil(nb);
+    let per = blocks.div_ceil(REDUCE_SPLITS).max(1);
+    let partials: Vec<Vec<T>> = (0..blocks.div_ceil(per))
         .into_par_iter()
         .map(|chunk| {
             let mut dw = vec![T::zero(); size];
-            let mut cols = vec![T::zero(); kr * oc];
-            for task in chunk * per..((chunk + 1) * per).min(tasks) {
-                let (n, gi) = (task / groups, task % groups);
-                let xin = &x[(n * g.c + gi * cg) * g.h * g.w..][..cg * g.h * g.w];
-                g.im2col(xin, &mut cols);
-                let dyg = &dy[(n * g.o + gi * og) * oc..][..og * oc];
-                let dwg = &mut dw[gi * og * kr..][..og * kr];
-                // dW_g (og × kr) += dy_g (og × oc) · colsᵀ (oc × kr)
-                gemm([og, oc, kr], Mat::rows(dyg, oc), Mat::t(&cols, oc), T::one(), dwg, kr);
+            let mut cols = vec![T::zero(); kr * nb * oc];
+            let mut dyg = vec![T::zero(); og * nb * oc];
+            for blk in chunk * per..((chunk + 1) * per).min(blocks) {
+                let (n0, nbi) = (blk * nb, nb.min(g.n - blk * nb));
+                let (cols, dyg) = (&mut cols[..kr * nbi * oc], &mut dyg[..og * nbi * oc]);
+                for gi in 0..groups {
+                    g.im2col(&x, n0, nbi, gi, cols);
+                    let dyg = g.out_rows(&dy, n0, nbi, gi, dyg);
+                    let dwg = &mut dw[gi * og * kr..][..og * kr];
+                    // dW_g (og × kr) += dy_g (og × nb·oc) · colsᵀ (nb·oc × kr)
+                    gemm([og, nbi * oc, kr], Mat::rows(dyg, nbi * oc), Mat::t(cols, nbi * oc), T::one(), dwg, kr);
+                }
             }
             dw
         })
