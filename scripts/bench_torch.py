@@ -6,10 +6,10 @@ so `cargo xtask bench` can put both in one table measured in one run.
 
 Prints one JSON object {"<group>/<shape>": seconds}, where the keys match
 the criterion ids `<group>/cpu/<variant>/<shape>` without backend/variant.
-Each time is the median of repeated calls after a warm-up.
+Each time is the best of repeated calls after a warm-up (noise on a shared
+machine only adds time; kiln's side reports its best sample too).
 """
 import json
-import statistics
 import time
 
 import torch
@@ -27,7 +27,7 @@ def timeit(fn, min_time=1.0, min_reps=5):
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return min(times)
 
 
 def fwd_and_fwd_bwd(out, key, f, inputs, gy_shape):
