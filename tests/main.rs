@@ -8,6 +8,7 @@ mod errors;
 mod grad_elementwise;
 mod grad_nn_ops;
 mod grad_shape_reduce;
+mod kernels_f32;
 mod nn;
 mod torch_reference;
 mod views;

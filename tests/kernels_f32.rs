@@ -1,0 +1,65 @@
+//! The f32 kernels (GEMM paths, image-batched convolutions) against the
+//! same ops in f64: the gradient property tests run in f64 and would not
+//! see a wrong f32-only fast path.
+
+use kiln::tensor::testing::strategies::{conv_transpose2d_case, conv2d_case, randn};
+use kiln::{DType, Tensor, Var};
+use proptest::prelude::*;
+
+use crate::common::assert_close;
+
+fn f32_vs_f64(what: &str, f: impl Fn(&[Tensor]) -> kiln::Result<Tensor>, inputs: &[Tensor]) {
+    let run = |dtype: DType| -> (Vec<f64>, Vec<Vec<f64>>) {
+        let vars: Vec<Var> = inputs.iter().map(|t| Var::new(&t.to_dtype(dtype).unwrap()).unwrap()).collect();
+        let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+        let y = f(&ts).unwrap();
+        let gy = randn(y.shape(), 99).to_dtype(dtype).unwrap();
+        let g = y.backward_with(&gy, false).unwrap();
+        (y.to_vec_f64(), vars.iter().map(|v| g.get(v).unwrap().to_vec_f64()).collect())
+    };
+    let ((y32, g32), (y64, g64)) = (run(DType::F32), run(DType::F64));
+    let scale = |v: &[f64]| v.iter().fold(1e-3f64, |m, x| m.max(x.abs()));
+    assert_close(&format!("{what}: output"), &y32, &y64, 1e-5 * scale(&y64), 1e-4);
+    for (i, (a, b)) in g32.iter().zip(&g64).enumerate() {
+        assert_close(&format!("{what}: grad {i}"), a, b, 1e-5 * scale(b), 1e-4);
+    }
+}
+
+#[test]
+fn matmul_f32_across_block_edges() {
+    // Odd shapes, one-element edges, deep and wide operands.
+    for &(m, k, n) in &[(1, 1, 1), (13, 300, 33), (25, 513, 70), (12, 256, 32), (3, 40, 1100), (40, 3, 5)] {
+        let a = randn(&[m, k], 1);
+        let b = randn(&[k, n], 2);
+        f32_vs_f64(&format!("matmul {m}x{k}x{n}"), |t| t[0].matmul(&t[1]), &[a, b]);
+        let bt = randn(&[n, k], 3);
+        f32_vs_f64(&format!("matmul transposed {m}x{k}x{n}"), |t| t[0].matmul(&t[1].t()?), &[randn(&[m, k], 4), bt]);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn conv_f32_matches_f64(case in conv2d_case(9), seed in any::<u64>()) {
+        let p = case.params;
+        f32_vs_f64("conv2d", |t| t[0].conv2d(&t[1], None, p), &[randn(&case.input, seed), randn(&case.weight, seed ^ 1)]);
+    }
+
+    #[test]
+    fn conv_transpose_f32_matches_f64(case in conv_transpose2d_case(6), seed in any::<u64>()) {
+        let p = case.params;
+        f32_vs_f64("conv_transpose2d", |t| t[0].conv_transpose2d(&t[1], None, p), &[randn(&case.input, seed), randn(&case.weight, seed ^ 1)]);
+    }
+}
+
+#[test]
+fn dcgan_sized_conv_f32_matches_f64() {
+    // A block of several images per GEMM (small feature maps) and deep K.
+    let p = kiln::tensor::Conv2dParams { stride: [2, 2], padding: [1, 1], ..Default::default() };
+    f32_vs_f64(
+        "conv2d 8x64x8x8 -> 96",
+        |t| t[0].conv2d(&t[1], None, p),
+        &[randn(&[8, 64, 8, 8], 1), randn(&[96, 64, 4, 4], 2)],
+    );
+}
