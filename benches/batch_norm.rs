@@ -19,13 +19,13 @@ fn batch_norm(c: &mut Criterion) {
         let t = |v: &kiln::Tensor| v.to_dtype(d).unwrap();
         t(&x).batch_norm(None, None, Some(&t(&w)), Some(&t(&b)), true, 0.1, 1e-5).unwrap().to_vec_f64()
     });
-    bench(c, "batch_norm_fwd", "two_pass", id, 5.0 * numel, || {
+    bench(c, "batch_norm_fwd", "one_pass", id, 5.0 * numel, || {
         let _g = no_grad();
         x.batch_norm(None, None, Some(&w), Some(&b), true, 0.1, 1e-5).unwrap();
     });
     let (xv, wv, bv) = (Var::new(&x).unwrap(), Var::new(&w).unwrap(), Var::new(&b).unwrap());
     let gy = randn(&shape, 4, DType::F32);
-    bench(c, "batch_norm_fwd_bwd", "two_pass", id, 10.0 * numel, || {
+    bench(c, "batch_norm_fwd_bwd", "one_pass", id, 10.0 * numel, || {
         xv.batch_norm(None, None, Some(&wv), Some(&bv), true, 0.1, 1e-5).unwrap().backward_with(&gy, false).unwrap();
     });
 }
