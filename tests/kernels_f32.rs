@@ -63,3 +63,39 @@ fn dcgan_sized_conv_f32_matches_f64() {
         &[randn(&[8, 64, 8, 8], 1), randn(&[96, 64, 4, 4], 2)],
     );
 }
+
+#[test]
+fn fast_exp_is_within_two_ulp() {
+    use kiln::tensor::Float;
+    let mut worst = 0f64;
+    let mut x = -87.0f32;
+    while x < 88.0 {
+        let (got, want) = (x.exp_fast() as f64, (x as f64).exp());
+        worst = worst.max((got - want).abs() / want);
+        x += 0.0137;
+    }
+    assert!(worst < 2.5e-7, "max relative error {worst:e}");
+    assert_eq!(f32::NEG_INFINITY.exp_fast(), 0.0);
+    assert_eq!((-100.0f32).exp_fast(), 0.0);
+    assert_eq!(0.0f32.exp_fast(), 1.0);
+}
+
+#[test]
+fn attention_f32_matches_f64_across_tiles() {
+    // 70 queries × 150 keys spans several tiles; the f32 path uses exp_fast.
+    let (q, k, v) = (randn(&[2, 70, 8], 1), randn(&[2, 150, 8], 2), randn(&[2, 150, 6], 3));
+    for causal in [false, true] {
+        f32_vs_f64(
+            "attention",
+            |t| Tensor::scaled_dot_product_attention(&t[0], &t[1], &t[2], None, causal, None),
+            &[q.clone(), k.clone(), v.clone()],
+        );
+    }
+    let keep = randn(&[70, 150], 4).gt(&Tensor::zeros(&[], DType::F64, kiln::Device::Cpu).unwrap()).unwrap();
+    let mask = Tensor::additive_mask(&keep).unwrap();
+    let run = |dtype: DType| {
+        let c = |t: &Tensor| t.to_dtype(dtype).unwrap();
+        Tensor::scaled_dot_product_attention(&c(&q), &c(&k), &c(&v), Some(&c(&mask)), false, None).unwrap().to_vec_f64()
+    };
+    assert_close("attention with -inf mask", &run(DType::F32), &run(DType::F64), 2e-5, 1e-4);
+}

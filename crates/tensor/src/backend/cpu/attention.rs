@@ -123,10 +123,9 @@ fn fwd_t<T: Float>(t: &Qkv<T>) -> (Vec<T>, Vec<T>) {
                     let corr = (m[ii] - new_m).exp();
                     sum[ii] *= corr;
                     o[ii * g.ev..(ii + 1) * g.ev].iter_mut().for_each(|x| *x *= corr);
-                    for x in row.iter_mut() {
-                        *x = (*x - new_m).exp();
-                        sum[ii] += *x;
-                    }
+                    // Two plain loops (map, then a lane-parallel sum) vectorise.
+                    row.iter_mut().for_each(|x| *x = (*x - new_m).exp_fast());
+                    sum[ii] += super::reduce::sum_run(row);
                     m[ii] = new_m;
                 }
                 gemm([ni, nj, g.ev], Mat::rows(st, nj), Mat::rows(t.v_block(b, j0), g.ev), T::one(), o, g.ev);
@@ -170,11 +169,11 @@ fn p_and_ds<T: Float>(
     gemm([ni, g.ev, nj], dout, Mat::t(t.v_block(b, j0), g.ev), T::zero(), ds, nj);
     for ii in 0..ni {
         let row = b * g.l + i0 + ii;
-        for jj in 0..nj {
-            let x = &mut p[ii * nj + jj];
-            *x = if *x == T::neg_infinity() { T::zero() } else { (*x - sv.lse[row]).exp() };
-            ds[ii * nj + jj] = *x * (ds[ii * nj + jj] - d[row]);
-        }
+        let (lse, dr) = (sv.lse[row], d[row]);
+        let (pr, dsr) = (&mut p[ii * nj..(ii + 1) * nj], &mut ds[ii * nj..(ii + 1) * nj]);
+        // exp_fast(−inf) = 0: masked scores need no branch.
+        pr.iter_mut().for_each(|x| *x = (*x - lse).exp_fast());
+        dsr.iter_mut().zip(pr.iter()).for_each(|(s, &x)| *s = x * (*s - dr));
     }
 }
 

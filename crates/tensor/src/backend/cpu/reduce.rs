@@ -15,7 +15,7 @@ fn reduced_last(l: &Layout, dims: &[usize]) -> (Layout, usize) {
     (l.permute(&order), run)
 }
 
-fn sum_run<T: Float>(x: &[T]) -> T {
+pub(crate) fn sum_run<T: Float>(x: &[T]) -> T {
     // Eight independent accumulators: vectorises and loses less precision
     // than one long serial chain.
     let mut acc = [T::zero(); 8];
