@@ -20,19 +20,14 @@ fn softmax_t<T: Float>(v: &[T], l: &Layout, dim: usize, log: bool) -> Vec<T> {
         let m = row.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
         // A row of -inf gives NaN, as PyTorch does.
         let m = if m == T::neg_infinity() { T::zero() } else { m };
-        let mut sum = T::zero();
-        for x in row.iter_mut() {
-            let e = (*x - m).exp();
-            sum += e;
-            if !log {
-                *x = e;
-            }
-        }
+        // Separate map and lane-parallel sum loops so both vectorise.
         if log {
+            let sum = row.iter().fold(T::zero(), |s, &x| s + (x - m).exp_fast());
             let lse = m + sum.ln();
             row.iter_mut().for_each(|x| *x -= lse);
         } else {
-            let inv = T::one() / sum;
+            row.iter_mut().for_each(|x| *x = (*x - m).exp_fast());
+            let inv = T::one() / super::reduce::sum_run(row);
             row.iter_mut().for_each(|x| *x *= inv);
         }
     });
