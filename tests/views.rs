@@ -57,3 +57,23 @@ fn dtype_conversions_round_trip() {
     }
     assert_eq!(x.to_dtype(DType::I64).unwrap().to_vec::<i64>().unwrap(), vec![1, -2, 3]);
 }
+
+#[test]
+fn integer_tensors_compare_sum_and_move() {
+    // The usual accuracy computation: argmax == label, counted.
+    let logits = t64(&[0.1, 0.9, 0.8, 0.2, 0.3, 0.7], &[3, 2]);
+    let labels = Tensor::indices(&[1, 0, 0], &[3], Device::Cpu).unwrap();
+    let hits = logits.argmax(1, false).unwrap().eq(&labels).unwrap();
+    assert_eq!(hits.dtype(), DType::I64);
+    assert_eq!(hits.sum_all().unwrap().to_vec::<i64>().unwrap(), vec![2]);
+    // Shuffling labels with the same permutation as the images.
+    let perm = Tensor::indices(&[2, 0, 1], &[3], Device::Cpu).unwrap();
+    assert_eq!(labels.index_select(0, &perm).unwrap().to_vec::<i64>().unwrap(), vec![0, 1, 0]);
+    assert_eq!(labels.add(&labels).unwrap().to_vec::<i64>().unwrap(), vec![2, 0, 0]);
+    assert!(labels.div(&labels).unwrap_err().to_string().contains("i64 division"));
+    let half = t64(&[1.0, 2.0], &[2]).to_dtype(DType::F16).unwrap();
+    assert_eq!(
+        half.index_select(0, &Tensor::indices(&[1], &[1], Device::Cpu).unwrap()).unwrap().to_vec_f64(),
+        vec![2.0]
+    );
+}

@@ -98,9 +98,15 @@ pub fn unary(s: &CpuStorage, l: &Layout, op: UnaryOp) -> Result<CpuStorage> {
 }
 
 /// out[i] = f(a[i], b[i]) over layouts of the same (broadcast) shape.
-fn zip_map<T: Float>(a: &[T], la: &Layout, b: &[T], lb: &Layout, f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
+fn zip_map<T: Copy + Send + Sync + Default>(
+    a: &[T],
+    la: &Layout,
+    b: &[T],
+    lb: &Layout,
+    f: impl Fn(T, T) -> T + Sync,
+) -> Vec<T> {
     let n = la.numel();
-    let mut out = vec![T::zero(); n];
+    let mut out = vec![T::default(); n];
     match (la.contiguous_range(), lb.contiguous_range()) {
         (Some(ra), Some(rb)) => {
             let (a, b) = (&a[ra], &b[rb]);
@@ -141,7 +147,35 @@ fn binary_t<T: Float>(a: &[T], la: &Layout, b: &[T], lb: &Layout, op: BinaryOp) 
     }
 }
 
+/// i64: exact integer arithmetic (wrapping, as torch) and comparisons;
+/// division is refused (torch's true division returns floats).
+fn binary_i64(a: &[i64], la: &Layout, b: &[i64], lb: &Layout, op: BinaryOp) -> Result<Vec<i64>> {
+    let m = |c: bool| c as i64;
+    Ok(match op {
+        BinaryOp::Add => zip_map(a, la, b, lb, |x, y| x.wrapping_add(y)),
+        BinaryOp::Sub => zip_map(a, la, b, lb, |x, y| x.wrapping_sub(y)),
+        BinaryOp::Mul => zip_map(a, la, b, lb, |x, y| x.wrapping_mul(y)),
+        BinaryOp::Maximum => zip_map(a, la, b, lb, i64::max),
+        BinaryOp::Minimum => zip_map(a, la, b, lb, i64::min),
+        BinaryOp::Eq => zip_map(a, la, b, lb, |x, y| m(x == y)),
+        BinaryOp::Ne => zip_map(a, la, b, lb, |x, y| m(x != y)),
+        BinaryOp::Lt => zip_map(a, la, b, lb, |x, y| m(x < y)),
+        BinaryOp::Le => zip_map(a, la, b, lb, |x, y| m(x <= y)),
+        BinaryOp::Gt => zip_map(a, la, b, lb, |x, y| m(x > y)),
+        BinaryOp::Ge => zip_map(a, la, b, lb, |x, y| m(x >= y)),
+        BinaryOp::Div => {
+            return Err(crate::error::arg_err(
+                "div",
+                "i64 division is not supported: convert with to_dtype(F32/F64) first",
+            ));
+        }
+    })
+}
+
 pub fn binary(a: &CpuStorage, la: &Layout, b: &CpuStorage, lb: &Layout, op: BinaryOp) -> Result<CpuStorage> {
+    if let (CpuStorage::I64(x), CpuStorage::I64(y)) = (a, b) {
+        return Ok(CpuStorage::I64(binary_i64(x, la, y, lb, op)?));
+    }
     with_float2!(op.name(), a, b, |x, y| binary_t(x, la, y, lb, op))
 }
 

@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::{CpuStorage, dense, with_float};
+use super::{CpuStorage, dense, with_any, with_float};
 use crate::error::arg_err;
 use crate::{Float, Layout, Result};
 
@@ -35,11 +35,11 @@ fn base_offset(i: usize, shape: &[usize], shape_x: &[usize], dim: usize) -> usiz
     off
 }
 
-fn gather_t<T: Float>(x: &[T], lx: &Layout, dim: usize, idx: &[i64], shape: &[usize]) -> Vec<T> {
+fn gather_t<T: Copy + Send + Sync + Default>(x: &[T], lx: &Layout, dim: usize, idx: &[i64], shape: &[usize]) -> Vec<T> {
     let x = dense(x, lx);
     let xs = lx.shape();
     let dstride: usize = xs[dim + 1..].iter().product();
-    let mut out = vec![T::zero(); idx.len()];
+    let mut out = vec![T::default(); idx.len()];
     out.par_iter_mut().enumerate().with_min_len(4096).for_each(|(i, o)| {
         *o = x[base_offset(i, shape, xs, dim) + idx[i] as usize * dstride];
     });
@@ -68,11 +68,11 @@ fn scatter_add_t<T: Float>(src: &[T], ls: &Layout, dim: usize, idx: &[i64], out_
     out
 }
 
-fn index_select_t<T: Float>(x: &[T], lx: &Layout, dim: usize, idx: &[i64]) -> Vec<T> {
+fn index_select_t<T: Copy + Send + Sync + Default>(x: &[T], lx: &Layout, dim: usize, idx: &[i64]) -> Vec<T> {
     let x = dense(x, lx);
     let (outer, d, inner) = split(lx.shape(), dim);
     let k = idx.len();
-    let mut out = vec![T::zero(); outer * k * inner];
+    let mut out = vec![T::default(); outer * k * inner];
     if inner == 0 {
         return out;
     }
@@ -104,7 +104,7 @@ fn index_add_t<T: Float>(src: &[T], ls: &Layout, dim: usize, idx: &[i64], len: u
 pub fn gather(x: &CpuStorage, lx: &Layout, dim: usize, idx: &CpuStorage, li: &Layout) -> Result<CpuStorage> {
     let idx = dense(idx.as_i64("gather")?, li);
     check("gather", &idx, lx.shape()[dim])?;
-    with_float!("gather", x, |v| gather_t(v, lx, dim, &idx, li.shape()))
+    Ok(with_any!(x, |v| gather_t(v, lx, dim, &idx, li.shape())))
 }
 
 pub fn scatter_add(
@@ -123,7 +123,7 @@ pub fn scatter_add(
 pub fn index_select(x: &CpuStorage, lx: &Layout, dim: usize, idx: &CpuStorage, li: &Layout) -> Result<CpuStorage> {
     let idx = dense(idx.as_i64("index_select")?, li);
     check("index_select", &idx, lx.shape()[dim])?;
-    with_float!("index_select", x, |v| index_select_t(v, lx, dim, &idx))
+    Ok(with_any!(x, |v| index_select_t(v, lx, dim, &idx)))
 }
 
 pub fn index_add(

@@ -43,6 +43,20 @@ macro_rules! with_float {
 }
 pub(crate) use with_float;
 
+/// Runs `$body` for any dtype (data movement that needs no arithmetic).
+macro_rules! with_any {
+    ($s:expr, |$v:ident| $body:expr) => {
+        match $s {
+            CpuStorage::F16($v) => CpuStorage::F16($body),
+            CpuStorage::BF16($v) => CpuStorage::BF16($body),
+            CpuStorage::F32($v) => CpuStorage::F32($body),
+            CpuStorage::F64($v) => CpuStorage::F64($body),
+            CpuStorage::I64($v) => CpuStorage::I64($body),
+        }
+    };
+}
+pub(crate) use with_any;
+
 /// Like `with_float!` for two same-dtype storages.
 macro_rules! with_float2 {
     ($op:expr, $a:expr, $b:expr, |$x:ident, $y:ident| $body:expr) => {

@@ -100,6 +100,17 @@ pub fn reduce(s: &CpuStorage, l: &Layout, dims: &[usize], op: ReduceOp) -> Resul
             let (a, i) = reduce_t(v, l, dims, op)?;
             (CpuStorage::F64(a), i)
         }
+        CpuStorage::I64(v) if op == ReduceOp::Sum => {
+            let (view, run) = reduced_last(l, dims);
+            let x = dense(v, &view);
+            let kept: usize = (0..l.rank()).filter(|d| !dims.contains(d)).map(|d| l.shape()[d]).product();
+            let sums = if run == 0 {
+                vec![0; kept]
+            } else {
+                x.chunks(run).map(|r| r.iter().fold(0i64, |a, &b| a.wrapping_add(b))).collect()
+            };
+            (CpuStorage::I64(sums), vec![])
+        }
         other => {
             return Err(crate::Error::UnsupportedDType {
                 op: op.name(),
