@@ -286,7 +286,7 @@ pub fn train(o: &TrainOptions, stop: &AtomicBool) -> Result<Summary> {
     let metrics_path = dir.join("metrics.csv");
     let smooth = |v: Vec<f64>| moving_average(&v, 25);
     let (loss_d, loss_g) = (smooth(read_column(&metrics_path, 2)), smooth(read_column(&metrics_path, 3)));
-    write_plot(&dir.join("loss.png"), &[&loss_d, &loss_g], 640, 360)?;
+    write_plot(&dir.join("loss.png"), &[&loss_d, &loss_g], &["loss D", "loss G"], 640, 360)?;
     let seconds = t0.elapsed().as_secs_f64();
     let ips = (step - start) as f64 * batch as f64 / seconds.max(1e-9);
     Ok(Summary { dir, steps_done: step - start, seconds, images_per_second: ips, last })
