@@ -128,3 +128,23 @@ fn trains_on_an_rgb_image_folder() {
     assert!(s.last.unwrap().is_finite());
     assert_eq!(load_run(&dir).unwrap().config.nc, 3);
 }
+
+#[test]
+fn a_non_finite_loss_stops_the_run_naming_the_step() {
+    let dir = fresh_dir("nan");
+    let e = train(&TrainOptions { lr: f64::NAN, ..options(&dir, 5) }, &AtomicBool::new(false)).unwrap_err().to_string();
+    assert!(e.contains("learning rate must be a positive number"), "{e}");
+    // Two good steps, then the run resumes with a learning rate so large
+    // (Adam moves every weight by about lr) that the activations overflow.
+    train(&options(&dir, 2), &AtomicBool::new(false)).unwrap();
+    let cfg_path = dir.join("config.json");
+    let cfg = std::fs::read_to_string(&cfg_path).unwrap().replace("\"lr\": 0.0002", "\"lr\": 1e30");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let o = TrainOptions { resume: Some(dir.clone()), ..options(&dir, 5) };
+    let e = train(&o, &AtomicBool::new(false)).unwrap_err().to_string();
+    assert!(e.starts_with("step 2: a loss is not finite"), "{e}");
+    assert!(e.contains("checkpoint.safetensors"), "{e}");
+    // The last good checkpoint (after step 2) is intact and finite.
+    let params = parameters(&load_run(&dir).unwrap()).unwrap();
+    assert!(params.iter().all(|(_, v)| v.iter().all(|x| x.is_finite())));
+}

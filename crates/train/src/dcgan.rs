@@ -184,6 +184,9 @@ fn write_samples(path: &Path, m: &Dcgan, noise: &Tensor) -> Result<()> {
 /// after the current step with a checkpoint.
 pub fn train(o: &TrainOptions, stop: &AtomicBool) -> Result<Summary> {
     let device = resolve_device(&o.device)?;
+    if !(o.lr.is_finite() && o.lr > 0.0) {
+        return Err(format!("--lr {}: the learning rate must be a positive number", o.lr).into());
+    }
     let (dir, cfg) = match &o.resume {
         Some(dir) => {
             let text = std::fs::read_to_string(dir.join("config.json"))
