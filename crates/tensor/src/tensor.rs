@@ -223,8 +223,13 @@ impl Tensor {
         self.0.storage.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Size of `dim`, with a typed error when out of range.
-    pub fn dim(&self, op: &'static str, dim: usize) -> Result<usize> {
+    /// Size of `dim` (torch's `size(dim)`), or an error when out of range.
+    pub fn size(&self, dim: usize) -> Result<usize> {
+        self.dim_size("size", dim)
+    }
+
+    /// Size of `dim`; the error names `op`.
+    pub(crate) fn dim_size(&self, op: &'static str, dim: usize) -> Result<usize> {
         self.shape()
             .get(dim)
             .copied()

@@ -54,7 +54,7 @@ impl Tensor {
     /// torch.index_select with a 1-D i64 index.
     pub fn index_select(&self, dim: usize, index: &Tensor) -> Result<Tensor> {
         check_index("index_select", index, self.device())?;
-        self.dim("index_select", dim)?;
+        self.dim_size("index_select", dim)?;
         if index.rank() != 1 {
             return Err(shape_err("index_select", format!("index must be 1-D, got {:?}", index.shape())));
         }
@@ -68,7 +68,7 @@ impl Tensor {
     /// at rows `index` (repeated indices accumulate).
     pub fn index_add(&self, dim: usize, index: &Tensor, len: usize) -> Result<Tensor> {
         check_index("index_add", index, self.device())?;
-        if index.rank() != 1 || self.dim("index_add", dim)? != index.numel() {
+        if index.rank() != 1 || self.dim_size("index_add", dim)? != index.numel() {
             return Err(shape_err(
                 "index_add",
                 format!(

@@ -32,8 +32,8 @@ impl Tensor {
     }
 
     pub fn transpose(&self, d0: usize, d1: usize) -> Result<Tensor> {
-        self.dim("transpose", d0)?;
-        self.dim("transpose", d1)?;
+        self.dim_size("transpose", d0)?;
+        self.dim_size("transpose", d1)?;
         let mut dims: Vec<usize> = (0..self.rank()).collect();
         dims.swap(d0, d1);
         self.permute(&dims)
@@ -49,7 +49,7 @@ impl Tensor {
 
     /// Elements `start..start+len` of `dim`, as a view.
     pub fn narrow(&self, dim: usize, start: usize, len: usize) -> Result<Tensor> {
-        let size = self.dim("narrow", dim)?;
+        let size = self.dim_size("narrow", dim)?;
         if start.checked_add(len).is_none_or(|end| end > size) {
             return Err(shape_err(
                 "narrow",
@@ -73,7 +73,7 @@ impl Tensor {
 
     /// Removes `dim`, which must have size 1.
     pub fn squeeze(&self, dim: usize) -> Result<Tensor> {
-        if self.dim("squeeze", dim)? != 1 {
+        if self.dim_size("squeeze", dim)? != 1 {
             return Err(shape_err("squeeze", format!("dim {dim} of {:?} is not 1", self.shape())));
         }
         let mut s = self.shape().to_vec();
@@ -109,7 +109,7 @@ impl Tensor {
     /// Concatenates along `dim`; all other dims must match.
     pub fn cat(tensors: &[&Tensor], dim: usize) -> Result<Tensor> {
         let first = *tensors.first().ok_or_else(|| arg_err("cat", "needs at least one tensor"))?;
-        first.dim("cat", dim)?;
+        first.dim_size("cat", dim)?;
         let mut shape = first.shape().to_vec();
         shape[dim] = 0;
         for t in tensors {
@@ -146,7 +146,7 @@ impl Tensor {
         if chunks == 0 {
             return Err(arg_err("chunk", "chunks must be > 0"));
         }
-        let n = self.dim("chunk", dim)?;
+        let n = self.dim_size("chunk", dim)?;
         let size = n.div_ceil(chunks).max(1);
         self.split(size, dim)
     }
@@ -156,7 +156,7 @@ impl Tensor {
         if size == 0 {
             return Err(arg_err("split", "size must be > 0"));
         }
-        let n = self.dim("split", dim)?;
+        let n = self.dim_size("split", dim)?;
         (0..n).step_by(size).map(|s| self.narrow(dim, s, size.min(n - s))).collect()
     }
 }

@@ -9,7 +9,7 @@ use crate::op::Op;
 impl Tensor {
     fn softmax_impl(&self, dim: usize, log: bool) -> Result<Tensor> {
         let op = if log { "log_softmax" } else { "softmax" };
-        self.dim(op, dim)?;
+        self.dim_size(op, dim)?;
         let s = self.storage().softmax(self.layout(), dim, log)?;
         // The kernel writes rows with `dim` innermost: view it back.
         let mut order: Vec<usize> = (0..self.rank()).filter(|&d| d != dim).collect();
