@@ -27,9 +27,11 @@ impl ConvGeom {
         self.oh * self.ow
     }
 
-    /// For column-matrix row (c, i, j) and output (oy, ox): input (iy, ix),
-    /// or None in the zero padding. Calls `f(row, col, input_offset)`.
-    fn for_each_tap(&self, mut f: impl FnMut(usize, usize, usize)) {
+    /// Every run of in-bounds taps: for column-matrix row (c, i, j) and
+    /// output row oy, the outputs ox in [lo, hi) read input offsets
+    /// x0 + (ox − lo)·stride_w. Calls `f(row, oy·ow + lo, x0, hi − lo)`;
+    /// padding taps are skipped (the column buffer is zero there).
+    fn for_each_run(&self, mut f: impl FnMut(usize, usize, usize, usize)) {
         let [sh, sw] = self.p.stride;
         let [ph, pw] = self.p.padding;
         let [dh, dw] = self.p.dilation;
@@ -37,18 +39,20 @@ impl ConvGeom {
             for i in 0..self.kh {
                 for j in 0..self.kw {
                     let row = (c * self.kh + i) * self.kw + j;
+                    // ix = ox·sw + j·dw − pw must lie in [0, w).
+                    let shift = j * dw;
+                    let lo = if pw > shift { (pw - shift).div_ceil(sw) } else { 0 }.min(self.ow);
+                    let hi = if self.w + pw > shift { (self.w + pw - shift - 1) / sw + 1 } else { 0 }.min(self.ow);
+                    if lo >= hi {
+                        continue;
+                    }
                     for oy in 0..self.oh {
                         let iy = (oy * sh + i * dh) as isize - ph as isize;
                         if iy < 0 || iy >= self.h as isize {
                             continue;
                         }
-                        let base = (c * self.h + iy as usize) * self.w;
-                        for ox in 0..self.ow {
-                            let ix = (ox * sw + j * dw) as isize - pw as isize;
-                            if ix >= 0 && ix < self.w as isize {
-                                f(row, oy * self.ow + ox, base + ix as usize);
-                            }
-                        }
+                        let x0 = (c * self.h + iy as usize) * self.w + lo * sw + shift - pw;
+                        f(row, oy * self.ow + lo, x0, hi - lo);
                     }
                 }
             }
@@ -74,7 +78,15 @@ impl ConvGeom {
         let (ld, oc, plane) = (nb * self.ocols(), self.ocols(), self.cg() * self.h * self.w);
         for i in 0..nb {
             let xin = &x[((n0 + i) * self.c + gi * self.cg()) * self.h * self.w..][..plane];
-            self.for_each_tap(|r, c, off| cols[r * ld + i * oc + c] = xin[off]);
+            let sw = self.p.stride[1];
+            self.for_each_run(|r, c, x0, len| {
+                let dst = &mut cols[r * ld + i * oc + c..][..len];
+                if sw == 1 {
+                    dst.copy_from_slice(&xin[x0..x0 + len]);
+                } else {
+                    dst.iter_mut().enumerate().for_each(|(t, d)| *d = xin[x0 + t * sw]);
+                }
+            });
         }
     }
 
@@ -83,7 +95,15 @@ impl ConvGeom {
         let (ld, oc, plane) = (nb * self.ocols(), self.ocols(), self.cg() * self.h * self.w);
         for i in 0..nb {
             let dxi = &mut dx_block[(i * self.c + gi * self.cg()) * self.h * self.w..][..plane];
-            self.for_each_tap(|r, c, off| dxi[off] += cols[r * ld + i * oc + c]);
+            let sw = self.p.stride[1];
+            self.for_each_run(|r, c, x0, len| {
+                let src = &cols[r * ld + i * oc + c..][..len];
+                if sw == 1 {
+                    dxi[x0..x0 + len].iter_mut().zip(src).for_each(|(d, s)| *d += *s);
+                } else {
+                    src.iter().enumerate().for_each(|(t, s)| dxi[x0 + t * sw] += *s);
+                }
+            });
         }
     }
 
