@@ -29,9 +29,9 @@ impl ConvGeom {
 
     /// Every run of in-bounds taps: for column-matrix row (c, i, j) and
     /// output row oy, the outputs ox in [lo, hi) read input offsets
-    /// x0 + (ox − lo)·stride_w. Calls `f(row, oy·ow + lo, x0, hi − lo)`;
-    /// padding taps are skipped (the column buffer is zero there).
-    fn for_each_run(&self, mut f: impl FnMut(usize, usize, usize, usize)) {
+    /// x0 + (ox − lo)·stride_w. Calls `f(row, oy·ow, lo, hi, x0)` for every
+    /// (row, oy), with lo = hi when the whole output row is padding.
+    fn for_each_run(&self, mut f: impl FnMut(usize, usize, usize, usize, usize)) {
         let [sh, sw] = self.p.stride;
         let [ph, pw] = self.p.padding;
         let [dh, dw] = self.p.dilation;
@@ -43,16 +43,14 @@ impl ConvGeom {
                     let shift = j * dw;
                     let lo = if pw > shift { (pw - shift).div_ceil(sw) } else { 0 }.min(self.ow);
                     let hi = if self.w + pw > shift { (self.w + pw - shift - 1) / sw + 1 } else { 0 }.min(self.ow);
-                    if lo >= hi {
-                        continue;
-                    }
                     for oy in 0..self.oh {
                         let iy = (oy * sh + i * dh) as isize - ph as isize;
-                        if iy < 0 || iy >= self.h as isize {
+                        if lo >= hi || iy < 0 || iy >= self.h as isize {
+                            f(row, oy * self.ow, 0, 0, 0);
                             continue;
                         }
                         let x0 = (c * self.h + iy as usize) * self.w + lo * sw + shift - pw;
-                        f(row, oy * self.ow + lo, x0, hi - lo);
+                        f(row, oy * self.ow, lo, hi, x0);
                     }
                 }
             }
@@ -74,17 +72,21 @@ impl ConvGeom {
     /// Columns of images `n0..n0+nb` of group `gi` into `cols` (krows × nb·ocols):
     /// image `i`'s pixels are columns i·ocols.. .
     fn im2col<T: Float>(&self, x: &[T], n0: usize, nb: usize, gi: usize, cols: &mut [T]) {
-        cols.fill(T::zero());
         let (ld, oc, plane) = (nb * self.ocols(), self.ocols(), self.cg() * self.h * self.w);
         for i in 0..nb {
             let xin = &x[((n0 + i) * self.c + gi * self.cg()) * self.h * self.w..][..plane];
             let sw = self.p.stride[1];
-            self.for_each_run(|r, c, x0, len| {
-                let dst = &mut cols[r * ld + i * oc + c..][..len];
+            let ow = self.ow;
+            self.for_each_run(|r, c, lo, hi, x0| {
+                // Padding taps are written as zeros here: no separate memset.
+                let line = &mut cols[r * ld + i * oc + c..][..ow];
+                line[..lo].fill(T::zero());
+                line[hi..].fill(T::zero());
+                let (dst, len) = (&mut line[lo..hi], hi - lo);
                 if sw == 1 {
                     dst.copy_from_slice(&xin[x0..x0 + len]);
                 } else {
-                    dst.iter_mut().enumerate().for_each(|(t, d)| *d = xin[x0 + t * sw]);
+                    dst.iter_mut().zip(xin[x0..].iter().step_by(sw)).for_each(|(d, &v)| *d = v);
                 }
             });
         }
@@ -96,12 +98,12 @@ impl ConvGeom {
         for i in 0..nb {
             let dxi = &mut dx_block[(i * self.c + gi * self.cg()) * self.h * self.w..][..plane];
             let sw = self.p.stride[1];
-            self.for_each_run(|r, c, x0, len| {
-                let src = &cols[r * ld + i * oc + c..][..len];
+            self.for_each_run(|r, c, lo, hi, x0| {
+                let (src, len) = (&cols[r * ld + i * oc + c + lo..][..hi - lo], hi - lo);
                 if sw == 1 {
                     dxi[x0..x0 + len].iter_mut().zip(src).for_each(|(d, s)| *d += *s);
                 } else {
-                    src.iter().enumerate().for_each(|(t, s)| dxi[x0 + t * sw] += *s);
+                    dxi[x0..].iter_mut().step_by(sw).zip(src).for_each(|(d, s)| *d += *s);
                 }
             });
         }
