@@ -56,9 +56,18 @@ fn checkpoint_errors_name_the_tensor() {
 
 #[test]
 fn adam_follows_torchs_update_rule() {
+    adam_matches(false);
+}
+
+#[test]
+fn adamw_follows_torchs_update_rule() {
+    adam_matches(true);
+}
+
+fn adam_matches(decoupled: bool) {
     let vs = VarStore::new(Device::Cpu, DType::F64, 0);
     let w = vs.root().param("w", &[3], Init::Const(0.5)).unwrap();
-    let cfg = AdamConfig { lr: 0.1, beta1: 0.9, beta2: 0.99, eps: 1e-8, weight_decay: 0.01, decoupled: false };
+    let cfg = AdamConfig { lr: 0.1, beta1: 0.9, beta2: 0.99, eps: 1e-8, weight_decay: 0.01, decoupled };
     let mut opt = Adam::new(vs.trainable(), cfg).unwrap();
     let target = [1.0, -2.0, 3.0];
     let (mut p, mut m, mut v) = ([0.5f64; 3], [0.0f64; 3], [0.0f64; 3]);
@@ -67,7 +76,12 @@ fn adam_follows_torchs_update_rule() {
         let loss = w.sub(&t).unwrap().sqr().unwrap().sum_all().unwrap();
         opt.step(&loss.backward().unwrap()).unwrap();
         for i in 0..3 {
-            let g = 2.0 * (p[i] - target[i]) + cfg.weight_decay * p[i];
+            let mut g = 2.0 * (p[i] - target[i]);
+            if decoupled {
+                p[i] *= 1.0 - cfg.lr * cfg.weight_decay;
+            } else {
+                g += cfg.weight_decay * p[i];
+            }
             m[i] = cfg.beta1 * m[i] + (1.0 - cfg.beta1) * g;
             v[i] = cfg.beta2 * v[i] + (1.0 - cfg.beta2) * g * g;
             let (bc1, bc2) = (1.0 - cfg.beta1.powi(step), 1.0 - cfg.beta2.powi(step));
@@ -104,4 +118,24 @@ fn batch_norm_layer_updates_running_stats_only_in_training() {
     bn.forward(&x, true).unwrap();
     // channel 0 holds 0..4 and 8..12: mean 5.5
     assert!((bn.running_mean.to_vec_f64()[0] - 0.55).abs() < 1e-12);
+}
+
+#[test]
+fn fused_adam_update_checks_its_operands() {
+    let t = |n: usize| Tensor::zeros(&[n], DType::F32, Device::Cpu).unwrap();
+    let step = kiln::tensor::ops::adam::AdamStep {
+        lr: 0.1,
+        beta1: 0.9,
+        beta2: 0.99,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        decoupled: false,
+        bc1: 0.1,
+        bc2: 0.01,
+    };
+    let p = t(3);
+    assert!(p.adam_update(&t(2), &t(3), &t(3), &step).is_err());
+    assert!(p.adam_update(&t(3), &p, &t(3), &step).is_err(), "moments may not alias the parameter");
+    let g = Tensor::zeros(&[3], DType::F64, Device::Cpu).unwrap();
+    assert!(p.adam_update(&g, &t(3), &t(3), &step).is_err());
 }

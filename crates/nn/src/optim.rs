@@ -56,23 +56,20 @@ impl Adam {
         let c = self.config;
         let bc1 = 1.0 - c.beta1.powi(self.step as i32);
         let bc2 = 1.0 - c.beta2.powi(self.step as i32);
-        for s in &mut self.slots {
+        let step = kiln_tensor::ops::adam::AdamStep {
+            lr: c.lr,
+            beta1: c.beta1,
+            beta2: c.beta2,
+            eps: c.eps,
+            weight_decay: c.weight_decay,
+            decoupled: c.decoupled,
+            bc1,
+            bc2,
+        };
+        for s in &self.slots {
             let Some(g) = grads.get(&s.var) else { continue };
-            let mut g = g.clone();
-            let mut p = s.var.as_tensor().clone();
-            if c.weight_decay != 0.0 {
-                if c.decoupled {
-                    p = p.mul_scalar(1.0 - c.lr * c.weight_decay)?;
-                } else {
-                    g = g.add(&p.mul_scalar(c.weight_decay)?)?;
-                }
-            }
-            s.m = s.m.affine(c.beta1, 0.0)?.add(&g.mul_scalar(1.0 - c.beta1)?)?;
-            s.v = s.v.affine(c.beta2, 0.0)?.add(&g.sqr()?.mul_scalar(1.0 - c.beta2)?)?;
-            // torch: denom = √v / √bc2 + eps;  p -= (lr / bc1) · m / denom
-            let denom = s.v.sqrt()?.mul_scalar(1.0 / bc2.sqrt())?.add_scalar(c.eps)?;
-            let update = s.m.div(&denom)?.mul_scalar(c.lr / bc1)?;
-            s.var.set(&p.sub(&update)?)?;
+            // One fused pass: torch's rule, p −= lr/bc1 · m / (√v/√bc2 + eps).
+            s.var.adam_update(g, &s.m, &s.v, &step)?;
         }
         Ok(())
     }

@@ -223,6 +223,15 @@ impl Tensor {
         self.0.storage.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    pub(crate) fn storage_mut(&self) -> std::sync::RwLockWriteGuard<'_, Storage> {
+        self.0.storage.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether two tensors view the same buffer.
+    pub(crate) fn same_buffer(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.0.storage, &other.0.storage)
+    }
+
     /// Size of `dim` (torch's `size(dim)`), or an error when out of range.
     pub fn size(&self, dim: usize) -> Result<usize> {
         self.dim_size("size", dim)

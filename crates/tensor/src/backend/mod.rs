@@ -175,6 +175,21 @@ impl Storage {
         Ok((Storage::Cpu(a), Storage::Cpu(b), Storage::Cpu(c)))
     }
 
+    pub fn adam_update(
+        &mut self,
+        g: &Storage,
+        lg: &Layout,
+        m: &mut Storage,
+        v: &mut Storage,
+        s: &crate::ops::adam::AdamStep,
+    ) -> Result<()> {
+        match (self, g, m, v) {
+            (Storage::Cpu(p), Storage::Cpu(g), Storage::Cpu(m), Storage::Cpu(v)) => {
+                cpu::adam::adam_update(p, g, lg, m, v, s)
+            }
+        }
+    }
+
     pub fn attention_fwd(
         q: (&Storage, &Layout),
         k: (&Storage, &Layout),

@@ -2,6 +2,7 @@
 //! errors, the forward (a `Storage` primitive or a composition), and the
 //! gradient rule.
 
+pub mod adam;
 pub mod attention;
 pub mod batch_norm;
 pub mod conv2d;

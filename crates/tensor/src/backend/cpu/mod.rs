@@ -3,6 +3,7 @@
 //! here is written for every layout first (strided inputs are densified once
 //! with `dense`, never re-walked per element).
 
+pub mod adam;
 pub mod attention;
 pub mod batch_norm;
 pub mod conv2d;

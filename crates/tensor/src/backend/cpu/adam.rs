@@ -1,0 +1,62 @@
+//! The fused Adam/AdamW update: one pass over parameter, gradient and both
+//! moments instead of ten elementwise ops. Same arithmetic, in the same
+//! order, as the composed update it replaces.
+
+use rayon::prelude::*;
+
+use super::{CpuStorage, dense};
+use crate::ops::adam::AdamStep;
+use crate::{Float, Layout, Result};
+
+fn adam_t<T: Float>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], s: &AdamStep) {
+    let c = |x: f64| T::from_f64(x);
+    let (b1, b2, one_b1, one_b2) = (c(s.beta1), c(s.beta2), c(1.0 - s.beta1), c(1.0 - s.beta2));
+    let (wd, decay, inv_sqrt_bc2, eps, step) =
+        (c(s.weight_decay), c(1.0 - s.lr * s.weight_decay), c(1.0 / s.bc2.sqrt()), c(s.eps), c(s.lr / s.bc1));
+    let chunk = super::CHUNK;
+    let parts =
+        p.par_chunks_mut(chunk).zip(m.par_chunks_mut(chunk)).zip(v.par_chunks_mut(chunk)).zip(g.par_chunks(chunk));
+    parts.for_each(|(((p, m), v), g)| {
+        for i in 0..p.len() {
+            let mut gi = g[i];
+            if s.weight_decay != 0.0 {
+                if s.decoupled {
+                    p[i] *= decay;
+                } else {
+                    gi += p[i] * wd;
+                }
+            }
+            m[i] = m[i] * b1 + gi * one_b1;
+            v[i] = v[i] * b2 + gi * gi * one_b2;
+            let denom = v[i].sqrt() * inv_sqrt_bc2 + eps;
+            p[i] -= m[i] / denom * step;
+        }
+    });
+}
+
+/// Updates dense `p`, `m`, `v` (same length and dtype) in place from `g`.
+pub fn adam_update(
+    p: &mut CpuStorage,
+    g: &CpuStorage,
+    lg: &Layout,
+    m: &mut CpuStorage,
+    v: &mut CpuStorage,
+    s: &AdamStep,
+) -> Result<()> {
+    match (p, g, m, v) {
+        (CpuStorage::F32(p), CpuStorage::F32(g), CpuStorage::F32(m), CpuStorage::F32(v)) => {
+            adam_t(p, &dense(g, lg), m, v, s)
+        }
+        (CpuStorage::F64(p), CpuStorage::F64(g), CpuStorage::F64(m), CpuStorage::F64(v)) => {
+            adam_t(p, &dense(g, lg), m, v, s)
+        }
+        (p, ..) => {
+            return Err(crate::Error::UnsupportedDType {
+                op: "adam_update",
+                dtype: p.dtype(),
+                device: crate::Device::Cpu,
+            });
+        }
+    }
+    Ok(())
+}
