@@ -123,16 +123,7 @@ fn batch_norm_layer_updates_running_stats_only_in_training() {
 #[test]
 fn fused_adam_update_checks_its_operands() {
     let t = |n: usize| Tensor::zeros(&[n], DType::F32, Device::Cpu).unwrap();
-    let step = kiln::tensor::ops::adam::AdamStep {
-        lr: 0.1,
-        beta1: 0.9,
-        beta2: 0.99,
-        eps: 1e-8,
-        weight_decay: 0.0,
-        decoupled: false,
-        bc1: 0.1,
-        bc2: 0.01,
-    };
+    let step = kiln::tensor::ops::adam::AdamStep::new(AdamConfig::default(), 1);
     let p = t(3);
     assert!(p.adam_update(&t(2), &t(3), &t(3), &step).is_err());
     assert!(p.adam_update(&t(3), &p, &t(3), &step).is_err(), "moments may not alias the parameter");

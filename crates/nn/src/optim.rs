@@ -3,23 +3,8 @@
 
 use kiln_tensor::{Grads, Result, Tensor, Var, no_grad};
 
-/// torch.optim.Adam / AdamW settings (defaults: lr 1e-3, betas 0.9/0.999, eps 1e-8).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct AdamConfig {
-    pub lr: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-    pub weight_decay: f64,
-    /// AdamW: decoupled weight decay (p ← p·(1 − lr·wd)) instead of L2 in the gradient.
-    pub decoupled: bool,
-}
-
-impl Default for AdamConfig {
-    fn default() -> Self {
-        AdamConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, decoupled: false }
-    }
-}
+pub use kiln_tensor::ops::adam::AdamConfig;
+use kiln_tensor::ops::adam::AdamStep;
 
 struct Slot {
     name: String,
@@ -53,19 +38,7 @@ impl Adam {
     pub fn step(&mut self, grads: &Grads) -> Result<()> {
         let _g = no_grad();
         self.step += 1;
-        let c = self.config;
-        let bc1 = 1.0 - c.beta1.powi(self.step as i32);
-        let bc2 = 1.0 - c.beta2.powi(self.step as i32);
-        let step = kiln_tensor::ops::adam::AdamStep {
-            lr: c.lr,
-            beta1: c.beta1,
-            beta2: c.beta2,
-            eps: c.eps,
-            weight_decay: c.weight_decay,
-            decoupled: c.decoupled,
-            bc1,
-            bc2,
-        };
+        let step = AdamStep::new(self.config, self.step);
         for s in &self.slots {
             let Some(g) = grads.get(&s.var) else { continue };
             // One fused pass: torch's rule, p −= lr/bc1 · m / (√v/√bc2 + eps).

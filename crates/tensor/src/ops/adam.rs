@@ -4,17 +4,38 @@
 use crate::error::{Result, arg_err};
 use crate::{Error, Tensor};
 
-/// Hyper-parameters of one step; `bc1`/`bc2` are 1 − β₁ᵗ and 1 − β₂ᵗ.
+/// torch.optim.Adam / AdamW settings (defaults: lr 1e-3, betas 0.9/0.999, eps 1e-8).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct AdamStep {
+pub struct AdamConfig {
     pub lr: f64,
     pub beta1: f64,
     pub beta2: f64,
     pub eps: f64,
     pub weight_decay: f64,
+    /// AdamW: decoupled weight decay (p ← p·(1 − lr·wd)) instead of L2 in the gradient.
     pub decoupled: bool,
+}
+
+impl Default for AdamConfig {
+    fn default() -> Self {
+        AdamConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, decoupled: false }
+    }
+}
+
+/// One step's settings and bias corrections `bc1` = 1 − β₁ᵗ, `bc2` = 1 − β₂ᵗ.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamStep {
+    pub config: AdamConfig,
     pub bc1: f64,
     pub bc2: f64,
+}
+
+impl AdamStep {
+    /// The settings of update number `t` (from 1).
+    pub fn new(config: AdamConfig, t: u64) -> Self {
+        let t = t.min(i32::MAX as u64) as i32;
+        AdamStep { config, bc1: 1.0 - config.beta1.powi(t), bc2: 1.0 - config.beta2.powi(t) }
+    }
 }
 
 impl Tensor {

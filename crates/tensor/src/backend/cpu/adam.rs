@@ -8,11 +8,12 @@ use super::{CpuStorage, dense};
 use crate::ops::adam::AdamStep;
 use crate::{Float, Layout, Result};
 
-fn adam_t<T: Float>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], s: &AdamStep) {
+fn adam_t<T: Float>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], step: &AdamStep) {
+    let s = step.config;
     let c = |x: f64| T::from_f64(x);
     let (b1, b2, one_b1, one_b2) = (c(s.beta1), c(s.beta2), c(1.0 - s.beta1), c(1.0 - s.beta2));
     let (wd, decay, inv_sqrt_bc2, eps, step) =
-        (c(s.weight_decay), c(1.0 - s.lr * s.weight_decay), c(1.0 / s.bc2.sqrt()), c(s.eps), c(s.lr / s.bc1));
+        (c(s.weight_decay), c(1.0 - s.lr * s.weight_decay), c(1.0 / step.bc2.sqrt()), c(s.eps), c(s.lr / step.bc1));
     let chunk = super::CHUNK;
     let parts =
         p.par_chunks_mut(chunk).zip(m.par_chunks_mut(chunk)).zip(v.par_chunks_mut(chunk)).zip(g.par_chunks(chunk));
