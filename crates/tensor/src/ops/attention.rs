@@ -22,6 +22,13 @@ pub(crate) struct AttentionSaved {
     pub geom: AttnGeom,
 }
 
+/// (batch…, L, S): the shape of the scores (and of a broadcast mask).
+fn scores_shape(q: &Tensor, l: usize, s: usize) -> Vec<usize> {
+    let mut full = q.shape()[..q.rank() - 2].to_vec();
+    full.extend_from_slice(&[l, s]);
+    full
+}
+
 impl Tensor {
     /// torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask,
     /// is_causal, scale) for q (…, L, E), k (…, S, E), v (…, S, Ev) with equal
@@ -69,9 +76,7 @@ impl Tensor {
         let mask_layout = match mask {
             Some(m) => {
                 check_same(OP, q, m)?;
-                let mut full = batch.to_vec();
-                full.extend_from_slice(&[l, s]);
-                Some(m.layout().broadcast_as(OP, &full)?)
+                Some(m.layout().broadcast_as(OP, &scores_shape(q, l, s))?)
             }
             None => None,
         };
@@ -132,12 +137,9 @@ impl AttentionSaved {
         let guards: Vec<_> = ts.iter().map(|t| t.storage()).collect();
         let args = [0, 1, 2, 3, 4, 5].map(|i| (&*guards[i], ts[i].layout()));
         let ms = self.mask.as_ref().map(|m| m.storage());
+        let full = scores_shape(&self.q, l, s);
         let ml = match &self.mask {
-            Some(m) => {
-                let mut full = self.q.shape()[..self.q.rank() - 2].to_vec();
-                full.extend_from_slice(&[l, s]);
-                Some(m.layout().broadcast_as("scaled_dot_product_attention", &full)?)
-            }
+            Some(m) => Some(m.layout().broadcast_as("scaled_dot_product_attention", &full)?),
             None => None,
         };
         let [dq, dk, dv, ds] = Storage::attention_bwd(args, ms.as_deref().zip(ml.as_ref()), self.geom, want_ds)?;
@@ -147,8 +149,6 @@ impl AttentionSaved {
             Tensor::from_storage(dv, self.v.shape()),
         ];
         if let Some(m) = &self.mask {
-            let mut full = self.q.shape()[..self.q.rank() - 2].to_vec();
-            full.extend_from_slice(&[l, s]);
             let dmask =
                 if want_ds { Tensor::from_storage(ds, &full).sum_to_shape(m.shape())? } else { m.zeros_like()? };
             out.push(dmask);
