@@ -12,3 +12,4 @@ mod kernels_f32;
 mod nn;
 mod torch_reference;
 mod views;
+mod wgpu_parity;

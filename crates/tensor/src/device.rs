@@ -4,7 +4,8 @@ pub enum Device {
     Cpu,
     /// CUDA device ordinal (backend: kernels/*.cu through NVRTC; not yet built).
     Cuda(usize),
-    /// wgpu adapter ordinal (backend: shaders/*.wgsl; not yet built).
+    /// wgpu adapter ordinal (backend: shaders/*.wgsl). Hardware adapters
+    /// first; software ones only with KILN_WGPU_ALLOW_SOFTWARE=1.
     Wgpu(usize),
 }
 

@@ -24,6 +24,10 @@ pub enum Error {
     #[error("device {device:?} is not available: {reason}")]
     DeviceUnavailable { device: Device, reason: String },
 
+    /// A backend failure: shader compilation, device loss, out of memory.
+    #[error("{device:?}: {msg}")]
+    Backend { device: Device, msg: String },
+
     #[error("autograd: {0}")]
     Autograd(String),
 }

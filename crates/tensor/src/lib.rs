@@ -1,6 +1,6 @@
 //! kiln-tensor: n-d tensors with strided views, define-by-run reverse-mode
-//! autograd (differentiable twice), and kernels on three backends (CPU
-//! today; CUDA and wgpu share the same `Storage` seam).
+//! autograd (differentiable twice), and kernels on three backends behind one
+//! `Storage` seam: CPU (rayon + matrixmultiply), wgpu (WGSL; CUDA to come).
 //!
 //! ```
 //! use kiln_tensor::{DType, Device, Tensor, Var};
@@ -16,6 +16,10 @@ pub(crate) mod backend;
 pub mod device;
 pub mod dtype;
 pub mod error;
+/// The wgpu backend's device handle (adapter info, pooled memory) and shader sources.
+pub mod gpu {
+    pub use crate::backend::wgpu::{SHADER_STEMS, WgpuDevice, allow_software_adapters, shader_source, wgpu_device};
+}
 pub mod layout;
 pub(crate) mod op;
 pub mod ops;

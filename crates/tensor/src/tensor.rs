@@ -247,8 +247,14 @@ impl Tensor {
 
     // ---- host transfer ------------------------------------------------
 
-    /// All elements in row-major order as f64 (any dtype).
+    /// All elements in row-major order as f64 (any dtype). Reading from a
+    /// GPU waits for its queue; a device failure there panics (use
+    /// `try_to_vec_f64` or `to_vec` for a `Result`).
     pub fn to_vec_f64(&self) -> Vec<f64> {
+        self.try_to_vec_f64().unwrap_or_else(|e| panic!("to_vec_f64: {e}"))
+    }
+
+    pub fn try_to_vec_f64(&self) -> Result<Vec<f64>> {
         self.storage().to_f64_vec(self.layout())
     }
 
@@ -257,7 +263,7 @@ impl Tensor {
         if T::DTYPE != self.dtype() {
             return Err(Error::DTypeMismatch { op: "to_vec", lhs: self.dtype(), rhs: T::DTYPE });
         }
-        Ok(self.to_vec_f64().into_iter().map(T::from_f64).collect())
+        Ok(self.try_to_vec_f64()?.into_iter().map(T::from_f64).collect())
     }
 
     /// The single element of a one-element tensor, as f64.
@@ -265,7 +271,7 @@ impl Tensor {
         if self.numel() != 1 {
             return Err(shape_err("to_scalar", format!("tensor of shape {:?} is not a scalar", self.shape())));
         }
-        Ok(self.to_vec_f64()[0])
+        Ok(self.try_to_vec_f64()?[0])
     }
 
     // ---- graph --------------------------------------------------------
@@ -312,7 +318,9 @@ impl Tensor {
         if device == self.device() {
             return Ok(self.clone());
         }
-        Err(crate::device::unavailable(device))
+        // Not recorded: gradients do not flow across devices.
+        let s = self.storage().to_device(self.layout(), device)?;
+        Ok(Tensor::from_storage(s, self.shape()))
     }
 
     /// Overwrites the elements this tensor views with `src`'s values (same

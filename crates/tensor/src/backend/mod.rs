@@ -1,38 +1,66 @@
 //! `Storage`: the one place that knows which backend holds the data. Each
-//! primitive is a method with one match arm per backend; only the CPU arm
-//! exists today (CUDA and wgpu are their own issues).
+//! primitive is a method with one match arm per backend (CPU and wgpu today;
+//! CUDA is its own issue). Operands on different devices are an error.
 
 pub mod cpu;
+pub mod wgpu;
 
 use crate::ops::conv2d::ConvGeom;
 use crate::ops::elementwise::{BinaryOp, UnaryOp};
 use crate::ops::pool::PoolGeom;
 use crate::ops::reduce::ReduceOp;
-use crate::{DType, Device, Layout, Result};
+use crate::{DType, Device, Error, Layout, Result};
 pub use cpu::CpuStorage;
 pub use cpu::attention::AttnGeom;
+pub use wgpu::WgpuStorage;
 
 #[derive(Debug, Clone)]
 pub enum Storage {
     Cpu(CpuStorage),
+    Wgpu(WgpuStorage),
+}
+
+/// Both operands' backend storages, or a device-mismatch error naming `op`.
+macro_rules! pair {
+    ($op:expr, $a:expr, $b:expr, cpu($x:ident, $y:ident) => $cpu:expr, wgpu($u:ident, $v:ident) => $wgpu:expr) => {
+        match ($a, $b) {
+            (Storage::Cpu($x), Storage::Cpu($y)) => $cpu,
+            (Storage::Wgpu($u), Storage::Wgpu($v)) => $wgpu,
+            (a, b) => Err(Error::DeviceMismatch { op: $op, lhs: a.device(), rhs: b.device() }),
+        }
+    };
 }
 
 impl Storage {
     pub fn device(&self) -> Device {
         match self {
             Storage::Cpu(_) => Device::Cpu,
+            Storage::Wgpu(s) => s.device(),
         }
     }
 
     pub fn dtype(&self) -> DType {
         match self {
             Storage::Cpu(s) => s.dtype(),
+            Storage::Wgpu(s) => s.dtype(),
         }
     }
 
-    fn cpu(&self) -> &CpuStorage {
-        match self {
-            Storage::Cpu(s) => s,
+    fn mismatch(op: &'static str, a: &Storage, b: &Storage) -> Error {
+        Error::DeviceMismatch { op, lhs: a.device(), rhs: b.device() }
+    }
+
+    fn cpu_of<'a>(&self, op: &'static str, other: &'a Storage) -> Result<&'a CpuStorage> {
+        match other {
+            Storage::Cpu(s) => Ok(s),
+            o => Err(Self::mismatch(op, self, o)),
+        }
+    }
+
+    fn wgpu_of<'a>(&self, op: &'static str, other: &'a Storage) -> Result<&'a WgpuStorage> {
+        match other {
+            Storage::Wgpu(s) => Ok(s),
+            o => Err(Self::mismatch(op, self, o)),
         }
     }
 
@@ -43,79 +71,149 @@ impl Storage {
     pub fn from_f64_fn(n: usize, dtype: DType, device: Device, f: impl Fn(usize) -> f64) -> Result<Storage> {
         match device {
             Device::Cpu => Ok(Storage::Cpu(CpuStorage::from_f64_fn(n, dtype, f))),
+            Device::Wgpu(i) => {
+                let dev = wgpu::wgpu_device(i)?;
+                Ok(Storage::Wgpu(WgpuStorage::from_f64_fn(&dev, n, dtype, f)?))
+            }
             other => Err(crate::device::unavailable(other)),
         }
     }
 
-    pub fn to_f64_vec(&self, l: &Layout) -> Vec<f64> {
-        self.cpu().to_f64_vec(l)
-    }
-
-    pub fn to_dtype(&self, l: &Layout, dtype: DType) -> Result<Storage> {
-        Ok(Storage::Cpu(self.cpu().to_dtype(l, dtype)))
-    }
-
-    pub fn contiguous(&self, l: &Layout) -> Result<Storage> {
-        Ok(Storage::Cpu(cpu::copy::contiguous(self.cpu(), l)))
-    }
-
-    pub fn copy_into(&mut self, dl: &Layout, src: &Storage, sl: &Layout) -> Result<()> {
-        match (self, src) {
-            (Storage::Cpu(d), Storage::Cpu(s)) => cpu::copy::copy_into(d, dl, s, sl),
+    pub fn to_f64_vec(&self, l: &Layout) -> Result<Vec<f64>> {
+        match self {
+            Storage::Cpu(s) => Ok(s.to_f64_vec(l)),
+            Storage::Wgpu(s) => s.to_f64_vec(l),
         }
     }
 
+    pub fn to_dtype(&self, l: &Layout, dtype: DType) -> Result<Storage> {
+        match self {
+            Storage::Cpu(s) => Ok(Storage::Cpu(s.to_dtype(l, dtype))),
+            Storage::Wgpu(s) => Ok(Storage::Wgpu(wgpu::copy::to_dtype(s, l, dtype)?)),
+        }
+    }
+
+    /// A dense copy of the view on `device` (host round trip between backends).
+    pub fn to_device(&self, l: &Layout, device: Device) -> Result<Storage> {
+        if device == self.device() {
+            return self.contiguous(l);
+        }
+        let vals = self.to_f64_vec(l)?;
+        Self::from_f64_fn(vals.len(), self.dtype(), device, |i| vals[i])
+    }
+
+    pub fn contiguous(&self, l: &Layout) -> Result<Storage> {
+        match self {
+            Storage::Cpu(s) => Ok(Storage::Cpu(cpu::copy::contiguous(s, l))),
+            Storage::Wgpu(s) => Ok(Storage::Wgpu(wgpu::copy::contiguous(s, l)?)),
+        }
+    }
+
+    pub fn copy_into(&mut self, dl: &Layout, src: &Storage, sl: &Layout) -> Result<()> {
+        pair!("copy", self, src,
+            cpu(d, s) => cpu::copy::copy_into(d, dl, s, sl),
+            wgpu(d, s) => wgpu::copy::copy_into(d, dl, s, sl))
+    }
+
     pub fn unary(&self, l: &Layout, op: UnaryOp) -> Result<Storage> {
-        Ok(Storage::Cpu(cpu::elementwise::unary(self.cpu(), l, op)?))
+        match self {
+            Storage::Cpu(s) => Ok(Storage::Cpu(cpu::elementwise::unary(s, l, op)?)),
+            Storage::Wgpu(s) => Ok(Storage::Wgpu(wgpu::elementwise::unary(s, l, op)?)),
+        }
     }
 
     pub fn binary(&self, l: &Layout, rhs: &Storage, rl: &Layout, op: BinaryOp) -> Result<Storage> {
-        Ok(Storage::Cpu(cpu::elementwise::binary(self.cpu(), l, rhs.cpu(), rl, op)?))
+        pair!(op.name(), self, rhs,
+            cpu(a, b) => Ok(Storage::Cpu(cpu::elementwise::binary(a, l, b, rl, op)?)),
+            wgpu(a, b) => Ok(Storage::Wgpu(wgpu::elementwise::binary(a, l, b, rl, op)?)))
     }
 
     pub fn where_cond(&self, l: &Layout, a: &Storage, la: &Layout, b: &Storage, lb: &Layout) -> Result<Storage> {
-        Ok(Storage::Cpu(cpu::elementwise::where_cond(self.cpu(), l, a.cpu(), la, b.cpu(), lb)?))
+        const OP: &str = "where_cond";
+        match self {
+            Storage::Cpu(m) => {
+                Ok(Storage::Cpu(cpu::elementwise::where_cond(m, l, self.cpu_of(OP, a)?, la, self.cpu_of(OP, b)?, lb)?))
+            }
+            Storage::Wgpu(m) => Ok(Storage::Wgpu(wgpu::elementwise::where_cond(
+                m,
+                l,
+                self.wgpu_of(OP, a)?,
+                la,
+                self.wgpu_of(OP, b)?,
+                lb,
+            )?)),
+        }
     }
 
     pub fn reduce(&self, l: &Layout, dims: &[usize], op: ReduceOp) -> Result<(Storage, Storage)> {
-        let (v, i) = cpu::reduce::reduce(self.cpu(), l, dims, op)?;
-        Ok((Storage::Cpu(v), Storage::Cpu(i)))
+        match self {
+            Storage::Cpu(s) => {
+                let (v, i) = cpu::reduce::reduce(s, l, dims, op)?;
+                Ok((Storage::Cpu(v), Storage::Cpu(i)))
+            }
+            Storage::Wgpu(s) => {
+                let (v, i) = wgpu::reduce::reduce(s, l, dims, op)?;
+                Ok((Storage::Wgpu(v), Storage::Wgpu(i)))
+            }
+        }
     }
 
     pub fn softmax(&self, l: &Layout, dim: usize, log: bool) -> Result<Storage> {
-        Ok(Storage::Cpu(cpu::softmax::softmax(self.cpu(), l, dim, log)?))
+        match self {
+            Storage::Cpu(s) => Ok(Storage::Cpu(cpu::softmax::softmax(s, l, dim, log)?)),
+            Storage::Wgpu(s) => Ok(Storage::Wgpu(wgpu::softmax::softmax(s, l, dim, log)?)),
+        }
     }
 
     pub fn matmul(&self, l: &Layout, rhs: &Storage, rl: &Layout) -> Result<Storage> {
-        Ok(Storage::Cpu(cpu::matmul::matmul(self.cpu(), l, rhs.cpu(), rl)?))
+        pair!("matmul", self, rhs,
+            cpu(a, b) => Ok(Storage::Cpu(cpu::matmul::matmul(a, l, b, rl)?)),
+            wgpu(a, b) => Ok(Storage::Wgpu(wgpu::matmul::matmul(a, l, b, rl)?)))
     }
 
     pub fn conv2d_fwd(&self, l: &Layout, w: &Storage, lw: &Layout, g: ConvGeom) -> Result<Storage> {
-        Ok(Storage::Cpu(cpu::conv2d::conv2d_fwd(self.cpu(), l, w.cpu(), lw, g)?))
+        pair!("conv2d", self, w,
+            cpu(x, w) => Ok(Storage::Cpu(cpu::conv2d::conv2d_fwd(x, l, w, lw, g)?)),
+            wgpu(x, w) => Ok(Storage::Wgpu(wgpu::conv2d::conv2d_fwd(x, l, w, lw, g)?)))
     }
 
     pub fn conv2d_bwd_input(&self, l: &Layout, w: &Storage, lw: &Layout, g: ConvGeom) -> Result<Storage> {
-        Ok(Storage::Cpu(cpu::conv2d::conv2d_bwd_input(self.cpu(), l, w.cpu(), lw, g)?))
+        pair!("conv2d_bwd_input", self, w,
+            cpu(dy, w) => Ok(Storage::Cpu(cpu::conv2d::conv2d_bwd_input(dy, l, w, lw, g)?)),
+            wgpu(dy, w) => Ok(Storage::Wgpu(wgpu::conv2d::conv2d_bwd_input(dy, l, w, lw, g)?)))
     }
 
     pub fn conv2d_bwd_weight(&self, l: &Layout, dy: &Storage, ldy: &Layout, g: ConvGeom) -> Result<Storage> {
-        Ok(Storage::Cpu(cpu::conv2d::conv2d_bwd_weight(self.cpu(), l, dy.cpu(), ldy, g)?))
+        pair!("conv2d_bwd_weight", self, dy,
+            cpu(x, dy) => Ok(Storage::Cpu(cpu::conv2d::conv2d_bwd_weight(x, l, dy, ldy, g)?)),
+            wgpu(x, dy) => Ok(Storage::Wgpu(wgpu::conv2d::conv2d_bwd_weight(x, l, dy, ldy, g)?)))
     }
 
     pub fn avg_pool2d_fwd(&self, l: &Layout, g: PoolGeom) -> Result<Storage> {
-        Ok(Storage::Cpu(cpu::pool::avg_pool2d_fwd(self.cpu(), l, g)?))
+        match self {
+            Storage::Cpu(s) => Ok(Storage::Cpu(cpu::pool::avg_pool2d_fwd(s, l, g)?)),
+            Storage::Wgpu(s) => Ok(Storage::Wgpu(wgpu::pool::avg_pool2d_fwd(s, l, g)?)),
+        }
     }
 
     pub fn avg_pool2d_bwd(&self, l: &Layout, g: PoolGeom) -> Result<Storage> {
-        Ok(Storage::Cpu(cpu::pool::avg_pool2d_bwd(self.cpu(), l, g)?))
+        match self {
+            Storage::Cpu(s) => Ok(Storage::Cpu(cpu::pool::avg_pool2d_bwd(s, l, g)?)),
+            Storage::Wgpu(s) => Ok(Storage::Wgpu(wgpu::pool::avg_pool2d_bwd(s, l, g)?)),
+        }
     }
 
     pub fn max_pool2d_indices(&self, l: &Layout, g: PoolGeom) -> Result<Storage> {
-        Ok(Storage::Cpu(cpu::pool::max_pool2d_indices(self.cpu(), l, g)?))
+        match self {
+            Storage::Cpu(s) => Ok(Storage::Cpu(cpu::pool::max_pool2d_indices(s, l, g)?)),
+            Storage::Wgpu(s) => Ok(Storage::Wgpu(wgpu::pool::max_pool2d_indices(s, l, g)?)),
+        }
     }
 
     pub fn gather(&self, l: &Layout, dim: usize, idx: &Storage, li: &Layout) -> Result<Storage> {
-        Ok(Storage::Cpu(cpu::index::gather(self.cpu(), l, dim, idx.cpu(), li)?))
+        pair!("gather", self, idx,
+            cpu(x, i) => Ok(Storage::Cpu(cpu::index::gather(x, l, dim, i, li)?)),
+            wgpu(x, i) => Ok(Storage::Wgpu(wgpu::index::gather(x, l, dim, i, li)?)))
     }
 
     pub fn scatter_add(
@@ -126,20 +224,34 @@ impl Storage {
         li: &Layout,
         out_shape: &[usize],
     ) -> Result<Storage> {
-        Ok(Storage::Cpu(cpu::index::scatter_add(self.cpu(), l, dim, idx.cpu(), li, out_shape)?))
+        pair!("scatter_add", self, idx,
+            cpu(x, i) => Ok(Storage::Cpu(cpu::index::scatter_add(x, l, dim, i, li, out_shape)?)),
+            wgpu(x, i) => Ok(Storage::Wgpu(wgpu::index::scatter_add(x, l, dim, i, li, out_shape)?)))
     }
 
     pub fn index_select(&self, l: &Layout, dim: usize, idx: &Storage, li: &Layout) -> Result<Storage> {
-        Ok(Storage::Cpu(cpu::index::index_select(self.cpu(), l, dim, idx.cpu(), li)?))
+        pair!("index_select", self, idx,
+            cpu(x, i) => Ok(Storage::Cpu(cpu::index::index_select(x, l, dim, i, li)?)),
+            wgpu(x, i) => Ok(Storage::Wgpu(wgpu::index::index_select(x, l, dim, i, li)?)))
     }
 
     pub fn index_add(&self, l: &Layout, dim: usize, idx: &Storage, li: &Layout, len: usize) -> Result<Storage> {
-        Ok(Storage::Cpu(cpu::index::index_add(self.cpu(), l, dim, idx.cpu(), li, len)?))
+        pair!("index_add", self, idx,
+            cpu(x, i) => Ok(Storage::Cpu(cpu::index::index_add(x, l, dim, i, li, len)?)),
+            wgpu(x, i) => Ok(Storage::Wgpu(wgpu::index::index_add(x, l, dim, i, li, len)?)))
     }
 
     pub fn batch_norm_stats(&self, l: &Layout) -> Result<(Storage, Storage)> {
-        let (m, v) = cpu::batch_norm::batch_norm_stats(self.cpu(), l)?;
-        Ok((Storage::Cpu(m), Storage::Cpu(v)))
+        match self {
+            Storage::Cpu(s) => {
+                let (m, v) = cpu::batch_norm::batch_norm_stats(s, l)?;
+                Ok((Storage::Cpu(m), Storage::Cpu(v)))
+            }
+            Storage::Wgpu(s) => {
+                let (m, v) = wgpu::batch_norm::batch_norm_stats(s, l)?;
+                Ok((Storage::Wgpu(m), Storage::Wgpu(v)))
+            }
+        }
     }
 
     pub fn batch_norm_apply(
@@ -150,15 +262,21 @@ impl Storage {
         w: Option<&Storage>,
         b: Option<&Storage>,
     ) -> Result<Storage> {
-        let y = cpu::batch_norm::batch_norm_apply(
-            self.cpu(),
-            l,
-            mean.cpu(),
-            invstd.cpu(),
-            w.map(Self::cpu),
-            b.map(Self::cpu),
-        )?;
-        Ok(Storage::Cpu(y))
+        const OP: &str = "batch_norm";
+        match self {
+            Storage::Cpu(x) => {
+                let w = w.map(|w| self.cpu_of(OP, w)).transpose()?;
+                let b = b.map(|b| self.cpu_of(OP, b)).transpose()?;
+                let (m, i) = (self.cpu_of(OP, mean)?, self.cpu_of(OP, invstd)?);
+                Ok(Storage::Cpu(cpu::batch_norm::batch_norm_apply(x, l, m, i, w, b)?))
+            }
+            Storage::Wgpu(x) => {
+                let w = w.map(|w| self.wgpu_of(OP, w)).transpose()?;
+                let b = b.map(|b| self.wgpu_of(OP, b)).transpose()?;
+                let (m, i) = (self.wgpu_of(OP, mean)?, self.wgpu_of(OP, invstd)?);
+                Ok(Storage::Wgpu(wgpu::batch_norm::batch_norm_apply(x, l, m, i, w, b)?))
+            }
+        }
     }
 
     pub fn batch_norm_bwd(
@@ -170,9 +288,21 @@ impl Storage {
         invstd: &Storage,
         w: Option<&Storage>,
     ) -> Result<(Storage, Storage, Storage)> {
-        let (a, b, c) =
-            cpu::batch_norm::batch_norm_bwd(self.cpu(), l, dy.cpu(), ldy, mean.cpu(), invstd.cpu(), w.map(Self::cpu))?;
-        Ok((Storage::Cpu(a), Storage::Cpu(b), Storage::Cpu(c)))
+        const OP: &str = "batch_norm_bwd";
+        match self {
+            Storage::Cpu(x) => {
+                let w = w.map(|w| self.cpu_of(OP, w)).transpose()?;
+                let (d, m, i) = (self.cpu_of(OP, dy)?, self.cpu_of(OP, mean)?, self.cpu_of(OP, invstd)?);
+                let (a, b, c) = cpu::batch_norm::batch_norm_bwd(x, l, d, ldy, m, i, w)?;
+                Ok((Storage::Cpu(a), Storage::Cpu(b), Storage::Cpu(c)))
+            }
+            Storage::Wgpu(x) => {
+                let w = w.map(|w| self.wgpu_of(OP, w)).transpose()?;
+                let (d, m, i) = (self.wgpu_of(OP, dy)?, self.wgpu_of(OP, mean)?, self.wgpu_of(OP, invstd)?);
+                let (a, b, c) = wgpu::batch_norm::batch_norm_bwd(x, l, d, ldy, m, i, w)?;
+                Ok((Storage::Wgpu(a), Storage::Wgpu(b), Storage::Wgpu(c)))
+            }
+        }
     }
 
     pub fn adam_update(
@@ -187,6 +317,10 @@ impl Storage {
             (Storage::Cpu(p), Storage::Cpu(g), Storage::Cpu(m), Storage::Cpu(v)) => {
                 cpu::adam::adam_update(p, g, lg, m, v, s)
             }
+            (Storage::Wgpu(p), Storage::Wgpu(g), Storage::Wgpu(m), Storage::Wgpu(v)) => {
+                wgpu::adam::adam_update(p, g, lg, m, v, s)
+            }
+            (p, g, ..) => Err(Error::DeviceMismatch { op: "adam_update", lhs: p.device(), rhs: g.device() }),
         }
     }
 
@@ -197,8 +331,21 @@ impl Storage {
         mask: Option<(&Storage, &Layout)>,
         g: AttnGeom,
     ) -> Result<(Storage, Storage)> {
-        let (o, lse) = cpu::attention::attention_fwd(on_cpu(q), on_cpu(k), on_cpu(v), mask.map(on_cpu), g)?;
-        Ok((Storage::Cpu(o), Storage::Cpu(lse)))
+        const OP: &str = "scaled_dot_product_attention";
+        match q.0 {
+            Storage::Cpu(_) => {
+                let c = |t| on_cpu(OP, q.0, t);
+                let mask = mask.map(c).transpose()?;
+                let (o, lse) = cpu::attention::attention_fwd(c(q)?, c(k)?, c(v)?, mask, g)?;
+                Ok((Storage::Cpu(o), Storage::Cpu(lse)))
+            }
+            Storage::Wgpu(_) => {
+                let c = |t| on_wgpu(OP, q.0, t);
+                let mask = mask.map(c).transpose()?;
+                let (o, lse) = wgpu::attention::attention_fwd(c(q)?, c(k)?, c(v)?, mask, g)?;
+                Ok((Storage::Wgpu(o), Storage::Wgpu(lse)))
+            }
+        }
     }
 
     pub fn attention_bwd(
@@ -207,11 +354,31 @@ impl Storage {
         g: AttnGeom,
         want_ds: bool,
     ) -> Result<[Storage; 4]> {
-        let r = cpu::attention::attention_bwd(t.map(on_cpu), mask.map(on_cpu), g, want_ds)?;
-        Ok(r.map(Storage::Cpu))
+        const OP: &str = "scaled_dot_product_attention_bwd";
+        let first = t[0].0;
+        match first {
+            Storage::Cpu(_) => {
+                let c = |t| on_cpu(OP, first, t);
+                let views = [c(t[0])?, c(t[1])?, c(t[2])?, c(t[3])?, c(t[4])?, c(t[5])?];
+                let r = cpu::attention::attention_bwd(views, mask.map(c).transpose()?, g, want_ds)?;
+                Ok(r.map(Storage::Cpu))
+            }
+            Storage::Wgpu(_) => {
+                let c = |t| on_wgpu(OP, first, t);
+                let views = [c(t[0])?, c(t[1])?, c(t[2])?, c(t[3])?, c(t[4])?, c(t[5])?];
+                let r = wgpu::attention::attention_bwd(views, mask.map(c).transpose()?, g, want_ds)?;
+                Ok(r.map(Storage::Wgpu))
+            }
+        }
     }
 }
 
-fn on_cpu<'a>((s, l): (&'a Storage, &'a Layout)) -> (&'a CpuStorage, &'a Layout) {
-    (s.cpu(), l)
+type View<'a, S> = (&'a S, &'a Layout);
+
+fn on_cpu<'a>(op: &'static str, first: &Storage, t: View<'a, Storage>) -> Result<View<'a, CpuStorage>> {
+    Ok((first.cpu_of(op, t.0)?, t.1))
+}
+
+fn on_wgpu<'a>(op: &'static str, first: &Storage, t: View<'a, Storage>) -> Result<View<'a, WgpuStorage>> {
+    Ok((first.wgpu_of(op, t.0)?, t.1))
 }

@@ -1,0 +1,67 @@
+//! Dense copies of strided views, strided writes into a region, and the
+//! f32 <-> i64 casts. Works on raw words, so any dtype the device holds.
+
+use std::sync::Arc;
+
+use super::params::{MAX_RANK, coalesce, dense_strides};
+use super::{Params, WgpuStorage, elem_words, groups_for, u32_of};
+use crate::{DType, Layout, Result, error::shape_err};
+
+/// Writes view `sl` of `src` into view `dl` of `dst` (same shape).
+fn copy_strided(dst: &WgpuStorage, dl: &Layout, src: &WgpuStorage, sl: &Layout) -> Result<()> {
+    let n = dl.numel();
+    let (shape, strides) = coalesce(dl.shape(), &[sl.strides(), dl.strides()]);
+    if shape.len() > MAX_RANK {
+        return Err(shape_err("copy", format!("view of rank {} is too irregular for the wgpu copy", shape.len())));
+    }
+    let es = elem_words("copy", src.dtype, src.device())?;
+    let p = Params::new()
+        .u(u32_of("copy", n)? as usize)
+        .u(shape.len())
+        .u(es)
+        .dims(&shape, 1)
+        .dims(&strides[0], 0)
+        .u(sl.offset())
+        .dims(&strides[1], 0)
+        .u(dl.offset());
+    src.dev.dispatch("copy", "copy_strided", &p, &[src.buffer()], &[dst.buffer()], groups_for(n, 256))
+}
+
+/// A dense row-major copy of the view.
+pub fn contiguous(s: &WgpuStorage, l: &Layout) -> Result<WgpuStorage> {
+    let out = s.alloc_like("copy", l.numel(), s.dtype)?;
+    copy_strided(&out, &Layout::new(l.shape().to_vec(), dense_strides(l), 0), s, l)?;
+    Ok(out)
+}
+
+/// Writes the view `src`/`sl` into the view `dl` of `dst` (same shape).
+pub fn copy_into(dst: &mut WgpuStorage, dl: &Layout, src: &WgpuStorage, sl: &Layout) -> Result<()> {
+    dst.same_device("copy", src)?;
+    if dst.dtype != src.dtype {
+        return Err(crate::Error::DTypeMismatch { op: "copy", lhs: dst.dtype, rhs: src.dtype });
+    }
+    if Arc::ptr_eq(&dst.buf, &src.buf) {
+        // One buffer cannot be bound for reading and writing at once.
+        let tmp = contiguous(src, sl)?;
+        return copy_strided(dst, dl, &tmp, &Layout::contiguous(sl.shape()));
+    }
+    copy_strided(dst, dl, src, sl)
+}
+
+pub fn to_dtype(s: &WgpuStorage, l: &Layout, dtype: DType) -> Result<WgpuStorage> {
+    let entry = match (s.dtype, dtype) {
+        (a, b) if a == b => return contiguous(s, l),
+        (DType::F32, DType::I64) => "copy_cast_f32_i64",
+        (DType::I64, DType::F32) => "copy_cast_i64_f32",
+        (_, other) => {
+            let bad = if other == DType::F32 || other == DType::I64 { s.dtype } else { other };
+            return Err(crate::Error::UnsupportedDType { op: "to_dtype", dtype: bad, device: s.device() });
+        }
+    };
+    let (x, off) = super::dense(s, l)?;
+    let n = l.numel();
+    let out = s.alloc_like("to_dtype", n, dtype)?;
+    let p = Params::new().u(n).u(off as usize);
+    s.dev.dispatch("copy", entry, &p, &[x.buffer()], &[out.buffer()], groups_for(n, 256))?;
+    Ok(out)
+}

@@ -1,0 +1,49 @@
+//! Batched matmul straight from the operands' strides (transposed and
+//! broadcast views need no copy); output dense (batch…, m, n).
+
+use super::params::{MAX_RANK, coalesce};
+use super::{Params, WgpuStorage, groups_for, u32_of};
+use crate::{Layout, Result, error::shape_err};
+
+pub fn matmul(a: &WgpuStorage, la: &Layout, b: &WgpuStorage, lb: &Layout) -> Result<WgpuStorage> {
+    let op = "matmul";
+    a.same_device(op, b)?;
+    if a.dtype != b.dtype {
+        return Err(crate::Error::DTypeMismatch { op, lhs: a.dtype, rhs: b.dtype });
+    }
+    a.expect_f32(op)?;
+    let r = la.rank();
+    let (m, k, n) = (la.shape()[r - 2], la.shape()[r - 1], lb.shape()[r - 1]);
+    let batch: usize = la.shape()[..r - 2].iter().product();
+    let out = a.alloc_like(op, batch * m * n, a.dtype)?;
+    if batch * m * n == 0 {
+        return Ok(out);
+    }
+    if k == 0 {
+        a.dev.clear(out.buffer());
+        return Ok(out);
+    }
+    let (bshape, bst) = coalesce(&la.shape()[..r - 2], &[&la.strides()[..r - 2], &lb.strides()[..r - 2]]);
+    if bshape.len() > MAX_RANK {
+        return Err(shape_err(op, format!("batch of rank {} is too irregular for wgpu", bshape.len())));
+    }
+    u32_of(op, a.len.max(b.len).max(batch * m * n))?;
+    let p = Params::new()
+        .u(m)
+        .u(k)
+        .u(n)
+        .u(batch)
+        .u(bshape.len())
+        .dims(&bshape, 1)
+        .dims(&bst[0], 0)
+        .u(la.offset())
+        .u(la.strides()[r - 2])
+        .u(la.strides()[r - 1])
+        .dims(&bst[1], 0)
+        .u(lb.offset())
+        .u(lb.strides()[r - 2])
+        .u(lb.strides()[r - 1]);
+    let tiles = m.div_ceil(64) * n.div_ceil(64) * batch;
+    a.dev.dispatch("matmul", "matmul_fwd", &p, &[a.buffer(), b.buffer()], &[out.buffer()], groups_for(tiles, 1))?;
+    Ok(out)
+}
