@@ -381,3 +381,51 @@ fn wgpu_errors_are_typed() {
     let d = kiln::tensor::gpu::wgpu_device(0).unwrap();
     assert!(!d.name().is_empty() && format!("{d:?}").contains(d.name()));
 }
+
+#[test]
+fn every_shader_file_is_registered() {
+    // Runs without an adapter: the registry, the files and the stems agree.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().trim_end_matches(".wgsl").to_string())
+        .filter(|s| s != "common")
+        .collect();
+    files.sort();
+    assert_eq!(files, kiln::tensor::gpu::SHADER_STEMS);
+    for stem in kiln::tensor::gpu::SHADER_STEMS {
+        let src = kiln::tensor::gpu::shader_source(stem).unwrap();
+        assert!(src.contains("fn wg_flat") && src.contains("@compute"), "{stem}");
+    }
+}
+
+#[test]
+fn dcgan_steps_on_wgpu_match_the_cpu() {
+    let Some(dev) = wgpu() else { return };
+    use kiln::gan::{Dcgan, DcganConfig};
+    let cfg = DcganConfig { image_size: 16, ngf: 4, ndf: 4, nz: 8, ..Default::default() };
+    let mut cpu = Dcgan::new(cfg.clone(), Device::Cpu, 3).unwrap();
+    let mut gpu = Dcgan::new(cfg, dev, 3).unwrap();
+    let mut rng = kiln::tensor::Rng::new(9);
+    for step in 0..3 {
+        let real = Tensor::uniform(&[6, 1, 16, 16], -1.0, 1.0, DType::F32, Device::Cpu, &mut rng).unwrap();
+        let z = cpu.noise(6, &mut rng).unwrap();
+        let a = cpu.train_step(&real, &z).unwrap();
+        let b = gpu.train_step(&real.to_device(dev).unwrap(), &z.to_device(dev).unwrap()).unwrap();
+        for (name, x, y) in [
+            ("loss_d", a.loss_d, b.loss_d),
+            ("loss_g", a.loss_g, b.loss_g),
+            ("d_x", a.d_x, b.d_x),
+            ("d_g_z1", a.d_g_z1, b.d_g_z1),
+            ("d_g_z2", a.d_g_z2, b.d_g_z2),
+        ] {
+            assert!((x - y).abs() <= 1e-3 * (1.0 + x.abs()), "step {step} {name}: cpu {x} vs wgpu {y}");
+        }
+    }
+    // The weights after three Adam steps agree too.
+    let (pc, pg) = (cpu.g_store.trainable(), gpu.g_store.trainable());
+    assert_eq!(pc.len(), pg.len());
+    for ((name, a), (_, b)) in pc.iter().zip(&pg) {
+        assert_near(name, &b.to_device(Device::Cpu).unwrap(), a, 1e-3).unwrap();
+    }
+}

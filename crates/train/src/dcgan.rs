@@ -21,7 +21,7 @@ use crate::run_dir::{Metrics, default_dir, read_column, write_atomic};
 /// Options of `train dcgan` (see `kiln-train train dcgan --help`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrainOptions {
-    /// auto | cpu | cuda | wgpu (auto: a real GPU if present, else the CPU).
+    /// auto | cpu | wgpu | wgpu:N | cuda (auto: a hardware wgpu adapter if present, else the CPU).
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// An MNIST IDX directory or a folder of PNG/JPEG images
@@ -81,13 +81,26 @@ pub struct Summary {
 const CHECKPOINT: &str = "checkpoint.safetensors";
 const METRICS_HEADER: &str = "step,epoch,loss_d,loss_g,d_x,d_g_z1,d_g_z2,seconds";
 
+/// `auto` takes a hardware wgpu adapter when there is one, else the CPU;
+/// `wgpu` (or `wgpu:N`) insists on one (a software adapter only with
+/// KILN_WGPU_ALLOW_SOFTWARE=1).
 pub fn resolve_device(name: &str) -> Result<Device> {
+    let wgpu = |n: usize| -> Result<Device> {
+        kiln_tensor::gpu::wgpu_device(n).map_err(|e| format!("--device {name}: {e}"))?;
+        Ok(Device::Wgpu(n))
+    };
     match name {
-        "auto" | "cpu" => Ok(Device::Cpu),
-        "cuda" | "wgpu" => {
-            Err(format!("--device {name}: the {name} backend is not built yet; use --device cpu").into())
-        }
-        other => Err(format!("--device {other}: expected auto, cpu, cuda or wgpu").into()),
+        "cpu" => Ok(Device::Cpu),
+        "auto" => match kiln_tensor::gpu::wgpu_device(0) {
+            Ok(d) if !d.is_software() => Ok(Device::Wgpu(0)),
+            _ => Ok(Device::Cpu),
+        },
+        "wgpu" => wgpu(0),
+        "cuda" => Err(format!("--device {name}: the cuda backend is not built yet; use --device cpu or wgpu").into()),
+        other => match other.strip_prefix("wgpu:").and_then(|n| n.parse().ok()) {
+            Some(n) => wgpu(n),
+            None => Err(format!("--device {other}: expected auto, cpu, wgpu, wgpu:N or cuda").into()),
+        },
     }
 }
 

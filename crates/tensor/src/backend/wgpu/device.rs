@@ -164,6 +164,11 @@ impl WgpuDevice {
         &self.info
     }
 
+    /// A CPU rasteriser (lavapipe, llvmpipe, WARP): fine for tests, never for speed.
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
     fn backend_err(&self, what: &str, msg: impl std::fmt::Display) -> Error {
         Error::Backend { device: Device::Wgpu(self.ordinal), msg: format!("{what}: {msg}") }
     }
@@ -350,7 +355,9 @@ impl WgpuDevice {
         let bindings = 1 + inputs.len() + outputs.len();
         if bindings as u32 > self.device.limits().max_storage_buffers_per_shader_stage {
             let limit = self.device.limits().max_storage_buffers_per_shader_stage;
-            return Err(self.backend_err(entry, format!("needs {bindings} storage buffers; the adapter allows {limit}")));
+            return Err(
+                self.backend_err(entry, format!("needs {bindings} storage buffers; the adapter allows {limit}"))
+            );
         }
         let (bgl, pl) = self.layout(inputs.len(), outputs.len());
         let pipeline = self.pipeline(stem, entry, &pl)?;

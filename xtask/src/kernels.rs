@@ -1,0 +1,40 @@
+//! `cargo xtask kernels check`: validates every shaders/*.wgsl with naga
+//! (the same front end wgpu uses), no adapter needed. Each module is checked
+//! as the backend compiles it: shaders/common.wgsl in front.
+//! (CUDA kernels join this check with the CUDA backend issue.)
+
+use std::path::Path;
+
+pub fn check() -> Result<(), String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shaders");
+    let common = std::fs::read_to_string(dir.join("common.wgsl")).map_err(|e| format!("shaders/common.wgsl: {e}"))?;
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wgsl") && !p.ends_with("common.wgsl"))
+        .collect();
+    files.sort();
+    let mut failed = 0;
+    for path in &files {
+        let name = format!("shaders/{}", path.file_name().unwrap().to_string_lossy());
+        let src = format!("{common}\n{}", std::fs::read_to_string(path).map_err(|e| format!("{name}: {e}"))?);
+        match validate(&src) {
+            Ok(entries) => println!("ok    {name}: {}", entries.join(", ")),
+            Err(e) => {
+                failed += 1;
+                println!("FAIL  {name}:\n{e}");
+            }
+        }
+    }
+    println!("{} shaders validated, {failed} failed", files.len());
+    if failed > 0 { Err(format!("{failed} shader(s) failed validation")) } else { Ok(()) }
+}
+
+/// The module's entry points, or naga's parse/validation message.
+fn validate(src: &str) -> Result<Vec<String>, String> {
+    let module = naga::front::wgsl::parse_str(src).map_err(|e| e.emit_to_string(src))?;
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
+        .validate(&module)
+        .map_err(|e| e.emit_to_string(src))?;
+    Ok(module.entry_points.iter().map(|e| e.name.clone()).collect())
+}
