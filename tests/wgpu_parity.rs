@@ -281,7 +281,25 @@ proptest! {
         let mut rng = kiln::tensor::Rng::new(seed);
         let labels: Vec<i64> = (0..n).map(|_| (rng.next_u64() % c as u64) as i64).collect();
         let labels = Tensor::indices(&labels, &[n], Device::Cpu).unwrap();
-        parity("cross_entropy", |v| loss::cross_entropy(&v[0], &v[1], 0.1, Reduction::Mean), &[x, labels], 1e-5)?;
+        parity("cross_entropy", |v| loss::cross_entropy(&v[0], &v[1], 0.1, Reduction::Mean), &[x.clone(), labels], 1e-5)?;
+        let p = randn(&[n, c], seed ^ 2).sigmoid().unwrap();
+        let t = randn(&[n, c], seed ^ 3).sigmoid().unwrap().detach();
+        parity("bce", |v| loss::binary_cross_entropy(&v[0], &v[1], Reduction::Mean), &[p, t.clone()], 1e-5)?;
+        parity("l1", |v| loss::l1_loss(&v[0], &v[1], Reduction::Mean), &[x.clone(), t], 1e-5)?;
+        let lv = randn(&[n, c], seed ^ 4);
+        parity("gaussian_kl", |v| loss::gaussian_kl(&v[0], &v[1]), &[x, lv], 1e-5)?;
+    }
+
+    #[test]
+    fn layer_and_group_norm_wgpu(n in 1usize..3, g in 1usize..3, cg in 1usize..3, h in 1usize..5, seed in any::<u64>()) {
+        let c = g * cg;
+        let x = randn(&[n, c, h, 3], seed);
+        let (w, b) = (randn(&[h, 3], seed ^ 1), randn(&[h, 3], seed ^ 2));
+        let f = |t: &[Tensor]| t[0].layer_norm(&[h, 3], Some(&t[1]), Some(&t[2]), 1e-5);
+        parity("layer_norm", f, &[x.clone(), w, b], 1e-4)?;
+        let (w, b) = (randn(&[c], seed ^ 3), randn(&[c], seed ^ 4));
+        let f = |t: &[Tensor]| t[0].group_norm(g, Some(&t[1]), Some(&t[2]), 1e-5);
+        parity("group_norm", f, &[x, w, b], 1e-4)?;
     }
 }
 

@@ -217,6 +217,15 @@ impl WgpuDevice {
         Ok(PooledBuffer { buffer: Some(buffer), class, dev: self.clone() })
     }
 
+    /// Waits until every submitted dispatch has finished (benchmarks; data
+    /// reads wait on their own).
+    pub fn synchronize(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| self.backend_err("synchronize", e))
+    }
+
     /// Bytes held in the pool (freed tensors waiting for reuse).
     pub fn cached_bytes(&self) -> u64 {
         let pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
