@@ -5,9 +5,10 @@
 //   bwd_input:  M = C/g,   N = batch·H·W,   K = O/g·kh·kw   (in0 = dy, in1 = w)
 //   bwd_weight: M = O/g,   N = C/g·kh·kw,   K = batch·OH·OW (in0 = x,  in1 = dy)
 // P: n, c, h, w, o, kh, kw, oh, ow, sh, sw, ph, pw, dh, dw, groups, in0 offset, in1 offset
-@group(0) @binding(1) var<storage, read> in0: array<f32>;
-@group(0) @binding(2) var<storage, read> in1: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+// Tensors are `elem` (f32, or f16 storage); accumulation is f32.
+@group(0) @binding(1) var<storage, read> in0: array<elem>;
+@group(0) @binding(2) var<storage, read> in1: array<elem>;
+@group(0) @binding(3) var<storage, read_write> out: array<elem>;
 
 const TM: u32 = 64u;
 const TN: u32 = 64u;
@@ -32,21 +33,21 @@ fn x_tap(q: Geom, ni: u32, ch: u32, oy: u32, ox: u32, ky: u32, kx: u32) -> f32 {
     if (iy < 0 || ix < 0 || iy >= i32(q.h) || ix >= i32(q.w)) {
         return 0.0;
     }
-    return in0[P[16] + ((ni * q.c + ch) * q.h + u32(iy)) * q.w + u32(ix)];
+    return f32(in0[P[16] + ((ni * q.c + ch) * q.h + u32(iy)) * q.w + u32(ix)]);
 }
 
 fn a_val(mode: u32, q: Geom, g: u32, m: u32, kk: u32) -> f32 {
     let taps = q.kh * q.kw;
     if (mode == 0u) {
-        return in1[P[17] + (g * q.og + m) * q.cg * taps + kk];
+        return f32(in1[P[17] + (g * q.og + m) * q.cg * taps + kk]);
     }
     if (mode == 1u) {
         let co = kk / taps;
-        return in1[P[17] + ((g * q.og + co) * q.cg + m) * taps + kk % taps];
+        return f32(in1[P[17] + ((g * q.og + co) * q.cg + m) * taps + kk % taps]);
     }
     let plane = q.oh * q.ow;
     let ni = kk / plane;
-    return in1[P[17] + (ni * q.o + g * q.og + m) * plane + kk % plane];
+    return f32(in1[P[17] + (ni * q.o + g * q.og + m) * plane + kk % plane]);
 }
 
 fn b_val(mode: u32, q: Geom, g: u32, kk: u32, col: u32) -> f32 {
@@ -76,7 +77,7 @@ fn b_val(mode: u32, q: Geom, g: u32, kk: u32, col: u32) -> f32 {
         if (oy >= q.oh || ox >= q.ow) {
             return 0.0;
         }
-        return in0[P[16] + ((ni * q.o + g * q.og + co) * q.oh + oy) * q.ow + ox];
+        return f32(in0[P[16] + ((ni * q.o + g * q.og + co) * q.oh + oy) * q.ow + ox]);
     }
     let plane = q.oh * q.ow;
     let p = kk % plane;
@@ -157,7 +158,7 @@ fn conv_gemm(mode: u32, wid: vec3<u32>, nwg: vec3<u32>, li: u32) {
         for (var j = 0u; j < 4u; j++) {
             let col = tn * TN + tx + 16u * j;
             if (r < mm && col < nn) {
-                out[out_index(mode, q, g, r, col)] = acc[i * 4u + j];
+                out[out_index(mode, q, g, r, col)] = elem(acc[i * 4u + j]);
             }
         }
     }

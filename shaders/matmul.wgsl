@@ -1,9 +1,10 @@
 // Batched C = A·B over strided A (batch…, m, k) and B (batch…, k, n): 64×64
 // output tiles, 16-deep K slices staged in workgroup memory, 4×4 outputs per
 // thread (rows ty + 16i, cols tx + 16j, so stores stay coalesced).
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+// Tensors are `elem` (f32, or f16 storage); accumulation is f32.
+@group(0) @binding(1) var<storage, read> a: array<elem>;
+@group(0) @binding(2) var<storage, read> b: array<elem>;
+@group(0) @binding(3) var<storage, read_write> c: array<elem>;
 
 const TM: u32 = 64u;
 const TN: u32 = 64u;
@@ -41,10 +42,10 @@ fn matmul_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
             let d = e / TM;
             let gr = tm * TM + r;
             let gd = t + d;
-            As[d * TM + r] = select(0.0, a[oa + min(gr, m - 1u) * rsa + min(gd, k - 1u) * csa], gr < m && gd < k);
+            As[d * TM + r] = select(0.0, f32(a[oa + min(gr, m - 1u) * rsa + min(gd, k - 1u) * csa]), gr < m && gd < k);
             let q = e % TN;
             let gq = tn * TN + q;
-            Bs[d * TN + q] = select(0.0, b[ob + min(gd, k - 1u) * rsb + min(gq, n - 1u) * csb], gd < k && gq < n);
+            Bs[d * TN + q] = select(0.0, f32(b[ob + min(gd, k - 1u) * rsb + min(gq, n - 1u) * csb]), gd < k && gq < n);
         }
         workgroupBarrier();
         for (var d = 0u; d < TK; d++) {
@@ -68,7 +69,7 @@ fn matmul_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         for (var j = 0u; j < 4u; j++) {
             let q = tn * TN + tx + 16u * j;
             if (r < m && q < n) {
-                c[oc + r * n + q] = acc[i * 4u + j];
+                c[oc + r * n + q] = elem(acc[i * 4u + j]);
             }
         }
     }

@@ -412,7 +412,7 @@ fn every_shader_file_is_registered() {
     files.sort();
     assert_eq!(files, kiln::tensor::gpu::SHADER_STEMS);
     for stem in kiln::tensor::gpu::SHADER_STEMS {
-        let src = kiln::tensor::gpu::shader_source(stem).unwrap();
+        let src = kiln::tensor::gpu::shader_source(stem, false).unwrap();
         assert!(src.contains("fn wg_flat") && src.contains("@compute"), "{stem}");
     }
 }
@@ -446,4 +446,50 @@ fn dcgan_steps_on_wgpu_match_the_cpu() {
     for ((name, a), (_, b)) in pc.iter().zip(&pg) {
         assert_near(name, &b.to_device(Device::Cpu).unwrap(), a, 1e-3).unwrap();
     }
+}
+
+#[test]
+fn f16_storage_matmul_conv_and_casts_wgpu() {
+    let Some(dev) = wgpu() else { return };
+    if !kiln::tensor::gpu::wgpu_device(0).unwrap().has_f16() {
+        eprintln!("SKIP f16 on wgpu: the adapter has no SHADER_F16");
+        return;
+    }
+    // The oracle runs in f64 on exactly the f16-rounded operands; the f16
+    // result adds one rounding of the output (2^-11 relative) to f32 sums.
+    let h = |t: &Tensor| t.to_dtype(DType::F16).unwrap();
+    let oracle = |t: &Tensor| h(t).to_dtype(DType::F64).unwrap();
+    let close = |what: &str, got: &Tensor, want: &Tensor| {
+        assert_eq!(got.dtype(), DType::F16, "{what} keeps f16 storage");
+        assert_near(what, &got.to_device(Device::Cpu).unwrap().to_dtype(DType::F64).unwrap(), want, 2e-3).unwrap();
+    };
+    for (m, k, n) in [(1, 1, 1), (17, 33, 70), (65, 130, 3)] {
+        let (a, b) = (randn(&[2, m, k], 1), randn(&[k, n], 2));
+        let got = h(&a).to_device(dev).unwrap().matmul(&h(&b).to_device(dev).unwrap()).unwrap();
+        close(&format!("f16 matmul {m}x{k}x{n}"), &got, &oracle(&a).matmul(&oracle(&b)).unwrap());
+    }
+    let p = kiln::tensor::Conv2dParams { stride: [2, 1], padding: [1, 0], dilation: [1, 2], groups: 2 };
+    let (x, w) = (randn(&[3, 4, 7, 6], 3), randn(&[6, 2, 3, 2], 4).mul_scalar(0.3).unwrap());
+    let (xd, wd) = (h(&x).to_device(dev).unwrap(), h(&w).to_device(dev).unwrap());
+    close("f16 conv2d", &xd.conv2d(&wd, None, p).unwrap(), &oracle(&x).conv2d(&oracle(&w), None, p).unwrap());
+    // Backward on f16 storage: conv2d_bwd_input and conv2d_bwd_weight.
+    let (xv, wv) = (Var::new(&xd).unwrap(), Var::new(&wd).unwrap());
+    let y = xv.conv2d(&wv, None, p).unwrap();
+    let gy = randn(y.shape(), 5);
+    let grads = y.backward_with(&h(&gy).to_device(dev).unwrap(), false).unwrap();
+    let (xo, wo) = (Var::new(&oracle(&x)).unwrap(), Var::new(&oracle(&w)).unwrap());
+    let want = xo.conv2d(&wo, None, p).unwrap().backward_with(&oracle(&gy), false).unwrap();
+    close("f16 conv2d_bwd_input", grads.get(&xv).unwrap(), want.get(&xo).unwrap());
+    close("f16 conv2d_bwd_weight", grads.get(&wv).unwrap(), want.get(&wo).unwrap());
+    // Casts round like the CPU's (nearest even); strided and odd-offset copies.
+    let v = randn(&[5, 7], 6).mul_scalar(100.0).unwrap();
+    let on_dev = v.to_dtype(DType::F32).unwrap().to_device(dev).unwrap().to_dtype(DType::F16).unwrap();
+    assert_eq!(on_dev.to_vec_f64(), h(&v).to_vec_f64(), "f32 -> f16 cast");
+    let t = on_dev.t().unwrap().narrow(0, 1, 5).unwrap().contiguous().unwrap();
+    assert_eq!(t.to_vec_f64(), h(&v).t().unwrap().narrow(0, 1, 5).unwrap().to_vec_f64(), "strided f16 copy");
+    let back = on_dev.to_dtype(DType::F32).unwrap().to_vec_f64();
+    assert_eq!(back, h(&v).to_dtype(DType::F32).unwrap().to_vec_f64(), "f16 -> f32 cast");
+    let big = Tensor::from_slice(&[1e6f32, -1e6, f32::NAN, 65504.0], &[4], dev).unwrap().to_dtype(DType::F16).unwrap();
+    let b = big.to_vec_f64();
+    assert!(b[0] == f64::INFINITY && b[1] == f64::NEG_INFINITY && b[2].is_nan() && b[3] == 65504.0, "{b:?}");
 }

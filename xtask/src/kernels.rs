@@ -1,6 +1,7 @@
 //! `cargo xtask kernels check`: validates every shaders/*.wgsl with naga
 //! (the same front end wgpu uses), no adapter needed. Each module is checked
-//! as the backend compiles it: shaders/common.wgsl in front.
+//! as the backend compiles it: the `elem` alias and shaders/common.wgsl in
+//! front, once per storage type the shader supports.
 //! (CUDA kernels join this check with the CUDA backend issue.)
 
 use std::path::Path;
@@ -17,12 +18,21 @@ pub fn check() -> Result<(), String> {
     let mut failed = 0;
     for path in &files {
         let name = format!("shaders/{}", path.file_name().unwrap().to_string_lossy());
-        let src = format!("{common}\n{}", std::fs::read_to_string(path).map_err(|e| format!("{name}: {e}"))?);
-        match validate(&src) {
-            Ok(entries) => println!("ok    {name}: {}", entries.join(", ")),
-            Err(e) => {
-                failed += 1;
-                println!("FAIL  {name}:\n{e}");
+        let body = std::fs::read_to_string(path).map_err(|e| format!("{name}: {e}"))?;
+        // Shaders that declare `array<elem>` are also built with f16 storage.
+        let variants: &[(&str, &str)] = if body.contains("array<elem>") {
+            &[("f32", "alias elem = f32;"), ("f16", "enable f16;\nalias elem = f16;")]
+        } else {
+            &[("f32", "alias elem = f32;")]
+        };
+        for (tag, prelude) in variants {
+            let src = format!("{prelude}\n{common}\n{body}");
+            match validate(&src) {
+                Ok(entries) => println!("ok    {name} ({tag}): {}", entries.join(", ")),
+                Err(e) => {
+                    failed += 1;
+                    println!("FAIL  {name} ({tag}):\n{e}");
+                }
             }
         }
     }

@@ -17,7 +17,7 @@ fn run(
     if in0.0.dtype != in1.0.dtype {
         return Err(crate::Error::DTypeMismatch { op: entry, lhs: in0.0.dtype, rhs: in1.0.dtype });
     }
-    in0.0.expect_f32(entry)?;
+    let half = in0.0.half_variant(entry)?;
     let (a, oa) = super::dense(in0.0, in0.1)?;
     let (b, ob) = super::dense(in1.0, in1.1)?;
     u32_of(entry, out_len.max(a.len).max(b.len))?;
@@ -51,7 +51,7 @@ fn run(
         .u(oa as usize)
         .u(ob as usize);
     let tiles = mm.div_ceil(64) * nn.div_ceil(64) * g.p.groups;
-    a.dev.dispatch("conv2d", entry, &p, &[a.buffer(), b.buffer()], &[out.buffer()], groups_for(tiles, 1))?;
+    a.dev.dispatch_as("conv2d", entry, half, &p, &[a.buffer(), b.buffer()], &[out.buffer()], groups_for(tiles, 1))?;
     Ok(out)
 }
 

@@ -9,6 +9,9 @@ use crate::{DType, Layout, Result, error::shape_err};
 
 /// Writes view `sl` of `src` into view `dl` of `dst` (same shape).
 fn copy_strided(dst: &WgpuStorage, dl: &Layout, src: &WgpuStorage, sl: &Layout) -> Result<()> {
+    if src.dtype == DType::F16 {
+        return copy_f16(dst, dl, src, sl);
+    }
     let n = dl.numel();
     let (shape, strides) = coalesce(dl.shape(), &[sl.strides(), dl.strides()]);
     if shape.len() > MAX_RANK {
@@ -25,6 +28,34 @@ fn copy_strided(dst: &WgpuStorage, dl: &Layout, src: &WgpuStorage, sl: &Layout) 
         .dims(&strides[1], 0)
         .u(dl.offset());
     src.dev.dispatch("copy", "copy_strided", &p, &[src.buffer()], &[dst.buffer()], groups_for(n, 256))
+}
+
+/// f16: the destination must be one dense run (every dense copy, cat along
+/// the first dim); a thread owns each destination word.
+fn copy_f16(dst: &WgpuStorage, dl: &Layout, src: &WgpuStorage, sl: &Layout) -> Result<()> {
+    if !dl.is_contiguous() {
+        return Err(crate::Error::UnsupportedDType {
+            op: "copy into a strided view",
+            dtype: DType::F16,
+            device: dst.device(),
+        });
+    }
+    let n = dl.numel();
+    let (shape, strides) = coalesce(sl.shape(), &[sl.strides()]);
+    if shape.len() > MAX_RANK {
+        return Err(shape_err("copy", format!("view of rank {} is too irregular for the wgpu copy", shape.len())));
+    }
+    let p = Params::new()
+        .u(u32_of("copy", n)? as usize)
+        .u(shape.len())
+        .u(0)
+        .dims(&shape, 1)
+        .dims(&strides[0], 0)
+        .u(sl.offset())
+        .dims(&[], 0)
+        .u(dl.offset());
+    let words = (dl.offset() + n).div_ceil(2) - dl.offset() / 2;
+    src.dev.dispatch("copy", "copy_strided_f16", &p, &[src.buffer()], &[dst.buffer()], groups_for(words, 256))
 }
 
 /// A dense row-major copy of the view.
@@ -53,8 +84,11 @@ pub fn to_dtype(s: &WgpuStorage, l: &Layout, dtype: DType) -> Result<WgpuStorage
         (a, b) if a == b => return contiguous(s, l),
         (DType::F32, DType::I64) => "copy_cast_f32_i64",
         (DType::I64, DType::F32) => "copy_cast_i64_f32",
+        (DType::F32, DType::F16) => "copy_cast_f32_f16",
+        (DType::F16, DType::F32) => "copy_cast_f16_f32",
         (_, other) => {
-            let bad = if other == DType::F32 || other == DType::I64 { s.dtype } else { other };
+            let held = [DType::F32, DType::I64, DType::F16];
+            let bad = if held.contains(&other) { s.dtype } else { other };
             return Err(crate::Error::UnsupportedDType { op: "to_dtype", dtype: bad, device: s.device() });
         }
     };
@@ -62,6 +96,8 @@ pub fn to_dtype(s: &WgpuStorage, l: &Layout, dtype: DType) -> Result<WgpuStorage
     let n = l.numel();
     let out = s.alloc_like("to_dtype", n, dtype)?;
     let p = Params::new().u(n).u(off as usize);
-    s.dev.dispatch("copy", entry, &p, &[x.buffer()], &[out.buffer()], groups_for(n, 256))?;
+    // The f32 → f16 cast writes a word (two halves) per thread.
+    let threads = if dtype == DType::F16 { n.div_ceil(2) } else { n };
+    s.dev.dispatch("copy", entry, &p, &[x.buffer()], &[out.buffer()], groups_for(threads, 256))?;
     Ok(out)
 }

@@ -40,9 +40,13 @@ pub const SHADER_STEMS: &[&str] = &[
     "softmax",
 ];
 
-/// The full source of one stem's module (common prelude + the stem).
-pub fn shader_source(stem: &str) -> Option<String> {
-    SHADERS.iter().find(|(s, _)| *s == stem).map(|(_, src)| format!("{COMMON}\n{src}"))
+/// The full source of one stem's module: the storage element type `elem`
+/// (f32, or f16 with `half`), the common prelude, then the stem. Shaders
+/// that support f16 storage declare their tensors `array<elem>` and
+/// accumulate in f32.
+pub fn shader_source(stem: &str, half: bool) -> Option<String> {
+    let elem = if half { "enable f16;\nalias elem = f16;" } else { "alias elem = f32;" };
+    SHADERS.iter().find(|(s, _)| *s == stem).map(|(_, src)| format!("{elem}\n{COMMON}\n{src}"))
 }
 
 /// A bind-group layout and the pipeline layout built from it.
@@ -53,7 +57,7 @@ pub struct WgpuDevice {
     info: wgpu::AdapterInfo,
     device: wgpu::Device,
     queue: wgpu::Queue,
-    pipelines: Mutex<HashMap<(&'static str, &'static str), Arc<wgpu::ComputePipeline>>>,
+    pipelines: Mutex<HashMap<(&'static str, &'static str, bool), Arc<wgpu::ComputePipeline>>>,
     layouts: Mutex<HashMap<(usize, usize), Layouts>>,
     pool: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
 }
@@ -321,12 +325,14 @@ impl WgpuDevice {
         &self,
         stem: &'static str,
         entry: &'static str,
+        half: bool,
         layout: &wgpu::PipelineLayout,
     ) -> Result<Arc<wgpu::ComputePipeline>> {
-        if let Some(p) = self.pipelines.lock().unwrap_or_else(|e| e.into_inner()).get(&(stem, entry)) {
+        if let Some(p) = self.pipelines.lock().unwrap_or_else(|e| e.into_inner()).get(&(stem, entry, half)) {
             return Ok(p.clone());
         }
-        let src = shader_source(stem).ok_or_else(|| self.backend_err(entry, format!("no shader named {stem}")))?;
+        let src =
+            shader_source(stem, half).ok_or_else(|| self.backend_err(entry, format!("no shader named {stem}")))?;
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(stem),
@@ -341,10 +347,11 @@ impl WgpuDevice {
             cache: None,
         });
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(self.backend_err(&format!("shaders/{stem}.wgsl, entry point {entry}"), e));
+            let variant = if half { " (f16)" } else { "" };
+            return Err(self.backend_err(&format!("shaders/{stem}.wgsl, entry point {entry}{variant}"), e));
         }
         let p = Arc::new(pipeline);
-        self.pipelines.lock().unwrap_or_else(|e| e.into_inner()).insert((stem, entry), p.clone());
+        self.pipelines.lock().unwrap_or_else(|e| e.into_inner()).insert((stem, entry, half), p.clone());
         Ok(p)
     }
 
@@ -353,6 +360,26 @@ impl WgpuDevice {
         &self,
         stem: &'static str,
         entry: &'static str,
+        params: &Params,
+        inputs: &[&wgpu::Buffer],
+        outputs: &[&wgpu::Buffer],
+        groups: [u32; 3],
+    ) -> Result<()> {
+        self.dispatch_as(stem, entry, false, params, inputs, outputs, groups)
+    }
+
+    /// Whether the adapter can run the f16-storage variants.
+    pub fn has_f16(&self) -> bool {
+        self.device.features().contains(wgpu::Features::SHADER_F16)
+    }
+
+    /// `dispatch` of the f16-storage (`half`) or f32 variant of a shader.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn dispatch_as(
+        &self,
+        stem: &'static str,
+        entry: &'static str,
+        half: bool,
         params: &Params,
         inputs: &[&wgpu::Buffer],
         outputs: &[&wgpu::Buffer],
@@ -369,7 +396,7 @@ impl WgpuDevice {
             );
         }
         let (bgl, pl) = self.layout(inputs.len(), outputs.len());
-        let pipeline = self.pipeline(stem, entry, &pl)?;
+        let pipeline = self.pipeline(stem, entry, half, &pl)?;
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let pbuf = wgpu::util::DeviceExt::create_buffer_init(
             &self.device,

@@ -11,7 +11,7 @@ pub fn matmul(a: &WgpuStorage, la: &Layout, b: &WgpuStorage, lb: &Layout) -> Res
     if a.dtype != b.dtype {
         return Err(crate::Error::DTypeMismatch { op, lhs: a.dtype, rhs: b.dtype });
     }
-    a.expect_f32(op)?;
+    let half = a.half_variant(op)?;
     let r = la.rank();
     let (m, k, n) = (la.shape()[r - 2], la.shape()[r - 1], lb.shape()[r - 1]);
     let batch: usize = la.shape()[..r - 2].iter().product();
@@ -20,6 +20,7 @@ pub fn matmul(a: &WgpuStorage, la: &Layout, b: &WgpuStorage, lb: &Layout) -> Res
         return Ok(out);
     }
     if k == 0 {
+        // Zero bits are 0.0 in f32 and f16 alike.
         a.dev.clear(out.buffer());
         return Ok(out);
     }
@@ -44,6 +45,7 @@ pub fn matmul(a: &WgpuStorage, la: &Layout, b: &WgpuStorage, lb: &Layout) -> Res
         .u(lb.strides()[r - 2])
         .u(lb.strides()[r - 1]);
     let tiles = m.div_ceil(64) * n.div_ceil(64) * batch;
-    a.dev.dispatch("matmul", "matmul_fwd", &p, &[a.buffer(), b.buffer()], &[out.buffer()], groups_for(tiles, 1))?;
+    let g = groups_for(tiles, 1);
+    a.dev.dispatch_as("matmul", "matmul_fwd", half, &p, &[a.buffer(), b.buffer()], &[out.buffer()], g)?;
     Ok(out)
 }

@@ -3,8 +3,10 @@
 //! encodes its dispatches and submits without waiting; only reading data back
 //! (`to_vec`, a scalar) waits for the queue.
 //!
-//! Dtypes on the device: f32 (compute) and i64 (indices; stored as two u32
-//! words, kernels read the low word, so indices must be below 2^31).
+//! Dtypes on the device: f32 (compute), i64 (indices; stored as two u32
+//! words, kernels read the low word, so indices must be below 2^31) and f16
+//! (storage: copies and casts everywhere; matmul and conv2d read and write it
+//! with f32 accumulation on adapters with SHADER_F16).
 
 pub mod adam;
 pub mod attention;
@@ -43,12 +45,21 @@ impl std::fmt::Debug for WgpuStorage {
     }
 }
 
-/// Bytes per element of a dtype the device holds.
+/// u32 words per element for the word-moving kernels (f32, i64); f16 packs
+/// two per word and has its own copy kernels.
 fn elem_words(op: &'static str, dtype: DType, device: Device) -> Result<usize> {
     match dtype {
         DType::F32 => Ok(1),
         DType::I64 => Ok(2),
         other => Err(Error::UnsupportedDType { op, dtype: other, device }),
+    }
+}
+
+/// Words a buffer of `n` elements takes (f16 rounds up to whole words).
+fn buffer_words(op: &'static str, n: usize, dtype: DType, device: Device) -> Result<usize> {
+    match dtype {
+        DType::F16 => Ok(n.div_ceil(2)),
+        d => Ok(n * elem_words(op, d, device)?),
     }
 }
 
@@ -67,8 +78,8 @@ impl WgpuStorage {
 
     /// An uninitialised buffer for `n` elements (kernels write every element).
     pub(crate) fn alloc(dev: &Arc<WgpuDevice>, op: &'static str, n: usize, dtype: DType) -> Result<WgpuStorage> {
-        let words = elem_words(op, dtype, Device::Wgpu(dev.ordinal()))?;
-        let buf = dev.alloc(op, (n * words * 4) as u64)?;
+        let words = buffer_words(op, n, dtype, Device::Wgpu(dev.ordinal()))?;
+        let buf = dev.alloc(op, (words * 4) as u64)?;
         Ok(WgpuStorage { buf: Arc::new(buf), dtype, len: n, dev: dev.clone() })
     }
 
@@ -78,17 +89,19 @@ impl WgpuStorage {
 
     pub fn from_f64_fn(dev: &Arc<WgpuDevice>, n: usize, dtype: DType, f: impl Fn(usize) -> f64) -> Result<Self> {
         let s = Self::alloc(dev, "tensor", n, dtype)?;
-        let bytes: Vec<u8> = match dtype {
+        let mut bytes: Vec<u8> = match dtype {
             DType::F32 => (0..n).flat_map(|i| (f(i) as f32).to_le_bytes()).collect(),
+            DType::F16 => (0..n).flat_map(|i| half::f16::from_f64(f(i)).to_le_bytes()).collect(),
             _ => (0..n).flat_map(|i| (f(i) as i64).to_le_bytes()).collect(),
         };
+        bytes.resize(bytes.len().next_multiple_of(4), 0);
         dev.write(s.buffer(), &bytes);
         Ok(s)
     }
 
     /// All bytes of the buffer (waits for the queue).
     fn read_words(&self) -> Result<Vec<u32>> {
-        let words = elem_words("to_vec", self.dtype, self.device())? * self.len;
+        let words = buffer_words("to_vec", self.len, self.dtype, self.device())?;
         self.dev.read(self.buffer(), words)
     }
 
@@ -97,6 +110,9 @@ impl WgpuStorage {
         let w = dense.read_words()?;
         Ok(match self.dtype {
             DType::F32 => w.iter().map(|&b| f32::from_bits(b) as f64).collect(),
+            DType::F16 => {
+                (0..l.numel()).map(|i| half::f16::from_bits((w[i / 2] >> (16 * (i % 2))) as u16).to_f64()).collect()
+            }
             _ => w.chunks_exact(2).map(|p| (p[0] as u64 | (p[1] as u64) << 32) as i64 as f64).collect(),
         })
     }
@@ -114,6 +130,16 @@ impl WgpuStorage {
             return Err(Error::UnsupportedDType { op, dtype: self.dtype, device: self.device() });
         }
         Ok(())
+    }
+
+    /// For kernels with an f16-storage variant: true for f16 (when the
+    /// adapter has SHADER_F16), false for f32, else an error.
+    pub(crate) fn half_variant(&self, op: &'static str) -> Result<bool> {
+        match self.dtype {
+            DType::F32 => Ok(false),
+            DType::F16 if self.dev.has_f16() => Ok(true),
+            dtype => Err(Error::UnsupportedDType { op, dtype, device: self.device() }),
+        }
     }
 
     pub(crate) fn expect_i64(&self, op: &'static str) -> Result<()> {
