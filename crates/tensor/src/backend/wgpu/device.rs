@@ -49,6 +49,9 @@ pub fn shader_source(stem: &str, half: bool) -> Option<String> {
     SHADERS.iter().find(|(s, _)| *s == stem).map(|(_, src)| format!("{elem}\n{COMMON}\n{src}"))
 }
 
+/// (stem, entry point, f16 storage).
+type PipelineKey = (&'static str, &'static str, bool);
+
 /// A bind-group layout and the pipeline layout built from it.
 type Layouts = (Arc<wgpu::BindGroupLayout>, Arc<wgpu::PipelineLayout>);
 
@@ -57,7 +60,7 @@ pub struct WgpuDevice {
     info: wgpu::AdapterInfo,
     device: wgpu::Device,
     queue: wgpu::Queue,
-    pipelines: Mutex<HashMap<(&'static str, &'static str, bool), Arc<wgpu::ComputePipeline>>>,
+    pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
     layouts: Mutex<HashMap<(usize, usize), Layouts>>,
     pool: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
 }
