@@ -1,8 +1,8 @@
 // Fused scaled-dot-product attention, f32, head sizes up to 128.
 // Forward: one thread per query row, key/value tiles of 16 staged in
 // workgroup memory, online softmax (no L×S matrix). Backward: D = rowsum(dO·O),
-// then dQ (and dS when asked) per query row and dK, dV per key row,
-// recomputing probabilities from the saved log-sum-exp.
+// then dQ (and dS when asked) per query row over key tiles and dK, dV per key
+// row over query tiles, recomputing probabilities from the saved log-sum-exp.
 // P: B, L, S, E, Ev, scale, causal, has mask, mask rank, mask shape[8],
 //    mask strides[8], mask offset, q off, k off, v off, dout off, o off, lse off, want dS
 @group(0) @binding(1) var<storage, read> q: array<f32>;
@@ -124,87 +124,150 @@ fn attention_bwd_d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     out0[rows + r] = d;
 }
 
-// P(i, j) and dS(i, j) = P·(dO_i·V_j − D_i), recomputed from the saved lse.
-fn prob_ds(b: u32, i: u32, j: u32) -> vec2<f32> {
-    let L = P[1];
-    let S = P[2];
-    let E = P[3];
-    let Ev = P[4];
-    var qk = 0.0;
-    for (var e = 0u; e < E; e++) {
-        qk = fma(q[P[26] + (b * L + i) * E + e], k[P[27] + (b * S + j) * E + e], qk);
-    }
-    let s = score(b, i, j, qk);
-    if (s == neg_inf()) {
-        return vec2<f32>(0.0, 0.0);
-    }
-    let r = b * L + i;
-    let p = exp(s - stats[r]);
-    var dp = 0.0;
-    for (var e = 0u; e < Ev; e++) {
-        dp = fma(dout[P[29] + r * Ev + e], v[P[28] + (b * S + j) * Ev + e], dp);
-    }
-    return vec2<f32>(p, p * (dp - stats[P[0] * L + r]));
-}
-
-// out0 = dQ (B, L, E); out1 = dS (B, L, S) when P[32] = 1.
+// out0 = dQ (B, L, E); out1 = dS (B, L, S) when P[32] = 1. A thread per
+// query row, key/value tiles staged in workgroup memory as in the forward;
+// P = exp(s − lse) and dS = P·(dO·V − D) are recomputed per tile.
 @compute @workgroup_size(64)
 fn attention_bwd_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) li: u32) {
-    let r = wg_flat(wid, nwg) * 64u + li;
-    let L = P[1];
-    let S = P[2];
-    let E = P[3];
-    if (r >= P[0] * L) {
-        return;
-    }
-    let b = r / L;
-    let i = r % L;
-    var acc: array<f32, 128>;
-    for (var j = 0u; j < S; j++) {
-        let ds = prob_ds(b, i, j).y;
-        if (P[32] == 1u) {
-            out1[r * S + j] = ds;
-        }
-        for (var e = 0u; e < E; e++) {
-            acc[e] = fma(ds, k[P[27] + (b * S + j) * E + e], acc[e]);
-        }
-    }
-    for (var e = 0u; e < E; e++) {
-        out0[r * E + e] = acc[e] * pf(5u);
-    }
-}
-
-// out0 = dK (B, S, E), out1 = dV (B, S, Ev).
-@compute @workgroup_size(64)
-fn attention_bwd_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                     @builtin(local_invocation_index) li: u32) {
-    let c = wg_flat(wid, nwg) * 64u + li;
     let L = P[1];
     let S = P[2];
     let E = P[3];
     let Ev = P[4];
-    if (c >= P[0] * S) {
-        return;
-    }
-    let b = c / S;
-    let j = c % S;
-    var dk: array<f32, 128>;
-    var dv: array<f32, 128>;
-    for (var i = 0u; i < L; i++) {
-        let pd = prob_ds(b, i, j);
-        let r = b * L + i;
+    let blocks = (L + RW - 1u) / RW;
+    let flat = wg_flat(wid, nwg);
+    let b = flat / blocks;
+    let i = (flat % blocks) * RW + li;
+    let live = i < L;
+    let r = b * L + i;
+    var qv: array<f32, 128>;
+    var dov: array<f32, 128>;
+    var acc: array<f32, 128>;
+    var lse = 0.0;
+    var dsum = 0.0;
+    if (live) {
         for (var e = 0u; e < E; e++) {
-            dk[e] = fma(pd.y, q[P[26] + r * E + e], dk[e]);
+            qv[e] = q[P[26] + r * E + e];
         }
         for (var e = 0u; e < Ev; e++) {
-            dv[e] = fma(pd.x, dout[P[29] + r * Ev + e], dv[e]);
+            dov[e] = dout[P[29] + r * Ev + e];
+        }
+        lse = stats[r];
+        dsum = stats[P[0] * L + r];
+    }
+    for (var j0 = 0u; j0 < S; j0 += KT) {
+        let nj = min(KT, S - j0);
+        workgroupBarrier();
+        for (var t = li; t < nj * E; t += RW) {
+            Ks[t] = k[P[27] + (b * S + j0) * E + t];
+        }
+        for (var t = li; t < nj * Ev; t += RW) {
+            Vs[t] = v[P[28] + (b * S + j0) * Ev + t];
+        }
+        workgroupBarrier();
+        if (live) {
+            for (var jj = 0u; jj < nj; jj++) {
+                var qk = 0.0;
+                for (var e = 0u; e < E; e++) {
+                    qk = fma(qv[e], Ks[jj * E + e], qk);
+                }
+                let s = score(b, i, j0 + jj, qk);
+                var ds = 0.0;
+                if (s != neg_inf()) {
+                    var dp = 0.0;
+                    for (var e = 0u; e < Ev; e++) {
+                        dp = fma(dov[e], Vs[jj * Ev + e], dp);
+                    }
+                    ds = exp(s - lse) * (dp - dsum);
+                }
+                if (P[32] == 1u) {
+                    out1[r * S + j0 + jj] = ds;
+                }
+                for (var e = 0u; e < E; e++) {
+                    acc[e] = fma(ds, Ks[jj * E + e], acc[e]);
+                }
+            }
         }
     }
-    for (var e = 0u; e < E; e++) {
-        out0[c * E + e] = dk[e] * pf(5u);
+    if (live) {
+        for (var e = 0u; e < E; e++) {
+            out0[r * E + e] = acc[e] * pf(5u);
+        }
     }
-    for (var e = 0u; e < Ev; e++) {
-        out1[c * Ev + e] = dv[e];
+}
+
+// out0 = dK (B, S, E), out1 = dV (B, S, Ev). A thread per key row; query
+// rows, their dO, lse and D staged in tiles (Ks holds Q, Vs holds dO).
+var<workgroup> tile_lse: array<f32, 16>;
+var<workgroup> tile_d: array<f32, 16>;
+
+@compute @workgroup_size(64)
+fn attention_bwd_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) li: u32) {
+    let L = P[1];
+    let S = P[2];
+    let E = P[3];
+    let Ev = P[4];
+    let blocks = (S + RW - 1u) / RW;
+    let flat = wg_flat(wid, nwg);
+    let b = flat / blocks;
+    let j = (flat % blocks) * RW + li;
+    let live = j < S;
+    let c = b * S + j;
+    var kv: array<f32, 128>;
+    var vv: array<f32, 128>;
+    var dk: array<f32, 128>;
+    var dv: array<f32, 128>;
+    if (live) {
+        for (var e = 0u; e < E; e++) {
+            kv[e] = k[P[27] + c * E + e];
+        }
+        for (var e = 0u; e < Ev; e++) {
+            vv[e] = v[P[28] + c * Ev + e];
+        }
+    }
+    for (var i0 = 0u; i0 < L; i0 += KT) {
+        let ni = min(KT, L - i0);
+        workgroupBarrier();
+        for (var t = li; t < ni * E; t += RW) {
+            Ks[t] = q[P[26] + (b * L + i0) * E + t];
+        }
+        for (var t = li; t < ni * Ev; t += RW) {
+            Vs[t] = dout[P[29] + (b * L + i0) * Ev + t];
+        }
+        if (li < ni) {
+            tile_lse[li] = stats[b * L + i0 + li];
+            tile_d[li] = stats[P[0] * L + b * L + i0 + li];
+        }
+        workgroupBarrier();
+        if (live) {
+            for (var ii = 0u; ii < ni; ii++) {
+                var qk = 0.0;
+                for (var e = 0u; e < E; e++) {
+                    qk = fma(Ks[ii * E + e], kv[e], qk);
+                }
+                let s = score(b, i0 + ii, j, qk);
+                if (s != neg_inf()) {
+                    let p = exp(s - tile_lse[ii]);
+                    var dp = 0.0;
+                    for (var e = 0u; e < Ev; e++) {
+                        dp = fma(Vs[ii * Ev + e], vv[e], dp);
+                        dv[e] = fma(p, Vs[ii * Ev + e], dv[e]);
+                    }
+                    let ds = p * (dp - tile_d[ii]);
+                    for (var e = 0u; e < E; e++) {
+                        dk[e] = fma(ds, Ks[ii * E + e], dk[e]);
+                    }
+                }
+            }
+        }
+    }
+    if (live) {
+        for (var e = 0u; e < E; e++) {
+            out0[c * E + e] = dk[e] * pf(5u);
+        }
+        for (var e = 0u; e < Ev; e++) {
+            out1[c * Ev + e] = dv[e];
+        }
     }
 }

@@ -93,10 +93,11 @@ pub fn attention_bwd(t: [View; 6], mask: Option<View>, g: AttnGeom, want_ds: boo
     let ins = [q0, kd.buffer(), vd.buffer(), mb, dod.buffer(), stats.buffer()];
     let dq = qd.alloc_like(OP, rows * g.e, qd.dtype)?;
     let ds = qd.alloc_like(OP, if want_ds { rows * g.s } else { 0 }, qd.dtype)?;
-    dev.dispatch("attention", "attention_bwd_dq", &p, &ins, &[dq.buffer(), ds.buffer()], groups_for(rows, 64))?;
+    let groups = groups_for(g.b * g.l.div_ceil(64), 1);
+    dev.dispatch("attention", "attention_bwd_dq", &p, &ins, &[dq.buffer(), ds.buffer()], groups)?;
     let dk = qd.alloc_like(OP, g.b * g.s * g.e, qd.dtype)?;
     let dv = qd.alloc_like(OP, g.b * g.s * g.ev, qd.dtype)?;
-    let groups = groups_for(g.b * g.s, 64);
+    let groups = groups_for(g.b * g.s.div_ceil(64), 1);
     dev.dispatch("attention", "attention_bwd_dkv", &p, &ins, &[dk.buffer(), dv.buffer()], groups)?;
     Ok([dq, dk, dv, ds])
 }
