@@ -72,7 +72,7 @@ fn half_bits(x: f32) -> u32 {
     if (x != x) {
         return 0x7e00u;
     }
-    if (abs(x) > 65504.0) {
+    if (abs(x) >= 65520.0) {
         return select(0x7c00u, 0xfc00u, x < 0.0);
     }
     return pack2x16float(vec2<f32>(x, 0.0)) & 0xffffu;

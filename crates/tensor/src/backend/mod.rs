@@ -3,6 +3,7 @@
 //! CUDA is its own issue). Operands on different devices are an error.
 
 pub mod cpu;
+pub mod gpu;
 pub mod wgpu;
 
 use crate::ops::conv2d::ConvGeom;
@@ -12,6 +13,7 @@ use crate::ops::reduce::ReduceOp;
 use crate::{DType, Device, Error, Layout, Result};
 pub use cpu::CpuStorage;
 pub use cpu::attention::AttnGeom;
+use gpu::GpuBuf;
 pub use wgpu::WgpuStorage;
 
 #[derive(Debug, Clone)]
@@ -82,14 +84,14 @@ impl Storage {
     pub fn to_f64_vec(&self, l: &Layout) -> Result<Vec<f64>> {
         match self {
             Storage::Cpu(s) => Ok(s.to_f64_vec(l)),
-            Storage::Wgpu(s) => s.to_f64_vec(l),
+            Storage::Wgpu(s) => gpu::to_f64_vec(s, l),
         }
     }
 
     pub fn to_dtype(&self, l: &Layout, dtype: DType) -> Result<Storage> {
         match self {
             Storage::Cpu(s) => Ok(Storage::Cpu(s.to_dtype(l, dtype))),
-            Storage::Wgpu(s) => Ok(Storage::Wgpu(wgpu::copy::to_dtype(s, l, dtype)?)),
+            Storage::Wgpu(s) => Ok(Storage::Wgpu(gpu::copy::to_dtype(s, l, dtype)?)),
         }
     }
 
@@ -105,27 +107,27 @@ impl Storage {
     pub fn contiguous(&self, l: &Layout) -> Result<Storage> {
         match self {
             Storage::Cpu(s) => Ok(Storage::Cpu(cpu::copy::contiguous(s, l))),
-            Storage::Wgpu(s) => Ok(Storage::Wgpu(wgpu::copy::contiguous(s, l)?)),
+            Storage::Wgpu(s) => Ok(Storage::Wgpu(gpu::copy::contiguous(s, l)?)),
         }
     }
 
     pub fn copy_into(&mut self, dl: &Layout, src: &Storage, sl: &Layout) -> Result<()> {
         pair!("copy", self, src,
             cpu(d, s) => cpu::copy::copy_into(d, dl, s, sl),
-            wgpu(d, s) => wgpu::copy::copy_into(d, dl, s, sl))
+            wgpu(d, s) => gpu::copy::copy_into(d, dl, s, sl))
     }
 
     pub fn unary(&self, l: &Layout, op: UnaryOp) -> Result<Storage> {
         match self {
             Storage::Cpu(s) => Ok(Storage::Cpu(cpu::elementwise::unary(s, l, op)?)),
-            Storage::Wgpu(s) => Ok(Storage::Wgpu(wgpu::elementwise::unary(s, l, op)?)),
+            Storage::Wgpu(s) => Ok(Storage::Wgpu(gpu::elementwise::unary(s, l, op)?)),
         }
     }
 
     pub fn binary(&self, l: &Layout, rhs: &Storage, rl: &Layout, op: BinaryOp) -> Result<Storage> {
         pair!(op.name(), self, rhs,
             cpu(a, b) => Ok(Storage::Cpu(cpu::elementwise::binary(a, l, b, rl, op)?)),
-            wgpu(a, b) => Ok(Storage::Wgpu(wgpu::elementwise::binary(a, l, b, rl, op)?)))
+            wgpu(a, b) => Ok(Storage::Wgpu(gpu::elementwise::binary(a, l, b, rl, op)?)))
     }
 
     pub fn where_cond(&self, l: &Layout, a: &Storage, la: &Layout, b: &Storage, lb: &Layout) -> Result<Storage> {
@@ -134,7 +136,7 @@ impl Storage {
             Storage::Cpu(m) => {
                 Ok(Storage::Cpu(cpu::elementwise::where_cond(m, l, self.cpu_of(OP, a)?, la, self.cpu_of(OP, b)?, lb)?))
             }
-            Storage::Wgpu(m) => Ok(Storage::Wgpu(wgpu::elementwise::where_cond(
+            Storage::Wgpu(m) => Ok(Storage::Wgpu(gpu::elementwise::where_cond(
                 m,
                 l,
                 self.wgpu_of(OP, a)?,
@@ -152,7 +154,7 @@ impl Storage {
                 Ok((Storage::Cpu(v), Storage::Cpu(i)))
             }
             Storage::Wgpu(s) => {
-                let (v, i) = wgpu::reduce::reduce(s, l, dims, op)?;
+                let (v, i) = gpu::reduce::reduce(s, l, dims, op)?;
                 Ok((Storage::Wgpu(v), Storage::Wgpu(i)))
             }
         }
@@ -161,59 +163,59 @@ impl Storage {
     pub fn softmax(&self, l: &Layout, dim: usize, log: bool) -> Result<Storage> {
         match self {
             Storage::Cpu(s) => Ok(Storage::Cpu(cpu::softmax::softmax(s, l, dim, log)?)),
-            Storage::Wgpu(s) => Ok(Storage::Wgpu(wgpu::softmax::softmax(s, l, dim, log)?)),
+            Storage::Wgpu(s) => Ok(Storage::Wgpu(gpu::softmax::softmax(s, l, dim, log)?)),
         }
     }
 
     pub fn matmul(&self, l: &Layout, rhs: &Storage, rl: &Layout) -> Result<Storage> {
         pair!("matmul", self, rhs,
             cpu(a, b) => Ok(Storage::Cpu(cpu::matmul::matmul(a, l, b, rl)?)),
-            wgpu(a, b) => Ok(Storage::Wgpu(wgpu::matmul::matmul(a, l, b, rl)?)))
+            wgpu(a, b) => Ok(Storage::Wgpu(gpu::matmul::matmul(a, l, b, rl)?)))
     }
 
     pub fn conv2d_fwd(&self, l: &Layout, w: &Storage, lw: &Layout, g: ConvGeom) -> Result<Storage> {
         pair!("conv2d", self, w,
             cpu(x, w) => Ok(Storage::Cpu(cpu::conv2d::conv2d_fwd(x, l, w, lw, g)?)),
-            wgpu(x, w) => Ok(Storage::Wgpu(wgpu::conv2d::conv2d_fwd(x, l, w, lw, g)?)))
+            wgpu(x, w) => Ok(Storage::Wgpu(gpu::conv2d::conv2d_fwd(x, l, w, lw, g)?)))
     }
 
     pub fn conv2d_bwd_input(&self, l: &Layout, w: &Storage, lw: &Layout, g: ConvGeom) -> Result<Storage> {
         pair!("conv2d_bwd_input", self, w,
             cpu(dy, w) => Ok(Storage::Cpu(cpu::conv2d::conv2d_bwd_input(dy, l, w, lw, g)?)),
-            wgpu(dy, w) => Ok(Storage::Wgpu(wgpu::conv2d::conv2d_bwd_input(dy, l, w, lw, g)?)))
+            wgpu(dy, w) => Ok(Storage::Wgpu(gpu::conv2d::conv2d_bwd_input(dy, l, w, lw, g)?)))
     }
 
     pub fn conv2d_bwd_weight(&self, l: &Layout, dy: &Storage, ldy: &Layout, g: ConvGeom) -> Result<Storage> {
         pair!("conv2d_bwd_weight", self, dy,
             cpu(x, dy) => Ok(Storage::Cpu(cpu::conv2d::conv2d_bwd_weight(x, l, dy, ldy, g)?)),
-            wgpu(x, dy) => Ok(Storage::Wgpu(wgpu::conv2d::conv2d_bwd_weight(x, l, dy, ldy, g)?)))
+            wgpu(x, dy) => Ok(Storage::Wgpu(gpu::conv2d::conv2d_bwd_weight(x, l, dy, ldy, g)?)))
     }
 
     pub fn avg_pool2d_fwd(&self, l: &Layout, g: PoolGeom) -> Result<Storage> {
         match self {
             Storage::Cpu(s) => Ok(Storage::Cpu(cpu::pool::avg_pool2d_fwd(s, l, g)?)),
-            Storage::Wgpu(s) => Ok(Storage::Wgpu(wgpu::pool::avg_pool2d_fwd(s, l, g)?)),
+            Storage::Wgpu(s) => Ok(Storage::Wgpu(gpu::pool::avg_pool2d_fwd(s, l, g)?)),
         }
     }
 
     pub fn avg_pool2d_bwd(&self, l: &Layout, g: PoolGeom) -> Result<Storage> {
         match self {
             Storage::Cpu(s) => Ok(Storage::Cpu(cpu::pool::avg_pool2d_bwd(s, l, g)?)),
-            Storage::Wgpu(s) => Ok(Storage::Wgpu(wgpu::pool::avg_pool2d_bwd(s, l, g)?)),
+            Storage::Wgpu(s) => Ok(Storage::Wgpu(gpu::pool::avg_pool2d_bwd(s, l, g)?)),
         }
     }
 
     pub fn max_pool2d_indices(&self, l: &Layout, g: PoolGeom) -> Result<Storage> {
         match self {
             Storage::Cpu(s) => Ok(Storage::Cpu(cpu::pool::max_pool2d_indices(s, l, g)?)),
-            Storage::Wgpu(s) => Ok(Storage::Wgpu(wgpu::pool::max_pool2d_indices(s, l, g)?)),
+            Storage::Wgpu(s) => Ok(Storage::Wgpu(gpu::pool::max_pool2d_indices(s, l, g)?)),
         }
     }
 
     pub fn gather(&self, l: &Layout, dim: usize, idx: &Storage, li: &Layout) -> Result<Storage> {
         pair!("gather", self, idx,
             cpu(x, i) => Ok(Storage::Cpu(cpu::index::gather(x, l, dim, i, li)?)),
-            wgpu(x, i) => Ok(Storage::Wgpu(wgpu::index::gather(x, l, dim, i, li)?)))
+            wgpu(x, i) => Ok(Storage::Wgpu(gpu::index::gather(x, l, dim, i, li)?)))
     }
 
     pub fn scatter_add(
@@ -226,19 +228,19 @@ impl Storage {
     ) -> Result<Storage> {
         pair!("scatter_add", self, idx,
             cpu(x, i) => Ok(Storage::Cpu(cpu::index::scatter_add(x, l, dim, i, li, out_shape)?)),
-            wgpu(x, i) => Ok(Storage::Wgpu(wgpu::index::scatter_add(x, l, dim, i, li, out_shape)?)))
+            wgpu(x, i) => Ok(Storage::Wgpu(gpu::index::scatter_add(x, l, dim, i, li, out_shape)?)))
     }
 
     pub fn index_select(&self, l: &Layout, dim: usize, idx: &Storage, li: &Layout) -> Result<Storage> {
         pair!("index_select", self, idx,
             cpu(x, i) => Ok(Storage::Cpu(cpu::index::index_select(x, l, dim, i, li)?)),
-            wgpu(x, i) => Ok(Storage::Wgpu(wgpu::index::index_select(x, l, dim, i, li)?)))
+            wgpu(x, i) => Ok(Storage::Wgpu(gpu::index::index_select(x, l, dim, i, li)?)))
     }
 
     pub fn index_add(&self, l: &Layout, dim: usize, idx: &Storage, li: &Layout, len: usize) -> Result<Storage> {
         pair!("index_add", self, idx,
             cpu(x, i) => Ok(Storage::Cpu(cpu::index::index_add(x, l, dim, i, li, len)?)),
-            wgpu(x, i) => Ok(Storage::Wgpu(wgpu::index::index_add(x, l, dim, i, li, len)?)))
+            wgpu(x, i) => Ok(Storage::Wgpu(gpu::index::index_add(x, l, dim, i, li, len)?)))
     }
 
     pub fn batch_norm_stats(&self, l: &Layout) -> Result<(Storage, Storage)> {
@@ -248,7 +250,7 @@ impl Storage {
                 Ok((Storage::Cpu(m), Storage::Cpu(v)))
             }
             Storage::Wgpu(s) => {
-                let (m, v) = wgpu::batch_norm::batch_norm_stats(s, l)?;
+                let (m, v) = gpu::batch_norm::batch_norm_stats(s, l)?;
                 Ok((Storage::Wgpu(m), Storage::Wgpu(v)))
             }
         }
@@ -274,7 +276,7 @@ impl Storage {
                 let w = w.map(|w| self.wgpu_of(OP, w)).transpose()?;
                 let b = b.map(|b| self.wgpu_of(OP, b)).transpose()?;
                 let (m, i) = (self.wgpu_of(OP, mean)?, self.wgpu_of(OP, invstd)?);
-                Ok(Storage::Wgpu(wgpu::batch_norm::batch_norm_apply(x, l, m, i, w, b)?))
+                Ok(Storage::Wgpu(gpu::batch_norm::batch_norm_apply(x, l, m, i, w, b)?))
             }
         }
     }
@@ -299,7 +301,7 @@ impl Storage {
             Storage::Wgpu(x) => {
                 let w = w.map(|w| self.wgpu_of(OP, w)).transpose()?;
                 let (d, m, i) = (self.wgpu_of(OP, dy)?, self.wgpu_of(OP, mean)?, self.wgpu_of(OP, invstd)?);
-                let (a, b, c) = wgpu::batch_norm::batch_norm_bwd(x, l, d, ldy, m, i, w)?;
+                let (a, b, c) = gpu::batch_norm::batch_norm_bwd(x, l, d, ldy, m, i, w)?;
                 Ok((Storage::Wgpu(a), Storage::Wgpu(b), Storage::Wgpu(c)))
             }
         }
@@ -318,7 +320,7 @@ impl Storage {
                 cpu::adam::adam_update(p, g, lg, m, v, s)
             }
             (Storage::Wgpu(p), Storage::Wgpu(g), Storage::Wgpu(m), Storage::Wgpu(v)) => {
-                wgpu::adam::adam_update(p, g, lg, m, v, s)
+                gpu::adam::adam_update(p, g, lg, m, v, s)
             }
             (p, g, ..) => Err(Error::DeviceMismatch { op: "adam_update", lhs: p.device(), rhs: g.device() }),
         }
@@ -342,7 +344,7 @@ impl Storage {
             Storage::Wgpu(_) => {
                 let c = |t| on_wgpu(OP, q.0, t);
                 let mask = mask.map(c).transpose()?;
-                let (o, lse) = wgpu::attention::attention_fwd(c(q)?, c(k)?, c(v)?, mask, g)?;
+                let (o, lse) = gpu::attention::attention_fwd(c(q)?, c(k)?, c(v)?, mask, g)?;
                 Ok((Storage::Wgpu(o), Storage::Wgpu(lse)))
             }
         }
@@ -366,7 +368,7 @@ impl Storage {
             Storage::Wgpu(_) => {
                 let c = |t| on_wgpu(OP, first, t);
                 let views = [c(t[0])?, c(t[1])?, c(t[2])?, c(t[3])?, c(t[4])?, c(t[5])?];
-                let r = wgpu::attention::attention_bwd(views, mask.map(c).transpose()?, g, want_ds)?;
+                let r = gpu::attention::attention_bwd(views, mask.map(c).transpose()?, g, want_ds)?;
                 Ok(r.map(Storage::Wgpu))
             }
         }

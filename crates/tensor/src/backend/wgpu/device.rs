@@ -358,27 +358,15 @@ impl WgpuDevice {
         Ok(p)
     }
 
-    /// Encodes one dispatch of `stem::entry` and submits it (no wait).
-    pub(crate) fn dispatch(
-        &self,
-        stem: &'static str,
-        entry: &'static str,
-        params: &Params,
-        inputs: &[&wgpu::Buffer],
-        outputs: &[&wgpu::Buffer],
-        groups: [u32; 3],
-    ) -> Result<()> {
-        self.dispatch_as(stem, entry, false, params, inputs, outputs, groups)
-    }
-
     /// Whether the adapter can run the f16-storage variants.
     pub fn has_f16(&self) -> bool {
         self.device.features().contains(wgpu::Features::SHADER_F16)
     }
 
-    /// `dispatch` of the f16-storage (`half`) or f32 variant of a shader.
+    /// Encodes one dispatch of `stem::entry` (its f16-storage variant when
+    /// `half`) and submits it without waiting.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn dispatch_as(
+    pub(crate) fn dispatch(
         &self,
         stem: &'static str,
         entry: &'static str,

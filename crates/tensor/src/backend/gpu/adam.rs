@@ -1,17 +1,10 @@
 //! The fused Adam/AdamW update, in place on dense parameter and moments.
 
-use super::{Params, WgpuStorage, groups_for, u32_of};
+use super::{GpuBuf, Params, groups_for, u32_of};
 use crate::ops::adam::AdamStep;
 use crate::{Layout, Result};
 
-pub fn adam_update(
-    p: &mut WgpuStorage,
-    g: &WgpuStorage,
-    lg: &Layout,
-    m: &mut WgpuStorage,
-    v: &mut WgpuStorage,
-    step: &AdamStep,
-) -> Result<()> {
+pub fn adam_update<S: GpuBuf>(p: &mut S, g: &S, lg: &Layout, m: &mut S, v: &mut S, step: &AdamStep) -> Result<()> {
     let op = "adam_update";
     for s in [&*p, g, &*m, &*v] {
         s.expect_f32(op)?;
@@ -40,6 +33,6 @@ pub fn adam_update(
         .f(s.eps)
         .f(s.lr / step.bc1)
         .u(mode);
-    let outs = [p.buffer(), m.buffer(), v.buffer()];
-    p.dev.dispatch("adam", "adam_update", &prm, &[gd.buffer()], &outs, groups_for(n, 256))
+    let outs = [&*p, &*m, &*v];
+    p.launch("adam", "adam_update", false, &prm, &[&gd], &outs, groups_for(n, 256), 256)
 }

@@ -1,7 +1,7 @@
 //! batch_norm: per-channel statistics and backward sums (a workgroup per
 //! channel), then elementwise apply / dx. Same contract as the CPU kernels.
 
-use super::{Params, WgpuStorage, groups_for, u32_of};
+use super::{GpuBuf, Params, groups_for, u32_of};
 use crate::{Layout, Result};
 
 fn ncm(l: &Layout) -> (usize, usize, usize) {
@@ -10,54 +10,47 @@ fn ncm(l: &Layout) -> (usize, usize, usize) {
 }
 
 /// Elements [start, start + len) of a dense buffer as a new storage.
-fn slice(s: &WgpuStorage, start: usize, len: usize) -> Result<WgpuStorage> {
+fn slice<S: GpuBuf>(s: &S, start: usize, len: usize) -> Result<S> {
     super::copy::contiguous(s, &Layout::contiguous_with_offset(&[len], start))
 }
 
 /// Per-channel (mean, biased variance).
-pub fn batch_norm_stats(x: &WgpuStorage, l: &Layout) -> Result<(WgpuStorage, WgpuStorage)> {
+pub fn batch_norm_stats<S: GpuBuf>(x: &S, l: &Layout) -> Result<(S, S)> {
     let op = "batch_norm";
     x.expect_f32(op)?;
     let (n, c, m) = ncm(l);
     let (xd, off) = super::dense(x, l)?;
     u32_of(op, l.numel())?;
-    let out = x.alloc_like(op, 2 * c, x.dtype)?;
+    let out = x.alloc_like(op, 2 * c, x.dtype())?;
     let p = Params::new().u(n).u(c).u(m).u(off as usize);
-    let b = xd.buffer();
-    x.dev.dispatch("batch_norm", "batch_norm_stats", &p, &[b, b, b, b, b], &[out.buffer()], groups_for(c, 1))?;
+    let b = &xd;
+    x.launch("batch_norm", "batch_norm_stats", false, &p, &[b, b, b, b, b], &[&out], groups_for(c, 1), 256)?;
     Ok((slice(&out, 0, c)?, slice(&out, c, c)?))
 }
 
-pub fn batch_norm_apply(
-    x: &WgpuStorage,
-    l: &Layout,
-    mean: &WgpuStorage,
-    invstd: &WgpuStorage,
-    w: Option<&WgpuStorage>,
-    b: Option<&WgpuStorage>,
-) -> Result<WgpuStorage> {
+pub fn batch_norm_apply<S: GpuBuf>(x: &S, l: &Layout, mean: &S, invstd: &S, w: Option<&S>, b: Option<&S>) -> Result<S> {
     let op = "batch_norm";
     x.expect_f32(op)?;
     let (n, c, m) = ncm(l);
     let (xd, off) = super::dense(x, l)?;
     let total = u32_of(op, n * c * m)? as usize;
-    let out = x.alloc_like(op, total, x.dtype)?;
+    let out = x.alloc_like(op, total, x.dtype())?;
     let p = Params::new().u(n).u(c).u(m).u(off as usize).flag(w.is_some()).flag(b.is_some());
-    let ins = [xd.buffer(), mean.buffer(), invstd.buffer(), w.unwrap_or(mean).buffer(), b.unwrap_or(mean).buffer()];
-    x.dev.dispatch("batch_norm", "batch_norm_apply", &p, &ins, &[out.buffer()], groups_for(total, 256))?;
+    let ins = [&xd, mean, invstd, w.unwrap_or(mean), b.unwrap_or(mean)];
+    x.launch("batch_norm", "batch_norm_apply", false, &p, &ins, &[&out], groups_for(total, 256), 256)?;
     Ok(out)
 }
 
 /// (dx, Σdy·x̂, Σdy), as on the CPU.
-pub fn batch_norm_bwd(
-    x: &WgpuStorage,
+pub fn batch_norm_bwd<S: GpuBuf>(
+    x: &S,
     lx: &Layout,
-    dy: &WgpuStorage,
+    dy: &S,
     ldy: &Layout,
-    mean: &WgpuStorage,
-    invstd: &WgpuStorage,
-    w: Option<&WgpuStorage>,
-) -> Result<(WgpuStorage, WgpuStorage, WgpuStorage)> {
+    mean: &S,
+    invstd: &S,
+    w: Option<&S>,
+) -> Result<(S, S, S)> {
     let op = "batch_norm_bwd";
     x.expect_f32(op)?;
     dy.expect_f32(op)?;
@@ -66,13 +59,13 @@ pub fn batch_norm_bwd(
     let (xd, ox) = super::dense(x, lx)?;
     let (dyd, ody) = super::dense(dy, ldy)?;
     let total = u32_of(op, n * c * m)? as usize;
-    let coef = x.alloc_like(op, 5 * c, x.dtype)?;
+    let coef = x.alloc_like(op, 5 * c, x.dtype())?;
     let p = Params::new().u(n).u(c).u(m).u(ox as usize).u(ody as usize).flag(w.is_some());
-    let ins = [xd.buffer(), dyd.buffer(), mean.buffer(), invstd.buffer(), w.unwrap_or(mean).buffer()];
-    x.dev.dispatch("batch_norm", "batch_norm_bwd_sums", &p, &ins, &[coef.buffer()], groups_for(c, 1))?;
-    let dx = x.alloc_like(op, total, x.dtype)?;
+    let ins = [&xd, &dyd, mean, invstd, w.unwrap_or(mean)];
+    x.launch("batch_norm", "batch_norm_bwd_sums", false, &p, &ins, &[&coef], groups_for(c, 1), 256)?;
+    let dx = x.alloc_like(op, total, x.dtype())?;
     let p = Params::new().u(n).u(c).u(m).u(ox as usize).u(ody as usize);
-    let ins = [xd.buffer(), dyd.buffer(), mean.buffer(), invstd.buffer(), coef.buffer()];
-    x.dev.dispatch("batch_norm", "batch_norm_bwd_dx", &p, &ins, &[dx.buffer()], groups_for(total, 256))?;
+    let ins = [&xd, &dyd, mean, invstd, &coef];
+    x.launch("batch_norm", "batch_norm_bwd_dx", false, &p, &ins, &[&dx], groups_for(total, 256), 256)?;
     Ok((dx, slice(&coef, 0, c)?, slice(&coef, c, c)?))
 }

@@ -1,6 +1,6 @@
 //! avg_pool2d forward/adjoint and max_pool2d's argmax (see shaders/pool.wgsl).
 
-use super::{Params, WgpuStorage, groups_for, u32_of};
+use super::{GpuBuf, Params, groups_for, u32_of};
 use crate::ops::pool::PoolGeom;
 use crate::{DType, Layout, Result};
 
@@ -23,33 +23,26 @@ fn params(g: &PoolGeom, off: u32) -> Params {
         .u(off as usize)
 }
 
-fn run(
-    entry: &'static str,
-    x: &WgpuStorage,
-    l: &Layout,
-    g: PoolGeom,
-    n_out: usize,
-    dtype: DType,
-) -> Result<WgpuStorage> {
+fn run<S: GpuBuf>(entry: &'static str, x: &S, l: &Layout, g: PoolGeom, n_out: usize, dtype: DType) -> Result<S> {
     x.expect_f32(entry)?;
     let (xd, off) = super::dense(x, l)?;
     u32_of(entry, n_out.max(l.numel()))?;
     let out = x.alloc_like(entry, n_out, dtype)?;
     // The unused output slot gets a scratch buffer of the other kind.
     let scratch = x.alloc_like(entry, 0, DType::F32)?;
-    let outs = if dtype == DType::I64 { [scratch.buffer(), out.buffer()] } else { [out.buffer(), scratch.buffer()] };
-    x.dev.dispatch("pool", entry, &params(&g, off), &[xd.buffer()], &outs, groups_for(n_out, 256))?;
+    let outs = if dtype == DType::I64 { [&scratch, &out] } else { [&out, &scratch] };
+    x.launch("pool", entry, false, &params(&g, off), &[&xd], &outs, groups_for(n_out, 256), 256)?;
     Ok(out)
 }
 
-pub fn avg_pool2d_fwd(x: &WgpuStorage, l: &Layout, g: PoolGeom) -> Result<WgpuStorage> {
+pub fn avg_pool2d_fwd<S: GpuBuf>(x: &S, l: &Layout, g: PoolGeom) -> Result<S> {
     run("avg_pool2d_fwd", x, l, g, g.planes * g.oh * g.ow, DType::F32)
 }
 
-pub fn avg_pool2d_bwd(dy: &WgpuStorage, l: &Layout, g: PoolGeom) -> Result<WgpuStorage> {
+pub fn avg_pool2d_bwd<S: GpuBuf>(dy: &S, l: &Layout, g: PoolGeom) -> Result<S> {
     run("avg_pool2d_bwd", dy, l, g, g.planes * g.h * g.w, DType::F32)
 }
 
-pub fn max_pool2d_indices(x: &WgpuStorage, l: &Layout, g: PoolGeom) -> Result<WgpuStorage> {
+pub fn max_pool2d_indices<S: GpuBuf>(x: &S, l: &Layout, g: PoolGeom) -> Result<S> {
     run("max_pool2d_indices", x, l, g, g.planes * g.oh * g.ow, DType::I64)
 }

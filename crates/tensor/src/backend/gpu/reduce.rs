@@ -2,14 +2,14 @@
 //! densified, then each row is reduced by workgroups (two passes or more
 //! for long rows). Values and first-winner indices match the CPU oracle.
 
-use super::{Params, WgpuStorage, u32_of};
+use super::{GpuBuf, Params, u32_of};
 use crate::ops::reduce::ReduceOp;
 use crate::{DType, Layout, Result};
 
 /// Elements one workgroup reduces per pass.
 const CHUNK: usize = 2048;
 
-pub fn reduce(s: &WgpuStorage, l: &Layout, dims: &[usize], op: ReduceOp) -> Result<(WgpuStorage, WgpuStorage)> {
+pub fn reduce<S: GpuBuf>(s: &S, l: &Layout, dims: &[usize], op: ReduceOp) -> Result<(S, S)> {
     let name = op.name();
     s.expect_f32(name)?;
     let mut order: Vec<usize> = (0..l.rank()).filter(|d| !dims.contains(d)).collect();
@@ -25,7 +25,7 @@ pub fn reduce(s: &WgpuStorage, l: &Layout, dims: &[usize], op: ReduceOp) -> Resu
             ));
         }
         let out = s.alloc_like(name, rows, DType::F32)?;
-        s.dev.clear(out.buffer());
+        out.clear()?;
         return Ok((out, no_idx));
     }
     let (mut x, mut off) = super::dense(s, &l.permute(&order))?;
@@ -51,14 +51,7 @@ pub fn reduce(s: &WgpuStorage, l: &Layout, dims: &[usize], op: ReduceOp) -> Resu
             .u(chunks)
             .flag(!first);
         let g = super::groups_for(groups, 1);
-        s.dev.dispatch(
-            "reduce",
-            "reduce_rows",
-            &p,
-            &[x.buffer(), idx.buffer()],
-            &[vals.buffer(), out_idx.buffer()],
-            g,
-        )?;
+        s.launch("reduce", "reduce_rows", false, &p, &[&x, &idx], &[&vals, &out_idx], g, 256)?;
         (x, off, idx, len, first) = (vals, 0, out_idx, chunks, false);
         if chunks == 1 {
             break;

@@ -2,7 +2,7 @@
 //! inputs read through their strides (no densifying copy).
 
 use super::params::{MAX_RANK, coalesce};
-use super::{Params, WgpuStorage, groups_for, u32_of};
+use super::{GpuBuf, Params, groups_for, u32_of};
 use crate::ops::elementwise::{BinaryOp, UnaryOp};
 use crate::{Layout, Result, error::shape_err};
 
@@ -60,20 +60,20 @@ fn rank_check(op: &'static str, shape: &[usize]) -> Result<()> {
     if shape.len() > MAX_RANK {
         return Err(shape_err(
             op,
-            format!("views of rank {} (after merging dims) are not supported on wgpu", shape.len()),
+            format!("views of rank {} (after merging dims) are not supported on GPUs", shape.len()),
         ));
     }
     Ok(())
 }
 
-pub fn unary(s: &WgpuStorage, l: &Layout, op: UnaryOp) -> Result<WgpuStorage> {
+pub fn unary<S: GpuBuf>(s: &S, l: &Layout, op: UnaryOp) -> Result<S> {
     let name = op.name();
     s.expect_f32(name)?;
     let n = l.numel();
     let (shape, st) = coalesce(l.shape(), &[l.strides()]);
     rank_check(name, &shape)?;
     let (code, p0, p1) = unary_code(op);
-    let out = s.alloc_like(name, n, s.dtype)?;
+    let out = s.alloc_like(name, n, s.dtype())?;
     let p = Params::new()
         .u(u32_of(name, n)? as usize)
         .u(shape.len())
@@ -83,22 +83,21 @@ pub fn unary(s: &WgpuStorage, l: &Layout, op: UnaryOp) -> Result<WgpuStorage> {
         .dims(&shape, 1)
         .dims(&st[0], 0)
         .u(l.offset());
-    let b = s.buffer();
-    s.dev.dispatch("elementwise", "elementwise_unary", &p, &[b, b, b], &[out.buffer()], groups_for(n, 256))?;
+    s.launch("elementwise", "elementwise_unary", false, &p, &[s, s, s], &[&out], groups_for(n, 256), 256)?;
     Ok(out)
 }
 
-pub fn binary(a: &WgpuStorage, la: &Layout, b: &WgpuStorage, lb: &Layout, op: BinaryOp) -> Result<WgpuStorage> {
+pub fn binary<S: GpuBuf>(a: &S, la: &Layout, b: &S, lb: &Layout, op: BinaryOp) -> Result<S> {
     let name = op.name();
     a.same_device(name, b)?;
-    if a.dtype != b.dtype {
-        return Err(crate::Error::DTypeMismatch { op: name, lhs: a.dtype, rhs: b.dtype });
+    if a.dtype() != b.dtype() {
+        return Err(crate::Error::DTypeMismatch { op: name, lhs: a.dtype(), rhs: b.dtype() });
     }
     a.expect_f32(name)?;
     let n = la.numel();
     let (shape, st) = coalesce(la.shape(), &[la.strides(), lb.strides()]);
     rank_check(name, &shape)?;
-    let out = a.alloc_like(name, n, a.dtype)?;
+    let out = a.alloc_like(name, n, a.dtype())?;
     let p = Params::new()
         .u(u32_of(name, n)? as usize)
         .u(shape.len())
@@ -108,19 +107,11 @@ pub fn binary(a: &WgpuStorage, la: &Layout, b: &WgpuStorage, lb: &Layout, op: Bi
         .u(la.offset())
         .dims(&st[1], 0)
         .u(lb.offset());
-    let bufs = [a.buffer(), b.buffer(), a.buffer()];
-    a.dev.dispatch("elementwise", "elementwise_binary", &p, &bufs, &[out.buffer()], groups_for(n, 256))?;
+    a.launch("elementwise", "elementwise_binary", false, &p, &[a, b, a], &[&out], groups_for(n, 256), 256)?;
     Ok(out)
 }
 
-pub fn where_cond(
-    m: &WgpuStorage,
-    lm: &Layout,
-    a: &WgpuStorage,
-    la: &Layout,
-    b: &WgpuStorage,
-    lb: &Layout,
-) -> Result<WgpuStorage> {
+pub fn where_cond<S: GpuBuf>(m: &S, lm: &Layout, a: &S, la: &Layout, b: &S, lb: &Layout) -> Result<S> {
     let name = "where_cond";
     m.same_device(name, a)?;
     m.same_device(name, b)?;
@@ -130,7 +121,7 @@ pub fn where_cond(
     let n = lm.numel();
     let (shape, st) = coalesce(lm.shape(), &[lm.strides(), la.strides(), lb.strides()]);
     rank_check(name, &shape)?;
-    let out = m.alloc_like(name, n, m.dtype)?;
+    let out = m.alloc_like(name, n, m.dtype())?;
     let p = Params::new()
         .u(u32_of(name, n)? as usize)
         .u(shape.len())
@@ -141,7 +132,6 @@ pub fn where_cond(
         .u(la.offset())
         .dims(&st[2], 0)
         .u(lb.offset());
-    let bufs = [m.buffer(), a.buffer(), b.buffer()];
-    m.dev.dispatch("elementwise", "elementwise_where", &p, &bufs, &[out.buffer()], groups_for(n, 256))?;
+    m.launch("elementwise", "elementwise_where", false, &p, &[m, a, b], &[&out], groups_for(n, 256), 256)?;
     Ok(out)
 }
