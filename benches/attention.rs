@@ -3,13 +3,13 @@
 
 mod common;
 
-use common::{bench, bench_wgpu, config, randn, report_error, report_wgpu_error};
+use common::{bench, bench_gpu, config, randn, report_error, report_gpu_error};
 use criterion::{Criterion, criterion_group, criterion_main};
 use kiln::tensor::no_grad;
 use kiln::{DType, Tensor, Var};
 
 fn attention(c: &mut Criterion) {
-    let wgpu = common::wgpu();
+    let gpus = common::gpus();
     for d in [64, 32] {
         let shape = [8, 4, 256, d];
         let id = format!("b8_h4_l256_d{d}");
@@ -33,19 +33,19 @@ fn attention(c: &mut Criterion) {
                 .backward_with(&gy, false)
                 .unwrap();
         });
-        if let Some(dev) = wgpu {
-            report_wgpu_error(&format!("attention_fwd/{id}"), dev, |d, dt| {
+        for &dev in &gpus {
+            report_gpu_error(&format!("attention_fwd/{id}"), dev, |d, dt| {
                 let t = |x: &Tensor| x.to_dtype(dt).unwrap().to_device(d).unwrap();
                 Tensor::scaled_dot_product_attention(&t(&q), &t(&k), &t(&v), None, false, None).unwrap().to_vec_f64()
             });
             let on = |t: &Tensor| t.to_device(dev).unwrap();
             let (qg, kg, vg, gyg) = (on(&q), on(&k), on(&v), on(&gy));
-            bench_wgpu(c, "attention_fwd", "online_softmax", &id, flops, || {
+            bench_gpu(c, dev, "attention_fwd", "online_softmax", &id, flops, || {
                 let _g = no_grad();
                 Tensor::scaled_dot_product_attention(&qg, &kg, &vg, None, false, None).unwrap();
             });
             let (qv, kv, vv) = (Var::new(&qg).unwrap(), Var::new(&kg).unwrap(), Var::new(&vg).unwrap());
-            bench_wgpu(c, "attention_fwd_bwd", "online_softmax", &id, 3.5 * flops, || {
+            bench_gpu(c, dev, "attention_fwd_bwd", "online_softmax", &id, 3.5 * flops, || {
                 Tensor::scaled_dot_product_attention(&qv, &kv, &vv, None, false, None)
                     .unwrap()
                     .backward_with(&gyg, false)

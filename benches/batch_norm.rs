@@ -4,13 +4,13 @@
 
 mod common;
 
-use common::{bench, bench_wgpu, config, randn, report_error, report_wgpu_error};
+use common::{bench, bench_gpu, config, randn, report_error, report_gpu_error};
 use criterion::{Criterion, criterion_group, criterion_main};
 use kiln::tensor::no_grad;
 use kiln::{DType, Var};
 
 fn batch_norm(c: &mut Criterion) {
-    let wgpu = common::wgpu();
+    let gpus = common::gpus();
     let shape = [64, 128, 16, 16];
     let id = "n64_c128_h16";
     let x = randn(&shape, 1, DType::F32);
@@ -29,19 +29,19 @@ fn batch_norm(c: &mut Criterion) {
     bench(c, "batch_norm_fwd_bwd", "one_pass", id, 10.0 * numel, || {
         xv.batch_norm(None, None, Some(&wv), Some(&bv), true, 0.1, 1e-5).unwrap().backward_with(&gy, false).unwrap();
     });
-    if let Some(dev) = wgpu {
-        report_wgpu_error(&format!("batch_norm_fwd/{id}"), dev, |d, dt| {
+    for &dev in &gpus {
+        report_gpu_error(&format!("batch_norm_fwd/{id}"), dev, |d, dt| {
             let t = |v: &kiln::Tensor| v.to_dtype(dt).unwrap().to_device(d).unwrap();
             t(&x).batch_norm(None, None, Some(&t(&w)), Some(&t(&b)), true, 0.1, 1e-5).unwrap().to_vec_f64()
         });
         let on = |t: &kiln::Tensor| t.to_device(dev).unwrap();
         let (xg, wg, bg, gyg) = (on(&x), on(&w), on(&b), on(&gy));
-        bench_wgpu(c, "batch_norm_fwd", "workgroup_sums", id, 5.0 * numel, || {
+        bench_gpu(c, dev, "batch_norm_fwd", "workgroup_sums", id, 5.0 * numel, || {
             let _g = no_grad();
             xg.batch_norm(None, None, Some(&wg), Some(&bg), true, 0.1, 1e-5).unwrap();
         });
         let (xv, wv, bv) = (Var::new(&xg).unwrap(), Var::new(&wg).unwrap(), Var::new(&bg).unwrap());
-        bench_wgpu(c, "batch_norm_fwd_bwd", "workgroup_sums", id, 10.0 * numel, || {
+        bench_gpu(c, dev, "batch_norm_fwd_bwd", "workgroup_sums", id, 10.0 * numel, || {
             xv.batch_norm(None, None, Some(&wv), Some(&bv), true, 0.1, 1e-5)
                 .unwrap()
                 .backward_with(&gyg, false)

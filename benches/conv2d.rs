@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{bench, bench_wgpu, config, randn, report_error, report_wgpu_error};
+use common::{bench, bench_gpu, config, randn, report_error, report_gpu_error};
 use criterion::{Criterion, criterion_group, criterion_main};
 use kiln::tensor::{Conv2dParams, no_grad};
 use kiln::{DType, Tensor, Var};
@@ -19,7 +19,7 @@ pub const SHAPES: &[(usize, usize, usize, usize, usize, usize, usize)] = &[
 ];
 
 fn conv2d(c: &mut Criterion) {
-    let wgpu = common::wgpu();
+    let gpus = common::gpus();
     for &(n, cin, h, cout, k, s, p) in SHAPES {
         let params = Conv2dParams { stride: [s, s], padding: [p, p], ..Default::default() };
         let oh = (h + 2 * p - k) / s + 1;
@@ -40,19 +40,19 @@ fn conv2d(c: &mut Criterion) {
             let y: Tensor = xv.conv2d(&wv, None, params).unwrap();
             y.backward_with(&gy, false).unwrap();
         });
-        if let Some(dev) = wgpu {
-            report_wgpu_error(&format!("conv2d_fwd/{shape}"), dev, |d, dt| {
+        for &dev in &gpus {
+            report_gpu_error(&format!("conv2d_fwd/{shape}"), dev, |d, dt| {
                 let t = |v: &Tensor| v.to_dtype(dt).unwrap().to_device(d).unwrap();
                 t(&x).conv2d(&t(&w), None, params).unwrap().to_vec_f64()
             });
             let on = |t: &Tensor| t.to_device(dev).unwrap();
             let (xg, wg, gyg) = (on(&x), on(&w), on(&gy));
-            bench_wgpu(c, "conv2d_fwd", "implicit_gemm", &shape, flops, || {
+            bench_gpu(c, dev, "conv2d_fwd", "implicit_gemm", &shape, flops, || {
                 let _g = no_grad();
                 xg.conv2d(&wg, None, params).unwrap();
             });
             let (xv, wv) = (Var::new(&xg).unwrap(), Var::new(&wg).unwrap());
-            bench_wgpu(c, "conv2d_fwd_bwd", "implicit_gemm", &shape, 3.0 * flops, || {
+            bench_gpu(c, dev, "conv2d_fwd_bwd", "implicit_gemm", &shape, 3.0 * flops, || {
                 xv.conv2d(&wv, None, params).unwrap().backward_with(&gyg, false).unwrap();
             });
         }

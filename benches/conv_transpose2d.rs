@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{bench, bench_wgpu, config, randn, report_error, report_wgpu_error};
+use common::{bench, bench_gpu, config, randn, report_error, report_gpu_error};
 use criterion::{Criterion, criterion_group, criterion_main};
 use kiln::tensor::{ConvTranspose2dParams, no_grad};
 use kiln::{DType, Tensor, Var};
@@ -13,7 +13,7 @@ pub const SHAPES: &[(usize, usize, usize, usize)] =
     &[(64, 512, 4, 256), (64, 256, 8, 128), (64, 128, 16, 64), (64, 64, 32, 1)];
 
 fn conv_transpose2d(c: &mut Criterion) {
-    let wgpu = common::wgpu();
+    let gpus = common::gpus();
     let params = ConvTranspose2dParams { stride: [2, 2], padding: [1, 1], ..Default::default() };
     for &(n, cin, h, cout) in SHAPES {
         let flops = 2.0 * (n * cin * h * h * cout * 16) as f64;
@@ -32,19 +32,19 @@ fn conv_transpose2d(c: &mut Criterion) {
         bench(c, "conv_transpose2d_fwd_bwd", "col2im", &shape, 3.0 * flops, || {
             xv.conv_transpose2d(&wv, None, params).unwrap().backward_with(&gy, false).unwrap();
         });
-        if let Some(dev) = wgpu {
-            report_wgpu_error(&format!("conv_transpose2d_fwd/{shape}"), dev, |d, dt| {
+        for &dev in &gpus {
+            report_gpu_error(&format!("conv_transpose2d_fwd/{shape}"), dev, |d, dt| {
                 let t = |v: &Tensor| v.to_dtype(dt).unwrap().to_device(d).unwrap();
                 t(&x).conv_transpose2d(&t(&w), None, params).unwrap().to_vec_f64()
             });
             let on = |t: &Tensor| t.to_device(dev).unwrap();
             let (xg, wg, gyg) = (on(&x), on(&w), on(&gy));
-            bench_wgpu(c, "conv_transpose2d_fwd", "implicit_gemm", &shape, flops, || {
+            bench_gpu(c, dev, "conv_transpose2d_fwd", "implicit_gemm", &shape, flops, || {
                 let _g = no_grad();
                 xg.conv_transpose2d(&wg, None, params).unwrap();
             });
             let (xv, wv) = (Var::new(&xg).unwrap(), Var::new(&wg).unwrap());
-            bench_wgpu(c, "conv_transpose2d_fwd_bwd", "implicit_gemm", &shape, 3.0 * flops, || {
+            bench_gpu(c, dev, "conv_transpose2d_fwd_bwd", "implicit_gemm", &shape, 3.0 * flops, || {
                 xv.conv_transpose2d(&wv, None, params).unwrap().backward_with(&gyg, false).unwrap();
             });
         }

@@ -24,14 +24,15 @@ fn dcgan_step(c: &mut Criterion) {
             })
         });
         g.finish();
-        // The same step on the wgpu device (train_step reads its losses back,
-        // so each iteration ends with the queue drained).
-        if let Some(dev) = common::wgpu() {
+        // The same step on each GPU (train_step reads its losses back, so
+        // each iteration ends with the device drained).
+        for dev in common::gpus() {
             let mut m = Dcgan::new(DcganConfig { image_size: size, ..Default::default() }, dev, 0).unwrap();
             let real = real.to_device(dev).unwrap();
             let mut g = c.benchmark_group("dcgan_step");
             g.sample_size(10);
-            g.bench_function(format!("wgpu/default/n64_s{size}"), |b| {
+            let backend = if matches!(dev, Device::Cuda(_)) { "cuda" } else { "wgpu" };
+            g.bench_function(format!("{backend}/default/n64_s{size}"), |b| {
                 b.iter(|| {
                     let z = m.noise(64, &mut rng).unwrap();
                     m.train_step(&real, &z).unwrap()

@@ -3,13 +3,13 @@
 
 mod common;
 
-use common::{bench, bench_wgpu, config, randn, report_error, report_wgpu_error};
+use common::{bench, bench_gpu, config, randn, report_error, report_gpu_error};
 use criterion::{Criterion, criterion_group, criterion_main};
 use kiln::DType;
 use kiln::tensor::no_grad;
 
 fn matmul(c: &mut Criterion) {
-    let wgpu = common::wgpu();
+    let gpus = common::gpus();
     for (m, k, n) in [(1024, 1024, 1024), (128, 1024, 256), (64, 4096, 1024)] {
         let id = format!("m{m}_k{k}_n{n}");
         let (a, b) = (randn(&[m, k], 1, DType::F32), randn(&[k, n], 2, DType::F32));
@@ -20,13 +20,13 @@ fn matmul(c: &mut Criterion) {
             let _g = no_grad();
             a.matmul(&b).unwrap();
         });
-        if let Some(dev) = wgpu {
-            report_wgpu_error(&format!("matmul_fwd/{id}"), dev, |d, dt| {
+        for &dev in &gpus {
+            report_gpu_error(&format!("matmul_fwd/{id}"), dev, |d, dt| {
                 let t = |v: &kiln::Tensor| v.to_dtype(dt).unwrap().to_device(d).unwrap();
                 t(&a).matmul(&t(&b)).unwrap().to_vec_f64()
             });
             let (ag, bg) = (a.to_device(dev).unwrap(), b.to_device(dev).unwrap());
-            bench_wgpu(c, "matmul_fwd", "smem_4x4", &id, 2.0 * (m * k * n) as f64, || {
+            bench_gpu(c, dev, "matmul_fwd", "smem_4x4", &id, 2.0 * (m * k * n) as f64, || {
                 let _g = no_grad();
                 ag.matmul(&bg).unwrap();
             });

@@ -90,8 +90,11 @@ fn ctrl_c_stops_after_the_step_with_a_checkpoint() {
 fn unbuilt_devices_and_bad_data_are_clear_errors() {
     let stop = AtomicBool::new(false);
     let dir = fresh_dir("errors");
-    let e = train(&TrainOptions { device: "cuda".into(), ..options(&dir, 1) }, &stop).unwrap_err().to_string();
-    assert!(e.contains("cuda backend is not built yet"), "{e}");
+    // No CUDA device here (the tests' CPU emulation has only ordinal 0).
+    let e = train(&TrainOptions { device: "cuda:7".into(), ..options(&dir, 1) }, &stop).unwrap_err().to_string();
+    assert!(e.contains("--device cuda:7") && e.contains("Cuda(7)"), "{e}");
+    let e = train(&TrainOptions { device: "tpu".into(), ..options(&dir, 1) }, &stop).unwrap_err().to_string();
+    assert!(e.contains("expected auto, cpu"), "{e}");
     let e =
         train(&TrainOptions { data: Some("/nonexistent".into()), ..options(&dir, 1) }, &stop).unwrap_err().to_string();
     assert!(e.contains("/nonexistent"), "{e}");

@@ -2,9 +2,11 @@
 
 mod autograd;
 mod common;
+mod cuda_kernels;
 mod data;
 mod dcgan;
 mod errors;
+mod gpu_parity;
 mod grad_elementwise;
 mod grad_nn_ops;
 mod grad_shape_reduce;
@@ -12,4 +14,3 @@ mod kernels_f32;
 mod nn;
 mod torch_reference;
 mod views;
-mod wgpu_parity;

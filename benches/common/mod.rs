@@ -32,46 +32,77 @@ pub fn bench<F: FnMut()>(c: &mut Criterion, group: &str, variant: &str, shape: &
     g.finish();
 }
 
-/// The wgpu device the benches time, if any. Software adapters count only
-/// with KILN_WGPU_ALLOW_SOFTWARE=1 (then the timings prove the path runs,
-/// nothing more); without an adapter the wgpu benches print a skip line.
-pub fn wgpu() -> Option<Device> {
+/// The GPU devices the benches time: a real CUDA GPU, and a wgpu adapter
+/// (software ones only with KILN_WGPU_ALLOW_SOFTWARE=1, and then the
+/// timings only prove the path runs). Absent devices print a skip line.
+pub fn gpus() -> Vec<Device> {
+    let mut out = vec![];
+    match kiln::tensor::cuda::cuda_device(0) {
+        Ok(d) if !d.is_emulated() => {
+            println!("cuda device: {d:?}");
+            out.push(Device::Cuda(0));
+        }
+        Ok(_) => println!("SKIP cuda benches: the CPU emulation is not a speed measurement"),
+        Err(e) => println!("SKIP cuda benches: {e}"),
+    }
     match kiln::tensor::gpu::wgpu_device(0) {
         Ok(d) => {
             println!(
                 "wgpu adapter: {d:?}{}",
                 if d.is_software() { " (software: not a speed measurement)" } else { "" }
             );
-            Some(Device::Wgpu(0))
+            out.push(Device::Wgpu(0));
         }
-        Err(e) => {
-            println!("SKIP wgpu benches: {e}");
-            None
-        }
+        Err(e) => println!("SKIP wgpu benches: {e}"),
+    }
+    out
+}
+
+fn synchronize(dev: Device) {
+    match dev {
+        Device::Cuda(n) => kiln::tensor::cuda::cuda_device(n).and_then(|d| d.synchronize()),
+        Device::Wgpu(n) => kiln::tensor::gpu::wgpu_device(n).and_then(|d| d.synchronize()),
+        Device::Cpu => Ok(()),
+    }
+    .expect("device synchronize")
+}
+
+fn backend(dev: Device) -> &'static str {
+    match dev {
+        Device::Cuda(_) => "cuda",
+        Device::Wgpu(_) => "wgpu",
+        Device::Cpu => "cpu",
     }
 }
 
-/// Times `f` as `group/wgpu/variant/shape`; each call waits for the queue,
-/// so the time is the GPU's, not the submission's.
-pub fn bench_wgpu<F: FnMut()>(c: &mut Criterion, group: &str, variant: &str, shape: &str, flops: f64, mut f: F) {
-    let dev = kiln::tensor::gpu::wgpu_device(0).expect("wgpu() checked the device");
+/// Times `f` as `group/<cuda|wgpu>/variant/shape`; each call waits for the
+/// device, so the time is the GPU's, not the submission's.
+pub fn bench_gpu<F: FnMut()>(
+    c: &mut Criterion,
+    dev: Device,
+    group: &str,
+    variant: &str,
+    shape: &str,
+    flops: f64,
+    mut f: F,
+) {
     let mut g = c.benchmark_group(group);
     g.throughput(Throughput::Elements(flops as u64));
-    g.bench_function(BenchmarkId::new(format!("wgpu/{variant}"), shape), |b| {
+    g.bench_function(BenchmarkId::new(format!("{}/{variant}", backend(dev)), shape), |b| {
         b.iter(|| {
             f();
-            dev.synchronize().expect("wgpu queue");
+            synchronize(dev);
         })
     });
     g.finish();
 }
 
-/// Max |wgpu f32 − CPU f64| / max |f64| of an op (the f64 CPU path is the oracle).
-pub fn report_wgpu_error(id: &str, dev: Device, op: impl Fn(Device, DType) -> Vec<f64>) {
+/// Max |GPU f32 − CPU f64| / max |f64| of an op (the f64 CPU path is the oracle).
+pub fn report_gpu_error(id: &str, dev: Device, op: impl Fn(Device, DType) -> Vec<f64>) {
     let (lo, hi) = (op(dev, DType::F32), op(Device::Cpu, DType::F64));
     let scale = hi.iter().fold(0f64, |m, v| m.max(v.abs())).max(1e-30);
     let err = lo.iter().zip(&hi).fold(0f64, |m, (a, b)| m.max((a - b).abs()));
-    println!("accuracy {id} (wgpu): max |f32 - f64| / max |f64| = {:.2e}", err / scale);
+    println!("accuracy {id} ({}): max |f32 - f64| / max |f64| = {:.2e}", backend(dev), err / scale);
 }
 
 /// Max |f32 − f64| / max |f64| of an op run at both precisions on the same

@@ -116,7 +116,7 @@ pub fn run(compare_torch: bool) -> Result<(), String> {
         if compare_torch { "CPU" } else { "not run" },
     );
     md += "| bench | kiln ms | kiln GFLOP/s | % of peak | PyTorch ms | kiln / PyTorch | accuracy |\n|---|---:|---:|---:|---:|---:|---|\n";
-    for (id, (secs, flops)) in results.iter().filter(|(id, _)| !id.contains("/wgpu/")) {
+    for (id, (secs, flops)) in results.iter().filter(|(id, _)| !id.contains("/wgpu/") && !id.contains("/cuda/")) {
         let gflops = flops.map(|f| f / secs / 1e9);
         let t = torch.get(&torch_key(id));
         let acc_key = torch_key(id).replace("_fwd_bwd/", "_fwd/");
@@ -130,10 +130,10 @@ pub fn run(compare_torch: bool) -> Result<(), String> {
             accuracy.get(&acc_key).cloned().unwrap_or_else(|| "—".into()),
         );
     }
-    let gpu: Vec<_> = results.iter().filter(|(id, _)| id.contains("/wgpu/")).collect();
+    let gpu: Vec<_> = results.iter().filter(|(id, _)| id.contains("/wgpu/") || id.contains("/cuda/")).collect();
     if !gpu.is_empty() {
-        md += "\n## wgpu\n\nThe same shapes on the wgpu backend. On a software adapter (lavapipe: what CI and these\n\
-               machines have) these numbers only prove the path runs; they say nothing about GPU speed.\n\n\
+        md += "\n## GPU backends\n\nThe same shapes on the CUDA and wgpu backends. On a software wgpu adapter (lavapipe: what CI\n\
+               and these machines have) the numbers only prove the path runs; they say nothing about GPU speed.\n\n\
                | bench | ms | GFLOP/s |\n|---|---:|---:|\n";
         for (id, (secs, flops)) in gpu {
             let g = flops.map_or("—".into(), |f| format!("{:.1}", f / secs / 1e9));

@@ -20,8 +20,12 @@ commands:
   bench [--compare torch]
                   run every criterion bench (+ PyTorch on the same shapes) and
                   write BENCHMARKS.md
-  kernels check   validate every shaders/*.wgsl with naga (no GPU needed);
-                  CUDA kernels join with the CUDA backend issue";
+  kernels check   validate every shaders/*.wgsl with naga and compile every
+                  kernels/*.cu with NVRTC for sm_80 and sm_90 (no GPU needed;
+                  NVRTC from KILN_NVRTC_DIR or LD_LIBRARY_PATH)
+  gpu-check       on a machine with an NVIDIA GPU: every CUDA parity test,
+                  gradient check and DCGAN step on the real device, then the
+                  criterion benches (their cuda rows)";
 
 fn cargo(args: &[&str]) -> bool {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -31,6 +35,19 @@ fn cargo(args: &[&str]) -> bool {
 
 fn report(r: Result<(), String>) -> bool {
     r.map_err(|e| eprintln!("xtask bench: {e}")).is_ok()
+}
+
+/// The CUDA tests on the real GPU (not the CPU emulation), then the benches.
+fn gpu_check() -> bool {
+    let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let tests = Command::new(&cargo_bin)
+        .args(["test", "-p", "kiln", "--test", "main", "--", "cuda"])
+        .env("KILN_TEST_CUDA", "gpu")
+        .env("KILN_REQUIRE_CUDA", "1")
+        .env("KILN_REQUIRE_NVRTC", "1")
+        .status()
+        .is_ok_and(|s| s.success());
+    tests && report(bench::run(false))
 }
 
 fn main() -> ExitCode {
@@ -49,7 +66,13 @@ fn main() -> ExitCode {
         }
         ["bench"] => report(bench::run(false)),
         ["bench", "--compare", "torch"] => report(bench::run(true)),
-        ["kernels", "check"] => kernels::check().map_err(|e| eprintln!("xtask kernels check: {e}")).is_ok(),
+        ["kernels", "check"] => {
+            kernels::check().map_err(|e| eprintln!("xtask kernels check: {e}")).is_ok()
+                // NVRTC compiles every kernel (the test fails loudly when
+                // KILN_REQUIRE_NVRTC=1 and no libnvrtc is found).
+                && cargo(&["test", "-p", "kiln", "--test", "main", "--", "cuda_kernels"])
+        }
+        ["gpu-check"] => gpu_check(),
         _ => {
             eprintln!("{USAGE}");
             false

@@ -2,7 +2,9 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Device {
     Cpu,
-    /// CUDA device ordinal (backend: kernels/*.cu through NVRTC; not yet built).
+    /// CUDA device ordinal (backend: kernels/*.cu compiled by NVRTC; with
+    /// KILN_CUDA_EMULATE=1 and the `cuda-emulation` feature, device 0 is the
+    /// CPU emulation of those kernels).
     Cuda(usize),
     /// wgpu adapter ordinal (backend: shaders/*.wgsl). Hardware adapters
     /// first; software ones only with KILN_WGPU_ALLOW_SOFTWARE=1.
@@ -13,9 +15,4 @@ impl Device {
     pub fn is_cpu(&self) -> bool {
         matches!(self, Device::Cpu)
     }
-}
-
-/// The error for a backend this build cannot run yet.
-pub(crate) fn unavailable(device: Device) -> crate::Error {
-    crate::Error::DeviceUnavailable { device, reason: "this backend is not implemented yet; use Device::Cpu".into() }
 }

@@ -1,6 +1,6 @@
 //! kiln-tensor: n-d tensors with strided views, define-by-run reverse-mode
 //! autograd (differentiable twice), and kernels on three backends behind one
-//! `Storage` seam: CPU (rayon + matrixmultiply), wgpu (WGSL; CUDA to come).
+//! `Storage` seam: CPU (rayon + matrixmultiply), wgpu (WGSL) and CUDA (NVRTC).
 //!
 //! ```
 //! use kiln_tensor::{DType, Device, Tensor, Var};
@@ -16,6 +16,17 @@ pub(crate) mod backend;
 pub mod device;
 pub mod dtype;
 pub mod error;
+/// The CUDA backend's device handle, NVRTC compilation of kernels/*.cu and
+/// the switch to the CPU emulation of the kernels.
+pub mod cuda {
+    /// Entry points of the CPU-emulated build (feature `cuda-emulation`).
+    #[cfg(feature = "cuda-emulation")]
+    pub use crate::backend::cuda::emulated_entries;
+    pub use crate::backend::cuda::nvrtc::{
+        KERNEL_STEMS, compile, compile_source, kernel_source, nvrtc_available, nvrtc_version,
+    };
+    pub use crate::backend::cuda::{CudaDevice, cuda_device, use_emulation};
+}
 /// The wgpu backend's device handle (adapter info, pooled memory) and shader sources.
 pub mod gpu {
     pub use crate::backend::wgpu::{SHADER_STEMS, WgpuDevice, allow_software_adapters, shader_source, wgpu_device};

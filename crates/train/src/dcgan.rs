@@ -21,7 +21,7 @@ use crate::run_dir::{Metrics, default_dir, read_column, write_atomic};
 /// Options of `train dcgan` (see `kiln-train train dcgan --help`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrainOptions {
-    /// auto | cpu | wgpu | wgpu:N | cuda (auto: a hardware wgpu adapter if present, else the CPU).
+    /// auto | cpu | cuda | cuda:N | wgpu | wgpu:N (auto: a CUDA GPU, else a hardware wgpu adapter, else the CPU).
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// An MNIST IDX directory or a folder of PNG/JPEG images
@@ -81,7 +81,7 @@ pub struct Summary {
 const CHECKPOINT: &str = "checkpoint.safetensors";
 const METRICS_HEADER: &str = "step,epoch,loss_d,loss_g,d_x,d_g_z1,d_g_z2,seconds";
 
-/// `auto` takes a hardware wgpu adapter when there is one, else the CPU;
+/// `auto` takes a CUDA GPU, else a hardware wgpu adapter, else the CPU;
 /// `wgpu` (or `wgpu:N`) insists on one (a software adapter only with
 /// KILN_WGPU_ALLOW_SOFTWARE=1).
 pub fn resolve_device(name: &str) -> Result<Device> {
@@ -89,18 +89,28 @@ pub fn resolve_device(name: &str) -> Result<Device> {
         kiln_tensor::gpu::wgpu_device(n).map_err(|e| format!("--device {name}: {e}"))?;
         Ok(Device::Wgpu(n))
     };
+    let cuda = |n: usize| -> Result<Device> {
+        kiln_tensor::cuda::cuda_device(n).map_err(|e| format!("--device {name}: {e}"))?;
+        Ok(Device::Cuda(n))
+    };
     match name {
         "cpu" => Ok(Device::Cpu),
-        "auto" => match kiln_tensor::gpu::wgpu_device(0) {
-            Ok(d) if !d.is_software() => Ok(Device::Wgpu(0)),
+        "auto" => match (kiln_tensor::cuda::cuda_device(0), kiln_tensor::gpu::wgpu_device(0)) {
+            (Ok(d), _) if !d.is_emulated() => Ok(Device::Cuda(0)),
+            (_, Ok(d)) if !d.is_software() => Ok(Device::Wgpu(0)),
             _ => Ok(Device::Cpu),
         },
         "wgpu" => wgpu(0),
-        "cuda" => Err(format!("--device {name}: the cuda backend is not built yet; use --device cpu or wgpu").into()),
-        other => match other.strip_prefix("wgpu:").and_then(|n| n.parse().ok()) {
-            Some(n) => wgpu(n),
-            None => Err(format!("--device {other}: expected auto, cpu, wgpu, wgpu:N or cuda").into()),
-        },
+        "cuda" => cuda(0),
+        other => {
+            if let Some(n) = other.strip_prefix("wgpu:").and_then(|n| n.parse().ok()) {
+                wgpu(n)
+            } else if let Some(n) = other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
+                cuda(n)
+            } else {
+                Err(format!("--device {other}: expected auto, cpu, cuda, cuda:N, wgpu or wgpu:N").into())
+            }
+        }
     }
 }
 

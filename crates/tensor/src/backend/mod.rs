@@ -3,6 +3,7 @@
 //! CUDA is its own issue). Operands on different devices are an error.
 
 pub mod cpu;
+pub mod cuda;
 pub mod gpu;
 pub mod wgpu;
 
@@ -13,6 +14,7 @@ use crate::ops::reduce::ReduceOp;
 use crate::{DType, Device, Error, Layout, Result};
 pub use cpu::CpuStorage;
 pub use cpu::attention::AttnGeom;
+pub use cuda::CudaStorage;
 use gpu::GpuBuf;
 pub use wgpu::WgpuStorage;
 
@@ -20,14 +22,26 @@ pub use wgpu::WgpuStorage;
 pub enum Storage {
     Cpu(CpuStorage),
     Wgpu(WgpuStorage),
+    Cuda(CudaStorage),
 }
 
 /// Both operands' backend storages, or a device-mismatch error naming `op`.
+/// The GPU arm is written once: `$G` names the variant (Wgpu or Cuda) and
+/// the shared launch code in `gpu/` is generic over both.
 macro_rules! pair {
-    ($op:expr, $a:expr, $b:expr, cpu($x:ident, $y:ident) => $cpu:expr, wgpu($u:ident, $v:ident) => $wgpu:expr) => {
+    ($op:expr, $a:expr, $b:expr, cpu($x:ident, $y:ident) => $cpu:expr, gpu($u:ident, $v:ident, $G:ident) => $gpu:expr) => {
         match ($a, $b) {
             (Storage::Cpu($x), Storage::Cpu($y)) => $cpu,
-            (Storage::Wgpu($u), Storage::Wgpu($v)) => $wgpu,
+            (Storage::Wgpu($u), Storage::Wgpu($v)) => {
+                #[allow(unused_imports)]
+                use $crate::backend::Storage::Wgpu as $G;
+                $gpu
+            }
+            (Storage::Cuda($u), Storage::Cuda($v)) => {
+                #[allow(unused_imports)]
+                use $crate::backend::Storage::Cuda as $G;
+                $gpu
+            }
             (a, b) => Err(Error::DeviceMismatch { op: $op, lhs: a.device(), rhs: b.device() }),
         }
     };
@@ -38,6 +52,7 @@ impl Storage {
         match self {
             Storage::Cpu(_) => Device::Cpu,
             Storage::Wgpu(s) => s.device(),
+            Storage::Cuda(s) => s.device(),
         }
     }
 
@@ -45,6 +60,7 @@ impl Storage {
         match self {
             Storage::Cpu(s) => s.dtype(),
             Storage::Wgpu(s) => s.dtype(),
+            Storage::Cuda(s) => s.dtype(),
         }
     }
 
@@ -55,6 +71,13 @@ impl Storage {
     fn cpu_of<'a>(&self, op: &'static str, other: &'a Storage) -> Result<&'a CpuStorage> {
         match other {
             Storage::Cpu(s) => Ok(s),
+            o => Err(Self::mismatch(op, self, o)),
+        }
+    }
+
+    fn cuda_of<'a>(&self, op: &'static str, other: &'a Storage) -> Result<&'a CudaStorage> {
+        match other {
+            Storage::Cuda(s) => Ok(s),
             o => Err(Self::mismatch(op, self, o)),
         }
     }
@@ -77,7 +100,10 @@ impl Storage {
                 let dev = wgpu::wgpu_device(i)?;
                 Ok(Storage::Wgpu(WgpuStorage::from_f64_fn(&dev, n, dtype, f)?))
             }
-            other => Err(crate::device::unavailable(other)),
+            Device::Cuda(i) => {
+                let dev = cuda::cuda_device(i)?;
+                Ok(Storage::Cuda(CudaStorage::from_f64_fn(&dev, n, dtype, f)?))
+            }
         }
     }
 
@@ -85,6 +111,7 @@ impl Storage {
         match self {
             Storage::Cpu(s) => Ok(s.to_f64_vec(l)),
             Storage::Wgpu(s) => gpu::to_f64_vec(s, l),
+            Storage::Cuda(s) => gpu::to_f64_vec(s, l),
         }
     }
 
@@ -92,6 +119,7 @@ impl Storage {
         match self {
             Storage::Cpu(s) => Ok(Storage::Cpu(s.to_dtype(l, dtype))),
             Storage::Wgpu(s) => Ok(Storage::Wgpu(gpu::copy::to_dtype(s, l, dtype)?)),
+            Storage::Cuda(s) => Ok(Storage::Cuda(gpu::copy::to_dtype(s, l, dtype)?)),
         }
     }
 
@@ -108,26 +136,28 @@ impl Storage {
         match self {
             Storage::Cpu(s) => Ok(Storage::Cpu(cpu::copy::contiguous(s, l))),
             Storage::Wgpu(s) => Ok(Storage::Wgpu(gpu::copy::contiguous(s, l)?)),
+            Storage::Cuda(s) => Ok(Storage::Cuda(gpu::copy::contiguous(s, l)?)),
         }
     }
 
     pub fn copy_into(&mut self, dl: &Layout, src: &Storage, sl: &Layout) -> Result<()> {
         pair!("copy", self, src,
             cpu(d, s) => cpu::copy::copy_into(d, dl, s, sl),
-            wgpu(d, s) => gpu::copy::copy_into(d, dl, s, sl))
+            gpu(d, s, _G) => gpu::copy::copy_into(d, dl, s, sl))
     }
 
     pub fn unary(&self, l: &Layout, op: UnaryOp) -> Result<Storage> {
         match self {
             Storage::Cpu(s) => Ok(Storage::Cpu(cpu::elementwise::unary(s, l, op)?)),
             Storage::Wgpu(s) => Ok(Storage::Wgpu(gpu::elementwise::unary(s, l, op)?)),
+            Storage::Cuda(s) => Ok(Storage::Cuda(gpu::elementwise::unary(s, l, op)?)),
         }
     }
 
     pub fn binary(&self, l: &Layout, rhs: &Storage, rl: &Layout, op: BinaryOp) -> Result<Storage> {
         pair!(op.name(), self, rhs,
             cpu(a, b) => Ok(Storage::Cpu(cpu::elementwise::binary(a, l, b, rl, op)?)),
-            wgpu(a, b) => Ok(Storage::Wgpu(gpu::elementwise::binary(a, l, b, rl, op)?)))
+            gpu(a, b, G) => Ok(G(gpu::elementwise::binary(a, l, b, rl, op)?)))
     }
 
     pub fn where_cond(&self, l: &Layout, a: &Storage, la: &Layout, b: &Storage, lb: &Layout) -> Result<Storage> {
@@ -144,6 +174,14 @@ impl Storage {
                 self.wgpu_of(OP, b)?,
                 lb,
             )?)),
+            Storage::Cuda(m) => Ok(Storage::Cuda(gpu::elementwise::where_cond(
+                m,
+                l,
+                self.cuda_of(OP, a)?,
+                la,
+                self.cuda_of(OP, b)?,
+                lb,
+            )?)),
         }
     }
 
@@ -157,6 +195,10 @@ impl Storage {
                 let (v, i) = gpu::reduce::reduce(s, l, dims, op)?;
                 Ok((Storage::Wgpu(v), Storage::Wgpu(i)))
             }
+            Storage::Cuda(s) => {
+                let (v, i) = gpu::reduce::reduce(s, l, dims, op)?;
+                Ok((Storage::Cuda(v), Storage::Cuda(i)))
+            }
         }
     }
 
@@ -164,37 +206,39 @@ impl Storage {
         match self {
             Storage::Cpu(s) => Ok(Storage::Cpu(cpu::softmax::softmax(s, l, dim, log)?)),
             Storage::Wgpu(s) => Ok(Storage::Wgpu(gpu::softmax::softmax(s, l, dim, log)?)),
+            Storage::Cuda(s) => Ok(Storage::Cuda(gpu::softmax::softmax(s, l, dim, log)?)),
         }
     }
 
     pub fn matmul(&self, l: &Layout, rhs: &Storage, rl: &Layout) -> Result<Storage> {
         pair!("matmul", self, rhs,
             cpu(a, b) => Ok(Storage::Cpu(cpu::matmul::matmul(a, l, b, rl)?)),
-            wgpu(a, b) => Ok(Storage::Wgpu(gpu::matmul::matmul(a, l, b, rl)?)))
+            gpu(a, b, G) => Ok(G(gpu::matmul::matmul(a, l, b, rl)?)))
     }
 
     pub fn conv2d_fwd(&self, l: &Layout, w: &Storage, lw: &Layout, g: ConvGeom) -> Result<Storage> {
         pair!("conv2d", self, w,
             cpu(x, w) => Ok(Storage::Cpu(cpu::conv2d::conv2d_fwd(x, l, w, lw, g)?)),
-            wgpu(x, w) => Ok(Storage::Wgpu(gpu::conv2d::conv2d_fwd(x, l, w, lw, g)?)))
+            gpu(x, w, G) => Ok(G(gpu::conv2d::conv2d_fwd(x, l, w, lw, g)?)))
     }
 
     pub fn conv2d_bwd_input(&self, l: &Layout, w: &Storage, lw: &Layout, g: ConvGeom) -> Result<Storage> {
         pair!("conv2d_bwd_input", self, w,
             cpu(dy, w) => Ok(Storage::Cpu(cpu::conv2d::conv2d_bwd_input(dy, l, w, lw, g)?)),
-            wgpu(dy, w) => Ok(Storage::Wgpu(gpu::conv2d::conv2d_bwd_input(dy, l, w, lw, g)?)))
+            gpu(dy, w, G) => Ok(G(gpu::conv2d::conv2d_bwd_input(dy, l, w, lw, g)?)))
     }
 
     pub fn conv2d_bwd_weight(&self, l: &Layout, dy: &Storage, ldy: &Layout, g: ConvGeom) -> Result<Storage> {
         pair!("conv2d_bwd_weight", self, dy,
             cpu(x, dy) => Ok(Storage::Cpu(cpu::conv2d::conv2d_bwd_weight(x, l, dy, ldy, g)?)),
-            wgpu(x, dy) => Ok(Storage::Wgpu(gpu::conv2d::conv2d_bwd_weight(x, l, dy, ldy, g)?)))
+            gpu(x, dy, G) => Ok(G(gpu::conv2d::conv2d_bwd_weight(x, l, dy, ldy, g)?)))
     }
 
     pub fn avg_pool2d_fwd(&self, l: &Layout, g: PoolGeom) -> Result<Storage> {
         match self {
             Storage::Cpu(s) => Ok(Storage::Cpu(cpu::pool::avg_pool2d_fwd(s, l, g)?)),
             Storage::Wgpu(s) => Ok(Storage::Wgpu(gpu::pool::avg_pool2d_fwd(s, l, g)?)),
+            Storage::Cuda(s) => Ok(Storage::Cuda(gpu::pool::avg_pool2d_fwd(s, l, g)?)),
         }
     }
 
@@ -202,6 +246,7 @@ impl Storage {
         match self {
             Storage::Cpu(s) => Ok(Storage::Cpu(cpu::pool::avg_pool2d_bwd(s, l, g)?)),
             Storage::Wgpu(s) => Ok(Storage::Wgpu(gpu::pool::avg_pool2d_bwd(s, l, g)?)),
+            Storage::Cuda(s) => Ok(Storage::Cuda(gpu::pool::avg_pool2d_bwd(s, l, g)?)),
         }
     }
 
@@ -209,13 +254,14 @@ impl Storage {
         match self {
             Storage::Cpu(s) => Ok(Storage::Cpu(cpu::pool::max_pool2d_indices(s, l, g)?)),
             Storage::Wgpu(s) => Ok(Storage::Wgpu(gpu::pool::max_pool2d_indices(s, l, g)?)),
+            Storage::Cuda(s) => Ok(Storage::Cuda(gpu::pool::max_pool2d_indices(s, l, g)?)),
         }
     }
 
     pub fn gather(&self, l: &Layout, dim: usize, idx: &Storage, li: &Layout) -> Result<Storage> {
         pair!("gather", self, idx,
             cpu(x, i) => Ok(Storage::Cpu(cpu::index::gather(x, l, dim, i, li)?)),
-            wgpu(x, i) => Ok(Storage::Wgpu(gpu::index::gather(x, l, dim, i, li)?)))
+            gpu(x, i, G) => Ok(G(gpu::index::gather(x, l, dim, i, li)?)))
     }
 
     pub fn scatter_add(
@@ -228,19 +274,19 @@ impl Storage {
     ) -> Result<Storage> {
         pair!("scatter_add", self, idx,
             cpu(x, i) => Ok(Storage::Cpu(cpu::index::scatter_add(x, l, dim, i, li, out_shape)?)),
-            wgpu(x, i) => Ok(Storage::Wgpu(gpu::index::scatter_add(x, l, dim, i, li, out_shape)?)))
+            gpu(x, i, G) => Ok(G(gpu::index::scatter_add(x, l, dim, i, li, out_shape)?)))
     }
 
     pub fn index_select(&self, l: &Layout, dim: usize, idx: &Storage, li: &Layout) -> Result<Storage> {
         pair!("index_select", self, idx,
             cpu(x, i) => Ok(Storage::Cpu(cpu::index::index_select(x, l, dim, i, li)?)),
-            wgpu(x, i) => Ok(Storage::Wgpu(gpu::index::index_select(x, l, dim, i, li)?)))
+            gpu(x, i, G) => Ok(G(gpu::index::index_select(x, l, dim, i, li)?)))
     }
 
     pub fn index_add(&self, l: &Layout, dim: usize, idx: &Storage, li: &Layout, len: usize) -> Result<Storage> {
         pair!("index_add", self, idx,
             cpu(x, i) => Ok(Storage::Cpu(cpu::index::index_add(x, l, dim, i, li, len)?)),
-            wgpu(x, i) => Ok(Storage::Wgpu(gpu::index::index_add(x, l, dim, i, li, len)?)))
+            gpu(x, i, G) => Ok(G(gpu::index::index_add(x, l, dim, i, li, len)?)))
     }
 
     pub fn batch_norm_stats(&self, l: &Layout) -> Result<(Storage, Storage)> {
@@ -252,6 +298,10 @@ impl Storage {
             Storage::Wgpu(s) => {
                 let (m, v) = gpu::batch_norm::batch_norm_stats(s, l)?;
                 Ok((Storage::Wgpu(m), Storage::Wgpu(v)))
+            }
+            Storage::Cuda(s) => {
+                let (m, v) = gpu::batch_norm::batch_norm_stats(s, l)?;
+                Ok((Storage::Cuda(m), Storage::Cuda(v)))
             }
         }
     }
@@ -277,6 +327,12 @@ impl Storage {
                 let b = b.map(|b| self.wgpu_of(OP, b)).transpose()?;
                 let (m, i) = (self.wgpu_of(OP, mean)?, self.wgpu_of(OP, invstd)?);
                 Ok(Storage::Wgpu(gpu::batch_norm::batch_norm_apply(x, l, m, i, w, b)?))
+            }
+            Storage::Cuda(x) => {
+                let w = w.map(|w| self.cuda_of(OP, w)).transpose()?;
+                let b = b.map(|b| self.cuda_of(OP, b)).transpose()?;
+                let (m, i) = (self.cuda_of(OP, mean)?, self.cuda_of(OP, invstd)?);
+                Ok(Storage::Cuda(gpu::batch_norm::batch_norm_apply(x, l, m, i, w, b)?))
             }
         }
     }
@@ -304,6 +360,12 @@ impl Storage {
                 let (a, b, c) = gpu::batch_norm::batch_norm_bwd(x, l, d, ldy, m, i, w)?;
                 Ok((Storage::Wgpu(a), Storage::Wgpu(b), Storage::Wgpu(c)))
             }
+            Storage::Cuda(x) => {
+                let w = w.map(|w| self.cuda_of(OP, w)).transpose()?;
+                let (d, m, i) = (self.cuda_of(OP, dy)?, self.cuda_of(OP, mean)?, self.cuda_of(OP, invstd)?);
+                let (a, b, c) = gpu::batch_norm::batch_norm_bwd(x, l, d, ldy, m, i, w)?;
+                Ok((Storage::Cuda(a), Storage::Cuda(b), Storage::Cuda(c)))
+            }
         }
     }
 
@@ -320,6 +382,9 @@ impl Storage {
                 cpu::adam::adam_update(p, g, lg, m, v, s)
             }
             (Storage::Wgpu(p), Storage::Wgpu(g), Storage::Wgpu(m), Storage::Wgpu(v)) => {
+                gpu::adam::adam_update(p, g, lg, m, v, s)
+            }
+            (Storage::Cuda(p), Storage::Cuda(g), Storage::Cuda(m), Storage::Cuda(v)) => {
                 gpu::adam::adam_update(p, g, lg, m, v, s)
             }
             (p, g, ..) => Err(Error::DeviceMismatch { op: "adam_update", lhs: p.device(), rhs: g.device() }),
@@ -347,6 +412,12 @@ impl Storage {
                 let (o, lse) = gpu::attention::attention_fwd(c(q)?, c(k)?, c(v)?, mask, g)?;
                 Ok((Storage::Wgpu(o), Storage::Wgpu(lse)))
             }
+            Storage::Cuda(_) => {
+                let c = |t| on_cuda(OP, q.0, t);
+                let mask = mask.map(c).transpose()?;
+                let (o, lse) = gpu::attention::attention_fwd(c(q)?, c(k)?, c(v)?, mask, g)?;
+                Ok((Storage::Cuda(o), Storage::Cuda(lse)))
+            }
         }
     }
 
@@ -371,6 +442,12 @@ impl Storage {
                 let r = gpu::attention::attention_bwd(views, mask.map(c).transpose()?, g, want_ds)?;
                 Ok(r.map(Storage::Wgpu))
             }
+            Storage::Cuda(_) => {
+                let c = |t| on_cuda(OP, first, t);
+                let views = [c(t[0])?, c(t[1])?, c(t[2])?, c(t[3])?, c(t[4])?, c(t[5])?];
+                let r = gpu::attention::attention_bwd(views, mask.map(c).transpose()?, g, want_ds)?;
+                Ok(r.map(Storage::Cuda))
+            }
         }
     }
 }
@@ -379,6 +456,10 @@ type View<'a, S> = (&'a S, &'a Layout);
 
 fn on_cpu<'a>(op: &'static str, first: &Storage, t: View<'a, Storage>) -> Result<View<'a, CpuStorage>> {
     Ok((first.cpu_of(op, t.0)?, t.1))
+}
+
+fn on_cuda<'a>(op: &'static str, first: &Storage, t: View<'a, Storage>) -> Result<View<'a, CudaStorage>> {
+    Ok((first.cuda_of(op, t.0)?, t.1))
 }
 
 fn on_wgpu<'a>(op: &'static str, first: &Storage, t: View<'a, Storage>) -> Result<View<'a, WgpuStorage>> {

@@ -36,6 +36,10 @@ impl Params {
         self
     }
 
+    pub fn words(&self) -> &[u32] {
+        &self.0
+    }
+
     pub fn bytes(&self) -> &[u8] {
         if self.0.is_empty() { &[0; 4] } else { bytemuck::cast_slice(&self.0) }
     }

@@ -1,8 +1,10 @@
-//! wgpu backend parity: every op family, forward and gradient, on the wgpu
-//! device (lavapipe in CI) against the CPU f64 oracle on random shapes —
-//! tile-ragged sizes, batch 1, stride/dilation/groups > 1, strided views.
-//! Without an adapter the tests print SKIP and pass, unless
-//! KILN_REQUIRE_WGPU=1 (CI) turns that into a failure.
+//! GPU backend parity: every op family, forward and gradient, on each GPU
+//! backend against the CPU f64 oracle on random shapes — tile-ragged sizes,
+//! batch 1, stride/dilation/groups > 1, strided views. Every test exists
+//! twice, `<name>_wgpu` (lavapipe in CI) and `<name>_cuda` (the CPU emulation
+//! of kernels/*.cu in CI; a real GPU with KILN_TEST_CUDA=gpu). Without a
+//! device a test prints SKIP and passes, unless KILN_REQUIRE_WGPU=1 /
+//! KILN_REQUIRE_CUDA=1 turn that into a failure.
 
 use kiln::tensor::loss::{self, Reduction};
 use kiln::tensor::testing::strategies::{
@@ -11,6 +13,26 @@ use kiln::tensor::testing::strategies::{
 use kiln::tensor::{BinaryOp, UnaryOp};
 use kiln::{DType, Device, Tensor, Var};
 use proptest::prelude::*;
+
+/// The CUDA device under test: the CPU emulation of the kernels unless
+/// KILN_TEST_CUDA=gpu asks for the real one. None (after a SKIP line) without.
+pub fn cuda() -> Option<Device> {
+    if std::env::var("KILN_TEST_CUDA").is_ok_and(|v| v == "gpu") {
+        eprintln!("testing CUDA on the GPU");
+    } else {
+        kiln::tensor::cuda::use_emulation();
+    }
+    match kiln::tensor::cuda::cuda_device(0) {
+        Ok(_) => Some(Device::Cuda(0)),
+        Err(e) if std::env::var("KILN_REQUIRE_CUDA").is_ok_and(|v| v == "1") => {
+            panic!("KILN_REQUIRE_CUDA=1 but no CUDA device: {e}")
+        }
+        Err(e) => {
+            eprintln!("SKIP cuda test: {e}");
+            None
+        }
+    }
+}
 
 /// The wgpu device under test, or None (after a SKIP line) without one.
 pub fn wgpu() -> Option<Device> {
@@ -45,18 +67,18 @@ pub fn assert_near(what: &str, got: &Tensor, want: &Tensor, tol: f64) -> Result<
     let bound = tol * (1.0 + max_abs(&w));
     for (i, (a, b)) in g.iter().zip(&w).enumerate() {
         let ok = (a - b).abs() <= bound || (a.is_nan() && b.is_nan()) || a == b;
-        prop_assert!(ok, "{}: element {} of {:?}: wgpu {} vs cpu {} (bound {:e})", what, i, want.shape(), a, b, bound);
+        prop_assert!(ok, "{}: element {} of {:?}: gpu {} vs cpu {} (bound {:e})", what, i, want.shape(), a, b, bound);
     }
     Ok(())
 }
 
 /// Runs `f` on the CPU in f64 and on wgpu in f32, compares the outputs and
 /// the gradients of ⟨f(x), r⟩ (random cotangent r) for every float input.
-pub fn parity<F>(what: &str, f: F, inputs: &[Tensor], tol: f64) -> Result<(), TestCaseError>
+pub fn parity<F>(dev: Device, what: &str, f: F, inputs: &[Tensor], tol: f64) -> Result<(), TestCaseError>
 where
     F: Fn(&[Tensor]) -> kiln::Result<Tensor>,
 {
-    let Some(dev) = wgpu() else { return Ok(()) };
+    let what = &format!("{what} on {dev:?}");
     let run = |device: Option<Device>| -> kiln::Result<(Tensor, Vec<Option<Tensor>>)> {
         let xs: Vec<Tensor> = inputs
             .iter()
@@ -76,7 +98,7 @@ where
         Ok((y, xs.iter().map(|x| grads.get(x).cloned()).collect()))
     };
     let (want, want_g) = run(None).map_err(|e| TestCaseError::fail(format!("{what} on cpu: {e}")))?;
-    let (got, got_g) = run(Some(dev)).map_err(|e| TestCaseError::fail(format!("{what} on wgpu: {e}")))?;
+    let (got, got_g) = run(Some(dev)).map_err(|e| TestCaseError::fail(format!("{what}: {e}")))?;
     assert_near(&format!("{what} forward"), &got, &want, tol)?;
     for (i, (g, w)) in got_g.iter().zip(&want_g).enumerate() {
         match (g, w) {
@@ -91,6 +113,27 @@ where
 fn channels_last(shape: [usize; 4], seed: u64) -> Tensor {
     let [n, c, h, w] = shape;
     randn(&[n, h, w, c], seed).permute(&[0, 3, 1, 2]).unwrap()
+}
+
+/// Each test twice: `$wgpu` on the wgpu device and `$cuda` on the CUDA one,
+/// with the device bound to `$dev` in the body.
+macro_rules! gpu_proptests {
+    ($cases:expr; $(fn $wgpu:ident / $cuda:ident |$dev:ident| ($($args:tt)*) $body:block)*) => {
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases($cases))]
+            $(
+                #[test]
+                fn $wgpu($($args)*) {
+                    if let Some($dev) = wgpu() $body
+                }
+
+                #[test]
+                fn $cuda($($args)*) {
+                    if let Some($dev) = cuda() $body
+                }
+            )*
+        }
+    };
 }
 
 const UNARY: &[UnaryOp] = &[
@@ -120,123 +163,113 @@ const UNARY: &[UnaryOp] = &[
 /// Ops whose domain is the positive reals.
 const UNARY_POSITIVE: &[UnaryOp] = &[UnaryOp::Log, UnaryOp::Sqrt, UnaryOp::Rsqrt, UnaryOp::Recip, UnaryOp::PowF(-1.5)];
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(12))]
+gpu_proptests! {
+    12;
 
-    #[test]
-    fn elementwise_unary_wgpu(s in shape(1..=4, 1..=9), seed in any::<u64>()) {
+    fn elementwise_unary_wgpu / elementwise_unary_cuda |dev| (s in shape(1..=4, 1..=9), seed in any::<u64>()) {
         let x = randn(&s, seed);
         for &op in UNARY {
-            parity(op.name(), |t| t[0].unary(op), std::slice::from_ref(&x), 1e-5)?;
+            parity(dev, op.name(), |t| t[0].unary(op), std::slice::from_ref(&x), 1e-5)?;
         }
         let pos = randn(&s, seed ^ 1).abs().unwrap().affine(1.0, 0.3).unwrap();
         for &op in UNARY_POSITIVE {
-            parity(op.name(), |t| t[0].unary(op), std::slice::from_ref(&pos), 1e-5)?;
+            parity(dev, op.name(), |t| t[0].unary(op), std::slice::from_ref(&pos), 1e-5)?;
         }
         // A transposed view goes through the strided path.
         if s.len() >= 2 {
             let xt = x.transpose(0, s.len() - 1).unwrap();
-            parity("tanh of a transposed view", |t| t[0].tanh(), &[xt], 1e-5)?;
+            parity(dev, "tanh of a transposed view", |t| t[0].tanh(), &[xt], 1e-5)?;
         }
     }
 
-    #[test]
-    fn elementwise_binary_wgpu((a, b) in broadcast_pair(4, 6), seed in any::<u64>()) {
+    fn elementwise_binary_wgpu / elementwise_binary_cuda |dev| ((a, b) in broadcast_pair(4, 6), seed in any::<u64>()) {
         let x = randn(&a, seed);
         let y = randn(&b, seed ^ 1);
         for op in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Maximum, BinaryOp::Minimum] {
-            parity(op.name(), |t| t[0].binary(&t[1], op), &[x.clone(), y.clone()], 1e-5)?;
+            parity(dev, op.name(), |t| t[0].binary(&t[1], op), &[x.clone(), y.clone()], 1e-5)?;
         }
         let yd = y.abs().unwrap().affine(1.0, 0.5).unwrap();
-        parity("div", |t| t[0].div(&t[1]), &[x.clone(), yd], 1e-5)?;
+        parity(dev, "div", |t| t[0].div(&t[1]), &[x.clone(), yd], 1e-5)?;
         for op in [BinaryOp::Eq, BinaryOp::Ne, BinaryOp::Lt, BinaryOp::Le, BinaryOp::Gt, BinaryOp::Ge] {
-            parity(op.name(), |t| t[0].binary(&t[1], op), &[x.clone(), y.clone()], 0.0)?;
+            parity(dev, op.name(), |t| t[0].binary(&t[1], op), &[x.clone(), y.clone()], 0.0)?;
         }
         let m = randn(&a, seed ^ 2);
-        parity("where_cond", |t| Tensor::where_cond(&t[0].ge(&t[1])?, &t[1], &t[2]), &[m, x, y], 1e-6)?;
+        parity(dev, "where_cond", |t| Tensor::where_cond(&t[0].ge(&t[1])?, &t[1], &t[2]), &[m, x, y], 1e-6)?;
     }
 
-    #[test]
-    fn reduce_wgpu(s in shape(1..=4, 1..=7), seed in any::<u64>(), pick in any::<u8>()) {
+    fn reduce_wgpu / reduce_cuda |dev| (s in shape(1..=4, 1..=7), seed in any::<u64>(), pick in any::<u8>()) {
         let x = randn(&s, seed);
         let dims: Vec<usize> = (0..s.len()).filter(|d| pick >> d & 1 == 1).collect();
         let dims = if dims.is_empty() { vec![0] } else { dims };
-        parity("sum", |t| t[0].sum(&dims, false), std::slice::from_ref(&x), 1e-5)?;
-        parity("mean keepdim", |t| t[0].mean(&dims, true), std::slice::from_ref(&x), 1e-5)?;
-        parity("max", |t| t[0].max(&dims, false), std::slice::from_ref(&x), 1e-6)?;
-        parity("min", |t| t[0].min(&dims, true), std::slice::from_ref(&x), 1e-6)?;
-        parity("var", |t| t[0].var(&dims, true, false), std::slice::from_ref(&x), 1e-5)?;
-        parity("logsumexp", |t| t[0].logsumexp(&dims, false), std::slice::from_ref(&x), 1e-5)?;
+        parity(dev, "sum", |t| t[0].sum(&dims, false), std::slice::from_ref(&x), 1e-5)?;
+        parity(dev, "mean keepdim", |t| t[0].mean(&dims, true), std::slice::from_ref(&x), 1e-5)?;
+        parity(dev, "max", |t| t[0].max(&dims, false), std::slice::from_ref(&x), 1e-6)?;
+        parity(dev, "min", |t| t[0].min(&dims, true), std::slice::from_ref(&x), 1e-6)?;
+        parity(dev, "var", |t| t[0].var(&dims, true, false), std::slice::from_ref(&x), 1e-5)?;
+        parity(dev, "logsumexp", |t| t[0].logsumexp(&dims, false), std::slice::from_ref(&x), 1e-5)?;
         let d = dims[0];
-        let (cpu_idx, dev_idx) = (x.argmax(d, false).unwrap(), to_dev(&x, wgpu().unwrap_or(Device::Cpu)).argmax(d, false).unwrap());
+        let (cpu_idx, dev_idx) = (x.argmax(d, false).unwrap(), to_dev(&x, dev).argmax(d, false).unwrap());
         prop_assert_eq!(cpu_idx.to_vec_f64(), dev_idx.to_vec_f64());
     }
 
-    #[test]
-    fn softmax_wgpu(s in shape(1..=4, 1..=9), seed in any::<u64>(), d in 0usize..4) {
+    fn softmax_wgpu / softmax_cuda |dev| (s in shape(1..=4, 1..=9), seed in any::<u64>(), d in 0usize..4) {
         let d = d % s.len();
         let x = randn(&s, seed);
-        parity("softmax", |t| t[0].softmax(d), std::slice::from_ref(&x), 1e-5)?;
-        parity("log_softmax", |t| t[0].log_softmax(d), &[x], 1e-5)?;
+        parity(dev, "softmax", |t| t[0].softmax(d), std::slice::from_ref(&x), 1e-5)?;
+        parity(dev, "log_softmax", |t| t[0].log_softmax(d), &[x], 1e-5)?;
     }
 
-    #[test]
-    fn matmul_wgpu(b in 1usize..3, m in 1usize..80, k in 1usize..40, n in 1usize..80, seed in any::<u64>(), tr in any::<bool>()) {
+    fn matmul_wgpu / matmul_cuda |dev| (b in 1usize..3, m in 1usize..80, k in 1usize..40, n in 1usize..80, seed in any::<u64>(), tr in any::<bool>()) {
         let x = randn(&[b, m, k], seed);
         // A transposed right operand and a broadcast batch dim.
         let y = if tr { randn(&[n, k], seed ^ 1).t().unwrap() } else { randn(&[1, k, n], seed ^ 1) };
-        parity("matmul", |t| t[0].matmul(&t[1]), &[x, y], 1e-5)?;
+        parity(dev, "matmul", |t| t[0].matmul(&t[1]), &[x, y], 1e-5)?;
     }
 
-    #[test]
-    fn conv2d_wgpu(case in conv2d_case(7), seed in any::<u64>()) {
+    fn conv2d_wgpu / conv2d_cuda |dev| (case in conv2d_case(7), seed in any::<u64>()) {
         let x = randn(&case.input, seed);
         let w = randn(&case.weight, seed ^ 1);
         let b = randn(&[case.weight[0]], seed ^ 2);
         let p = case.params;
-        parity("conv2d", |t| t[0].conv2d(&t[1], Some(&t[2]), p), &[x, w, b], 1e-5)?;
+        parity(dev, "conv2d", |t| t[0].conv2d(&t[1], Some(&t[2]), p), &[x, w, b], 1e-5)?;
         let xs = channels_last(case.input, seed ^ 3);
         let w = randn(&case.weight, seed ^ 4);
-        parity("conv2d channels-last", |t| t[0].conv2d(&t[1], None, p), &[xs, w], 1e-5)?;
+        parity(dev, "conv2d channels-last", |t| t[0].conv2d(&t[1], None, p), &[xs, w], 1e-5)?;
     }
 
-    #[test]
-    fn conv_transpose2d_wgpu(case in conv_transpose2d_case(6), seed in any::<u64>()) {
+    fn conv_transpose2d_wgpu / conv_transpose2d_cuda |dev| (case in conv_transpose2d_case(6), seed in any::<u64>()) {
         let x = randn(&case.input, seed);
         let w = randn(&case.weight, seed ^ 1);
         let b = randn(&[case.weight[1] * case.params.groups], seed ^ 2);
         let p = case.params;
-        parity("conv_transpose2d", |t| t[0].conv_transpose2d(&t[1], Some(&t[2]), p), &[x, w, b], 1e-5)?;
+        parity(dev, "conv_transpose2d", |t| t[0].conv_transpose2d(&t[1], Some(&t[2]), p), &[x, w, b], 1e-5)?;
     }
 
-    #[test]
-    fn pool_wgpu((s, p) in pool2d_case(7), seed in any::<u64>()) {
+    fn pool_wgpu / pool_cuda |dev| ((s, p) in pool2d_case(7), seed in any::<u64>()) {
         let x = randn(&s, seed);
         let pa = kiln::tensor::Pool2dParams { dilation: [1, 1], ..p };
-        parity("avg_pool2d", |t| t[0].avg_pool2d(pa), std::slice::from_ref(&x), 1e-5)?;
-        parity("max_pool2d", |t| t[0].max_pool2d(p), std::slice::from_ref(&x), 1e-6)?;
-        parity("upsample_nearest2d", |t| t[0].upsample_nearest2d([s[2] * 2 + 1, s[3] + 2]), &[x], 1e-6)?;
+        parity(dev, "avg_pool2d", |t| t[0].avg_pool2d(pa), std::slice::from_ref(&x), 1e-5)?;
+        parity(dev, "max_pool2d", |t| t[0].max_pool2d(p), std::slice::from_ref(&x), 1e-6)?;
+        parity(dev, "upsample_nearest2d", |t| t[0].upsample_nearest2d([s[2] * 2 + 1, s[3] + 2]), &[x], 1e-6)?;
     }
 
-    #[test]
-    fn batch_norm_wgpu(n in 1usize..4, c in 1usize..5, h in 1usize..6, w in 1usize..6, seed in any::<u64>()) {
+    fn batch_norm_wgpu / batch_norm_cuda |dev| (n in 1usize..4, c in 1usize..5, h in 1usize..6, w in 1usize..6, seed in any::<u64>()) {
         let x = randn(&[n, c, h, w], seed).affine(2.0, 3.0).unwrap();
         let g = randn(&[c], seed ^ 1);
         let b = randn(&[c], seed ^ 2);
         if n * h * w > 1 {
             let f = |t: &[Tensor]| t[0].batch_norm(None, None, Some(&t[1]), Some(&t[2]), true, 0.1, 1e-5);
-            parity("batch_norm train", f, &[x.clone(), g.clone(), b.clone()], 1e-4)?;
+            parity(dev, "batch_norm train", f, &[x.clone(), g.clone(), b.clone()], 1e-4)?;
             let f = |t: &[Tensor]| t[0].batch_norm(None, None, None, None, true, 0.1, 1e-5);
-            parity("batch_norm train, no affine", f, std::slice::from_ref(&x), 1e-4)?;
+            parity(dev, "batch_norm train, no affine", f, std::slice::from_ref(&x), 1e-4)?;
         }
         let rm = randn(&[c], seed ^ 3);
         let rv = randn(&[c], seed ^ 4).abs().unwrap().affine(1.0, 0.5).unwrap();
         let f = |t: &[Tensor]| t[0].batch_norm(Some(&t[3]), Some(&t[4]), Some(&t[1]), Some(&t[2]), false, 0.1, 1e-5);
-        parity("batch_norm eval", f, &[x, g, b, rm.detach(), rv.detach()], 1e-4)?;
+        parity(dev, "batch_norm eval", f, &[x, g, b, rm.detach(), rv.detach()], 1e-4)?;
     }
 
-    #[test]
-    fn attention_wgpu(case in attention_case(), seed in any::<u64>()) {
+    fn attention_wgpu / attention_cuda |dev| (case in attention_case(), seed in any::<u64>()) {
         let q = randn(&case.q, seed);
         let k = randn(&case.k, seed ^ 1);
         let v = randn(&case.v, seed ^ 2);
@@ -245,66 +278,63 @@ proptest! {
             Some(ms) => {
                 let m = randn(ms, seed ^ 3);
                 let f = |t: &[Tensor]| Tensor::scaled_dot_product_attention(&t[0], &t[1], &t[2], Some(&t[3]), causal, scale);
-                parity("attention with mask", f, &[q, k, v, m], 1e-5)?;
+                parity(dev, "attention with mask", f, &[q, k, v, m], 1e-5)?;
             }
             None => {
                 let f = |t: &[Tensor]| Tensor::scaled_dot_product_attention(&t[0], &t[1], &t[2], None, causal, scale);
-                parity("attention", f, &[q, k, v], 1e-5)?;
+                parity(dev, "attention", f, &[q, k, v], 1e-5)?;
             }
         }
     }
 
-    #[test]
-    fn index_ops_wgpu(outer in 1usize..4, d in 1usize..6, inner in 1usize..5, k in 1usize..7, seed in any::<u64>()) {
+    fn index_ops_wgpu / index_ops_cuda |dev| (outer in 1usize..4, d in 1usize..6, inner in 1usize..5, k in 1usize..7, seed in any::<u64>()) {
         let x = randn(&[outer, d, inner], seed);
         let mut rng = kiln::tensor::Rng::new(seed);
         let mut pick = |n: usize, len: usize| -> Vec<i64> { (0..n).map(|_| (rng.next_u64() % len as u64) as i64).collect() };
         let sel = Tensor::indices(&pick(k, d), &[k], Device::Cpu).unwrap();
-        parity("index_select", |t| t[0].index_select(1, &t[1]), &[x.clone(), sel.clone()], 1e-6)?;
+        parity(dev, "index_select", |t| t[0].index_select(1, &t[1]), &[x.clone(), sel.clone()], 1e-6)?;
         let src = randn(&[outer, k, inner], seed ^ 1);
-        parity("index_add", |t| t[0].index_add(1, &t[1], d), &[src.clone(), sel], 1e-5)?;
+        parity(dev, "index_add", |t| t[0].index_add(1, &t[1], d), &[src.clone(), sel], 1e-5)?;
         let g = Tensor::indices(&pick(outer * k * inner, d), &[outer, k, inner], Device::Cpu).unwrap();
-        parity("gather", |t| t[0].gather(1, &t[1]), &[x.clone(), g.clone()], 1e-6)?;
-        parity("scatter_add", |t| t[0].scatter_add(1, &t[1], &[outer, d, inner]), &[src, g], 1e-5)?;
+        parity(dev, "gather", |t| t[0].gather(1, &t[1]), &[x.clone(), g.clone()], 1e-6)?;
+        parity(dev, "scatter_add", |t| t[0].scatter_add(1, &t[1], &[outer, d, inner]), &[src, g], 1e-5)?;
         // cat and narrow: strided writes and reads of regions.
         let y = randn(&[outer, k, inner], seed ^ 2);
-        parity("cat", |t| Tensor::cat(&[&t[0], &t[1]], 1)?.narrow(1, 1, d + k - 1), &[x, y], 1e-6)?;
+        parity(dev, "cat", |t| Tensor::cat(&[&t[0], &t[1]], 1)?.narrow(1, 1, d + k - 1), &[x, y], 1e-6)?;
     }
 
-    #[test]
-    fn losses_wgpu(n in 1usize..6, c in 2usize..6, seed in any::<u64>()) {
+    fn losses_wgpu / losses_cuda |dev| (n in 1usize..6, c in 2usize..6, seed in any::<u64>()) {
         let x = randn(&[n, c], seed);
         let t = randn(&[n, c], seed ^ 1).sigmoid().unwrap().detach();
         let f = |v: &[Tensor]| loss::binary_cross_entropy_with_logits(&v[0], &v[1], None, Reduction::Mean);
-        parity("bce_with_logits", f, &[x.clone(), t.clone()], 1e-5)?;
-        parity("mse", |v| loss::mse_loss(&v[0], &v[1], Reduction::Sum), &[x.clone(), t], 1e-5)?;
+        parity(dev, "bce_with_logits", f, &[x.clone(), t.clone()], 1e-5)?;
+        parity(dev, "mse", |v| loss::mse_loss(&v[0], &v[1], Reduction::Sum), &[x.clone(), t], 1e-5)?;
         let mut rng = kiln::tensor::Rng::new(seed);
         let labels: Vec<i64> = (0..n).map(|_| (rng.next_u64() % c as u64) as i64).collect();
         let labels = Tensor::indices(&labels, &[n], Device::Cpu).unwrap();
-        parity("cross_entropy", |v| loss::cross_entropy(&v[0], &v[1], 0.1, Reduction::Mean), &[x.clone(), labels], 1e-5)?;
+        parity(dev, "cross_entropy", |v| loss::cross_entropy(&v[0], &v[1], 0.1, Reduction::Mean), &[x.clone(), labels], 1e-5)?;
         let p = randn(&[n, c], seed ^ 2).sigmoid().unwrap();
         let t = randn(&[n, c], seed ^ 3).sigmoid().unwrap().detach();
-        parity("bce", |v| loss::binary_cross_entropy(&v[0], &v[1], Reduction::Mean), &[p, t.clone()], 1e-5)?;
-        parity("l1", |v| loss::l1_loss(&v[0], &v[1], Reduction::Mean), &[x.clone(), t], 1e-5)?;
+        parity(dev, "bce", |v| loss::binary_cross_entropy(&v[0], &v[1], Reduction::Mean), &[p, t.clone()], 1e-5)?;
+        parity(dev, "l1", |v| loss::l1_loss(&v[0], &v[1], Reduction::Mean), &[x.clone(), t], 1e-5)?;
         let lv = randn(&[n, c], seed ^ 4);
-        parity("gaussian_kl", |v| loss::gaussian_kl(&v[0], &v[1]), &[x, lv], 1e-5)?;
+        parity(dev, "gaussian_kl", |v| loss::gaussian_kl(&v[0], &v[1]), &[x, lv], 1e-5)?;
     }
 
-    #[test]
-    fn layer_and_group_norm_wgpu(n in 1usize..3, g in 1usize..3, cg in 1usize..3, h in 1usize..5, seed in any::<u64>()) {
+    fn layer_and_group_norm_wgpu / layer_and_group_norm_cuda |dev| (n in 1usize..3, g in 1usize..3, cg in 1usize..3, h in 1usize..5, seed in any::<u64>()) {
         let c = g * cg;
         let x = randn(&[n, c, h, 3], seed);
         let (w, b) = (randn(&[h, 3], seed ^ 1), randn(&[h, 3], seed ^ 2));
         let f = |t: &[Tensor]| t[0].layer_norm(&[h, 3], Some(&t[1]), Some(&t[2]), 1e-5);
-        parity("layer_norm", f, &[x.clone(), w, b], 1e-4)?;
+        parity(dev, "layer_norm", f, &[x.clone(), w, b], 1e-4)?;
         let (w, b) = (randn(&[c], seed ^ 3), randn(&[c], seed ^ 4));
         let f = |t: &[Tensor]| t[0].group_norm(g, Some(&t[1]), Some(&t[2]), 1e-5);
-        parity("group_norm", f, &[x, w, b], 1e-4)?;
+        parity(dev, "group_norm", f, &[x, w, b], 1e-4)?;
     }
 }
 
 /// Second derivatives on the device: ⟨∇ₓ⟨f(x), r⟩, r2⟩ differentiated again.
-fn double_backward_parity<F>(what: &str, f: F, inputs: &[Tensor]) -> Result<(), TestCaseError>
+fn double_backward_parity<F>(dev: Device, what: &str, f: F, inputs: &[Tensor]) -> Result<(), TestCaseError>
 where
     F: Fn(&[Tensor]) -> kiln::Result<Tensor>,
 {
@@ -316,50 +346,75 @@ where
         let r2 = randn(gx.shape(), 12).to_dtype(t[0].dtype())?.to_device(t[0].device())?;
         gx.mul(&r2)?.sum_all()
     };
-    parity(what, g, inputs, 1e-4)
+    parity(dev, what, g, inputs, 1e-4)
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(6))]
+gpu_proptests! {
+    6;
 
-    #[test]
-    fn double_backward_wgpu(case in conv2d_case(5), tcase in conv_transpose2d_case(4), seed in any::<u64>()) {
+    fn double_backward_wgpu / double_backward_cuda |dev| (case in conv2d_case(5), tcase in conv_transpose2d_case(4), seed in any::<u64>()) {
         let (x, w, p) = (randn(&case.input, seed), randn(&case.weight, seed ^ 1), case.params);
-        double_backward_parity("conv2d", |t| t[0].conv2d(&t[1], None, p), &[x, w])?;
+        double_backward_parity(dev, "conv2d", |t| t[0].conv2d(&t[1], None, p), &[x, w])?;
         let (x, w, p) = (randn(&tcase.input, seed ^ 2), randn(&tcase.weight, seed ^ 3), tcase.params);
-        double_backward_parity("conv_transpose2d", |t| t[0].conv_transpose2d(&t[1], None, p), &[x, w])?;
+        double_backward_parity(dev, "conv_transpose2d", |t| t[0].conv_transpose2d(&t[1], None, p), &[x, w])?;
         let x = randn(&[3, 2, 3, 2], seed ^ 4);
         let (gm, bt) = (randn(&[2], seed ^ 5), randn(&[2], seed ^ 6));
         let f = |t: &[Tensor]| t[0].batch_norm(None, None, Some(&t[1]), Some(&t[2]), true, 0.1, 1e-5);
-        double_backward_parity("batch_norm", f, &[x, gm, bt])?;
+        double_backward_parity(dev, "batch_norm", f, &[x, gm, bt])?;
     }
 }
 
-#[test]
-fn big_tiles_cross_every_boundary_wgpu() {
+/// Runs `$body(device)` as `$wgpu` and `$cuda` tests.
+macro_rules! gpu_tests {
+    ($($body:ident => $wgpu:ident, $cuda:ident;)*) => {
+        $(
+            #[test]
+            fn $wgpu() {
+                if let Some(dev) = wgpu() {
+                    $body(dev);
+                }
+            }
+
+            #[test]
+            fn $cuda() {
+                if let Some(dev) = cuda() {
+                    $body(dev);
+                }
+            }
+        )*
+    };
+}
+
+gpu_tests! {
+    big_tiles_cross_every_boundary => big_tiles_cross_every_boundary_wgpu, big_tiles_cross_every_boundary_cuda;
+    adam_update => adam_update_wgpu, adam_update_cuda;
+    errors_are_typed => errors_are_typed_wgpu, errors_are_typed_cuda;
+    dcgan_steps_match_the_cpu => dcgan_steps_match_the_cpu_wgpu, dcgan_steps_match_the_cpu_cuda;
+    f16_storage_matmul_conv_and_casts => f16_storage_matmul_conv_and_casts_wgpu, f16_storage_matmul_conv_and_casts_cuda;
+}
+
+fn big_tiles_cross_every_boundary(dev: Device) {
     // Channels and pixels past one 64-wide tile, K past several 16-deep slices.
     let x = randn(&[2, 70, 9, 9], 1);
     let w = randn(&[66, 70, 3, 3], 2);
     let p = kiln::tensor::Conv2dParams { stride: [2, 2], padding: [1, 1], dilation: [1, 1], groups: 1 };
-    parity("conv2d 70→66", |t| t[0].conv2d(&t[1], None, p), &[x, w], 1e-5).unwrap();
+    parity(dev, "conv2d 70→66", |t| t[0].conv2d(&t[1], None, p), &[x, w], 1e-5).unwrap();
     let a = randn(&[130, 300], 3);
     let b = randn(&[300, 129], 4);
-    parity("matmul 130×300×129", |t| t[0].matmul(&t[1]), &[a, b], 1e-5).unwrap();
+    parity(dev, "matmul 130×300×129", |t| t[0].matmul(&t[1]), &[a, b], 1e-5).unwrap();
     // A reduction long enough for the two-pass path.
     let x = randn(&[3, 5000], 5);
-    parity("sum of long rows", |t| t[0].sum(&[1], false), std::slice::from_ref(&x), 1e-5).unwrap();
-    parity("max of long rows", |t| t[0].max(&[1], false), &[x], 1e-6).unwrap();
+    parity(dev, "sum of long rows", |t| t[0].sum(&[1], false), std::slice::from_ref(&x), 1e-5).unwrap();
+    parity(dev, "max of long rows", |t| t[0].max(&[1], false), &[x], 1e-6).unwrap();
     let x = randn(&[8, 70, 4, 4], 6);
     let f = |t: &[Tensor]| t[0].batch_norm(None, None, None, None, true, 0.1, 1e-5);
-    parity("batch_norm 70 channels", f, &[x], 1e-4).unwrap();
+    parity(dev, "batch_norm 70 channels", f, &[x], 1e-4).unwrap();
     let (q, k, v) = (randn(&[1, 2, 100, 64], 7), randn(&[1, 2, 90, 64], 8), randn(&[1, 2, 90, 32], 9));
     let f = |t: &[Tensor]| Tensor::scaled_dot_product_attention(&t[0], &t[1], &t[2], None, true, None);
-    parity("attention L=100 S=90", f, &[q, k, v], 1e-5).unwrap();
+    parity(dev, "attention L=100 S=90", f, &[q, k, v], 1e-5).unwrap();
 }
 
-#[test]
-fn adam_update_wgpu() {
-    let Some(dev) = wgpu() else { return };
+fn adam_update(dev: Device) {
     use kiln::tensor::ops::adam::{AdamConfig, AdamStep};
     for config in [
         AdamConfig::default(),
@@ -383,12 +438,10 @@ fn adam_update_wgpu() {
     }
 }
 
-#[test]
-fn wgpu_errors_are_typed() {
-    let Some(dev) = wgpu() else { return };
+fn errors_are_typed(dev: Device) {
     let x = Tensor::zeros(&[2, 3], DType::F64, Device::Cpu).unwrap();
     let err = x.to_device(dev).unwrap_err().to_string();
-    assert!(err.contains("F64") && err.contains("Wgpu"), "{err}");
+    assert!(err.contains("F64") && err.contains(&format!("{dev:?}")), "{err}");
     let a = Tensor::ones(&[2, 3], DType::F32, dev).unwrap();
     let b = Tensor::ones(&[2, 3], DType::F32, Device::Cpu).unwrap();
     let err = a.add(&b).unwrap_err().to_string();
@@ -396,8 +449,13 @@ fn wgpu_errors_are_typed() {
     let idx = Tensor::indices(&[0, 5], &[2], dev).unwrap();
     let err = a.index_select(1, &idx).unwrap_err().to_string();
     assert!(err.contains("index 5 is out of range"), "{err}");
-    let d = kiln::tensor::gpu::wgpu_device(0).unwrap();
-    assert!(!d.name().is_empty() && format!("{d:?}").contains(d.name()));
+    if dev == Device::Wgpu(0) {
+        let d = kiln::tensor::gpu::wgpu_device(0).unwrap();
+        assert!(!d.name().is_empty() && format!("{d:?}").contains(d.name()));
+    } else {
+        let d = kiln::tensor::cuda::cuda_device(0).unwrap();
+        assert!(!d.name().is_empty() && format!("{d:?}").contains(d.name()));
+    }
 }
 
 #[test]
@@ -417,9 +475,7 @@ fn every_shader_file_is_registered() {
     }
 }
 
-#[test]
-fn dcgan_steps_on_wgpu_match_the_cpu() {
-    let Some(dev) = wgpu() else { return };
+fn dcgan_steps_match_the_cpu(dev: Device) {
     use kiln::gan::{Dcgan, DcganConfig};
     let cfg = DcganConfig { image_size: 16, ngf: 4, ndf: 4, nz: 8, ..Default::default() };
     let mut cpu = Dcgan::new(cfg.clone(), Device::Cpu, 3).unwrap();
@@ -437,7 +493,7 @@ fn dcgan_steps_on_wgpu_match_the_cpu() {
             ("d_g_z1", a.d_g_z1, b.d_g_z1),
             ("d_g_z2", a.d_g_z2, b.d_g_z2),
         ] {
-            assert!((x - y).abs() <= 1e-3 * (1.0 + x.abs()), "step {step} {name}: cpu {x} vs wgpu {y}");
+            assert!((x - y).abs() <= 1e-3 * (1.0 + x.abs()), "step {step} {name}: cpu {x} vs {dev:?} {y}");
         }
     }
     // The weights after three Adam steps agree too.
@@ -448,10 +504,8 @@ fn dcgan_steps_on_wgpu_match_the_cpu() {
     }
 }
 
-#[test]
-fn f16_storage_matmul_conv_and_casts_wgpu() {
-    let Some(dev) = wgpu() else { return };
-    if !kiln::tensor::gpu::wgpu_device(0).unwrap().has_f16() {
+fn f16_storage_matmul_conv_and_casts(dev: Device) {
+    if dev == Device::Wgpu(0) && !kiln::tensor::gpu::wgpu_device(0).unwrap().has_f16() {
         eprintln!("SKIP f16 on wgpu: the adapter has no SHADER_F16");
         return;
     }

@@ -1,0 +1,21 @@
+// The fused Adam/AdamW step: same arithmetic, same order as the CPU kernel.
+// Port of shaders/adam.wgsl. Inputs g; outputs p, m, v (updated in place).
+// P: n, g offset, beta1, beta2, 1 − beta1, 1 − beta2, weight decay, 1 − lr·wd,
+//    1/sqrt(bc2), eps, lr/bc1, mode (0 none, 1 L2, 2 decoupled)
+#include "common.cuh"
+
+KILN_KERNEL(adam_update_f32) {
+    const unsigned* P = a.p;
+    unsigned i = block_flat() * blockDim.x + threadIdx.x;
+    if (i >= P[0]) return;
+    float* p = arg_buf<float>(a, 1);
+    float* m = arg_buf<float>(a, 2);
+    float* v = arg_buf<float>(a, 3);
+    float gi = arg_buf<const float>(a, 0)[P[1] + i];
+    if (P[11] == 1) gi += p[i] * pf(a, 6);
+    else if (P[11] == 2) p[i] *= pf(a, 7);
+    m[i] = m[i] * pf(a, 2) + gi * pf(a, 4);
+    v[i] = v[i] * pf(a, 3) + gi * gi * pf(a, 5);
+    float denom = sqrtf(v[i]) * pf(a, 8) + pf(a, 9);
+    p[i] -= m[i] / denom * pf(a, 10);
+}
