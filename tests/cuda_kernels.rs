@@ -33,7 +33,10 @@ fn every_kernel_compiles_with_nvrtc_for_sm80_and_sm90() {
     for arch in [(8, 0), (9, 0)] {
         let mut compiled = BTreeSet::new();
         for stem in cuda::KERNEL_STEMS {
-            let ptx = cuda::compile(stem, arch, Device::Cuda(0)).unwrap_or_else(|e| panic!("{e}"));
+            // compile_source: always a real NVRTC run (compile() may hit the disk cache).
+            let src = cuda::kernel_source(stem).unwrap();
+            let ptx = cuda::compile_source(&format!("{stem}.cu"), &src, arch, Device::Cuda(0))
+                .unwrap_or_else(|e| panic!("{e}"));
             assert!(ptx.contains(&format!(".target sm_{}{}", arch.0, arch.1)), "{stem}: wrong target");
             let names: Vec<String> = entries(&ptx).collect();
             assert!(!names.is_empty(), "kernels/{stem}.cu has no entry point");
@@ -45,6 +48,16 @@ fn every_kernel_compiles_with_nvrtc_for_sm80_and_sm90() {
         let emulated: BTreeSet<String> = cuda::emulated_entries().into_iter().collect();
         assert_eq!(compiled, emulated, "NVRTC's entry points and the emulated build's (kernels/emu/glue.cpp) differ");
     }
+}
+
+#[test]
+fn cached_ptx_equals_a_fresh_compile() {
+    let Some(()) = nvrtc() else { return };
+    let fresh = cuda::compile_source("softmax.cu", &cuda::kernel_source("softmax").unwrap(), (8, 0), Device::Cuda(0));
+    let first = cuda::compile("softmax", (8, 0), Device::Cuda(0)).unwrap();
+    let again = cuda::compile("softmax", (8, 0), Device::Cuda(0)).unwrap();
+    assert_eq!(fresh.unwrap(), first);
+    assert_eq!(first, again);
 }
 
 #[test]
