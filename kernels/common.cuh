@@ -121,3 +121,44 @@ __device__ __forceinline__ float half_to_float(unsigned h) {
     }
     return __uint_as_float(sign | ((e + 112u) << 23) | (m << 13));
 }
+
+// One 64×64 output tile of C[M×N] = A[M×K]·B[K×N] with 256 threads: 16-deep
+// K slices of A and B staged in shared memory, 4×4 outputs per thread (rows
+// ty + 16i, cols tx + 16j, so stores stay coalesced), f32 accumulation.
+// `a_at(row, depth)` and `b_at(depth, col)` gather the operands (only called
+// in range); `store(row, col, v)` writes C. Matmul and the three conv2d
+// passes (implicit GEMM) differ only in these three functions.
+template <class AAt, class BAt, class Store>
+__device__ void gemm_tile_64x64(unsigned m, unsigned n, unsigned k, unsigned tm, unsigned tn, AAt a_at, BAt b_at,
+                                Store store) {
+    constexpr unsigned TM = 64, TN = 64, TK = 16;
+    __shared__ float As[TK * TM];
+    __shared__ float Bs[TK * TN];
+    unsigned li = threadIdx.x, tx = li % 16, ty = li / 16;
+    float acc[16] = {};
+    for (unsigned t = 0; t < k; t += TK) {
+        for (unsigned e = li; e < TK * TM; e += 256) {
+            unsigned r = e % TM, d = e / TM, gr = tm * TM + r, gq = tn * TN + r, gd = t + d;
+            As[d * TM + r] = (gr < m && gd < k) ? a_at(gr, gd) : 0.0f;
+            Bs[d * TN + r] = (gd < k && gq < n) ? b_at(gd, gq) : 0.0f;
+        }
+        __syncthreads();
+        for (unsigned d = 0; d < TK; ++d) {
+            float av[4], bv[4];
+            for (unsigned i = 0; i < 4; ++i) {
+                av[i] = As[d * TM + ty + 16 * i];
+                bv[i] = Bs[d * TN + tx + 16 * i];
+            }
+            for (unsigned i = 0; i < 4; ++i)
+                for (unsigned j = 0; j < 4; ++j) acc[i * 4 + j] = fmaf(av[i], bv[j], acc[i * 4 + j]);
+        }
+        __syncthreads();
+    }
+    for (unsigned i = 0; i < 4; ++i) {
+        unsigned r = tm * TM + ty + 16 * i;
+        for (unsigned j = 0; j < 4; ++j) {
+            unsigned c = tn * TN + tx + 16 * j;
+            if (r < m && c < n) store(r, c, acc[i * 4 + j]);
+        }
+    }
+}

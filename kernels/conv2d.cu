@@ -1,6 +1,6 @@
 // conv2d as implicit GEMM: each pass is C[M×N] = A[M×K]·B[K×N] per group,
-// with A and B gathered from the tensors into 64×16 / 16×64 shared-memory
-// tiles (no im2col buffer), 4×4 outputs per thread, f32 accumulation.
+// with A and B gathered from the tensors straight into the shared-memory
+// tiles of gemm_tile_64x64 (common.cuh): no im2col buffer, f32 accumulation.
 //   fwd:        M = O/g,   N = batch·OH·OW, K = C/g·kh·kw   (in0 = x,  in1 = w)
 //   bwd_input:  M = C/g,   N = batch·H·W,   K = O/g·kh·kw   (in0 = dy, in1 = w)
 //   bwd_weight: M = O/g,   N = C/g·kh·kw,   K = batch·OH·OW (in0 = x,  in1 = dy)
@@ -72,9 +72,6 @@ __device__ __forceinline__ unsigned out_index(int mode, const Geom& q, unsigned 
 
 template <int MODE, class Load, class Store>
 __device__ void conv_gemm(const KernelArgs& a, Load load, Store store) {
-    constexpr unsigned TM = 64, TN = 64, TK = 16;
-    __shared__ float As[TK * TM];
-    __shared__ float Bs[TK * TN];
     const unsigned* P = a.p;
     Geom q = geom(P);
     unsigned mm = q.og, nn = q.n * q.oh * q.ow, kd = q.cg * q.kh * q.kw;
@@ -86,35 +83,12 @@ __device__ void conv_gemm(const KernelArgs& a, Load load, Store store) {
         nn = q.cg * q.kh * q.kw;
         kd = q.n * q.oh * q.ow;
     }
-    unsigned tiles_m = (mm + TM - 1) / TM, tiles_n = (nn + TN - 1) / TN, flat = block_flat();
+    unsigned tiles_m = (mm + 63) / 64, tiles_n = (nn + 63) / 64, flat = block_flat();
     unsigned tn = flat % tiles_n, tm = (flat / tiles_n) % tiles_m, g = flat / (tiles_n * tiles_m);
-    unsigned li = threadIdx.x, tx = li % 16, ty = li / 16;
-    float acc[16] = {};
-    for (unsigned t = 0; t < kd; t += TK) {
-        for (unsigned e = li; e < TK * TM; e += 256) {
-            unsigned r = e % TM, d = e / TM, gr = tm * TM + r, gq = tn * TN + r, gd = t + d;
-            As[d * TM + r] = (gd < kd && gr < mm) ? a_val<MODE>(q, P, load, g, gr, gd) : 0.0f;
-            Bs[d * TN + r] = (gd < kd && gq < nn) ? b_val<MODE>(q, P, load, g, gd, gq) : 0.0f;
-        }
-        __syncthreads();
-        for (unsigned d = 0; d < TK; ++d) {
-            float av[4], bv[4];
-            for (unsigned i = 0; i < 4; ++i) {
-                av[i] = As[d * TM + ty + 16 * i];
-                bv[i] = Bs[d * TN + tx + 16 * i];
-            }
-            for (unsigned i = 0; i < 4; ++i)
-                for (unsigned j = 0; j < 4; ++j) acc[i * 4 + j] = fmaf(av[i], bv[j], acc[i * 4 + j]);
-        }
-        __syncthreads();
-    }
-    for (unsigned i = 0; i < 4; ++i) {
-        unsigned r = tm * TM + ty + 16 * i;
-        for (unsigned j = 0; j < 4; ++j) {
-            unsigned col = tn * TN + tx + 16 * j;
-            if (r < mm && col < nn) store(out_index(MODE, q, g, r, col), acc[i * 4 + j]);
-        }
-    }
+    gemm_tile_64x64(
+        mm, nn, kd, tm, tn, [&](unsigned r, unsigned d) { return a_val<MODE>(q, P, load, g, r, d); },
+        [&](unsigned d, unsigned c) { return b_val<MODE>(q, P, load, g, d, c); },
+        [&](unsigned r, unsigned c, float v) { store(out_index(MODE, q, g, r, c), v); });
 }
 
 template <int MODE>

@@ -23,3 +23,28 @@ fn strided_at(i: u32, rank: u32, sh: u32, st: u32) -> u32 {
     }
     return off;
 }
+
+// The 64×64-tile GEMM step shared by matmul and the conv2d passes: the
+// caller stages a 64×16 slice of A in gemm_a ([depth][row]) and a 16×64
+// slice of B in gemm_b ([depth][col]); each of 256 threads accumulates its
+// 4×4 outputs (rows ty + 16i, cols tx + 16j, so stores stay coalesced).
+var<workgroup> gemm_a: array<f32, 1024>;
+var<workgroup> gemm_b: array<f32, 1024>;
+
+fn gemm_tile_fma(li: u32, acc: ptr<function, array<f32, 16>>) {
+    let tx = li % 16u;
+    let ty = li / 16u;
+    for (var d = 0u; d < 16u; d++) {
+        var av: array<f32, 4>;
+        var bv: array<f32, 4>;
+        for (var i = 0u; i < 4u; i++) {
+            av[i] = gemm_a[d * 64u + ty + 16u * i];
+            bv[i] = gemm_b[d * 64u + tx + 16u * i];
+        }
+        for (var i = 0u; i < 4u; i++) {
+            for (var j = 0u; j < 4u; j++) {
+                (*acc)[i * 4u + j] = fma(av[i], bv[j], (*acc)[i * 4u + j]);
+            }
+        }
+    }
+}

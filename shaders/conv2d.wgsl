@@ -13,8 +13,6 @@
 const TM: u32 = 64u;
 const TN: u32 = 64u;
 const TK: u32 = 16u;
-var<workgroup> As: array<f32, 1024>; // [TK][TM]
-var<workgroup> Bs: array<f32, 1024>; // [TK][TN]
 
 struct Geom {
     n: u32, c: u32, h: u32, w: u32, o: u32, kh: u32, kw: u32, oh: u32, ow: u32,
@@ -134,23 +132,11 @@ fn conv_gemm(mode: u32, wid: vec3<u32>, nwg: vec3<u32>, li: u32) {
             if (gd < kd && gq < nn) {
                 bv = b_val(mode, q, g, gd, gq);
             }
-            As[d * TM + r] = av;
-            Bs[d * TN + r] = bv;
+            gemm_a[d * TM + r] = av;
+            gemm_b[d * TN + r] = bv;
         }
         workgroupBarrier();
-        for (var d = 0u; d < TK; d++) {
-            var av: array<f32, 4>;
-            var bv: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) {
-                av[i] = As[d * TM + ty + 16u * i];
-                bv[i] = Bs[d * TN + tx + 16u * i];
-            }
-            for (var i = 0u; i < 4u; i++) {
-                for (var j = 0u; j < 4u; j++) {
-                    acc[i * 4u + j] = fma(av[i], bv[j], acc[i * 4u + j]);
-                }
-            }
-        }
+        gemm_tile_fma(li, &acc);
         workgroupBarrier();
     }
     for (var i = 0u; i < 4u; i++) {

@@ -9,8 +9,6 @@
 const TM: u32 = 64u;
 const TN: u32 = 64u;
 const TK: u32 = 16u;
-var<workgroup> As: array<f32, 1024>; // [TK][TM]
-var<workgroup> Bs: array<f32, 1024>; // [TK][TN]
 
 // P: m, k, n, batch, batch rank, batch shape[8], a batch strides[8], a offset,
 //    a row stride, a col stride, b batch strides[8], b offset, b row stride, b col stride
@@ -42,25 +40,13 @@ fn matmul_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
             let d = e / TM;
             let gr = tm * TM + r;
             let gd = t + d;
-            As[d * TM + r] = select(0.0, f32(a[oa + min(gr, m - 1u) * rsa + min(gd, k - 1u) * csa]), gr < m && gd < k);
+            gemm_a[d * TM + r] = select(0.0, f32(a[oa + min(gr, m - 1u) * rsa + min(gd, k - 1u) * csa]), gr < m && gd < k);
             let q = e % TN;
             let gq = tn * TN + q;
-            Bs[d * TN + q] = select(0.0, f32(b[ob + min(gd, k - 1u) * rsb + min(gq, n - 1u) * csb]), gd < k && gq < n);
+            gemm_b[d * TN + q] = select(0.0, f32(b[ob + min(gd, k - 1u) * rsb + min(gq, n - 1u) * csb]), gd < k && gq < n);
         }
         workgroupBarrier();
-        for (var d = 0u; d < TK; d++) {
-            var av: array<f32, 4>;
-            var bv: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) {
-                av[i] = As[d * TM + ty + 16u * i];
-                bv[i] = Bs[d * TN + tx + 16u * i];
-            }
-            for (var i = 0u; i < 4u; i++) {
-                for (var j = 0u; j < 4u; j++) {
-                    acc[i * 4u + j] = fma(av[i], bv[j], acc[i * 4u + j]);
-                }
-            }
-        }
+        gemm_tile_fma(li, &acc);
         workgroupBarrier();
     }
     let oc = z * m * n;
