@@ -77,6 +77,35 @@ fn a_short_run_writes_everything_and_resumes_bit_exactly() {
     assert_eq!(rows, 5, "the resumed run continues the same metrics file");
 }
 
+/// A run on a GPU backend writes its checkpoint from the device and resumes
+/// into the device (the checkpoint holds host tensors).
+fn resumes_on(device: &str, name: &str) {
+    let stop = AtomicBool::new(false);
+    let dir = fresh_dir(name);
+    let o = |steps| TrainOptions { device: device.into(), ..options(&dir, steps) };
+    let first = train(&o(2), &stop).unwrap();
+    assert!(first.last.unwrap().is_finite());
+    let resumed = train(&TrainOptions { resume: Some(dir.clone()), ..o(3) }, &stop).unwrap();
+    assert_eq!(resumed.steps_done, 1);
+    assert!(resumed.last.unwrap().is_finite());
+    let rows = std::fs::read_to_string(dir.join("metrics.csv")).unwrap().lines().count();
+    assert_eq!(rows, 4, "header + 3 steps");
+}
+
+#[test]
+fn trains_and_resumes_on_wgpu() {
+    if crate::gpu_parity::wgpu().is_some() {
+        resumes_on("wgpu", "wgpu-resume");
+    }
+}
+
+#[test]
+fn trains_and_resumes_on_cuda() {
+    if crate::gpu_parity::cuda().is_some() {
+        resumes_on("cuda", "cuda-resume");
+    }
+}
+
 #[test]
 fn ctrl_c_stops_after_the_step_with_a_checkpoint() {
     let stop = AtomicBool::new(true);

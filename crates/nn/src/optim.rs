@@ -57,7 +57,8 @@ impl Adam {
         (out, self.step)
     }
 
-    /// Restores what `state` returned; every moment must be present.
+    /// Restores what `state` returned (from any device, e.g. a checkpoint
+    /// read on the host); every moment must be present.
     pub fn load_state(&mut self, tensors: &std::collections::HashMap<String, Tensor>, step: u64) -> Result<()> {
         for s in &mut self.slots {
             for (suffix, slot) in [("exp_avg", &mut s.m), ("exp_avg_sq", &mut s.v)] {
@@ -72,7 +73,8 @@ impl Adam {
                         msg: format!("{key} has shape {:?}, expected {:?}", t.shape(), slot.shape()),
                     });
                 }
-                *slot = t.copy()?;
+                // Onto the parameter's device (checkpoints hold host tensors).
+                *slot = t.to_device(slot.device())?.to_dtype(slot.dtype())?.copy()?;
             }
         }
         self.step = step;

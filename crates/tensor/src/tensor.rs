@@ -324,7 +324,8 @@ impl Tensor {
     }
 
     /// Overwrites the elements this tensor views with `src`'s values (same
-    /// shape and dtype); used by optimizers and running statistics. Not recorded.
+    /// shape and dtype, any device); used by optimizers, running statistics
+    /// and checkpoint loading. Not recorded.
     pub fn assign(&self, src: &Tensor) -> Result<()> {
         if src.shape() != self.shape() {
             return Err(shape_err("assign", format!("source shape {:?} differs from {:?}", src.shape(), self.shape())));
@@ -335,8 +336,13 @@ impl Tensor {
         if self.shape().iter().zip(self.layout().strides()).any(|(&d, &s)| d > 1 && s == 0) {
             return Err(arg_err("assign", format!("cannot write into a broadcast view of shape {:?}", self.shape())));
         }
-        // Read the source first: it may share this storage.
-        let data = src.storage().contiguous(src.layout())?;
+        // Read the source first: it may share this storage. A source on
+        // another device is copied over (as torch's `copy_` does).
+        let data = if src.device() == self.device() {
+            src.storage().contiguous(src.layout())?
+        } else {
+            src.storage().to_device(src.layout(), self.device())?
+        };
         let mut dst = self.0.storage.write().unwrap_or_else(|e| e.into_inner());
         dst.copy_into(self.layout(), &data, &Layout::contiguous(src.shape()))
     }
