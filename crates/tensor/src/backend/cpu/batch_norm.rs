@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::{CpuStorage, dense};
+use super::{CpuStorage, build_rows, dense};
 use crate::{Float, Layout, Result};
 
 /// (N, C, M) sizes of an input of shape (N, C, spatial...).
@@ -66,19 +66,18 @@ fn stats_t<T: Float>(x: &[T], l: &Layout) -> (Vec<T>, Vec<T>) {
 fn apply_t<T: Float>(x: &[T], l: &Layout, mean: &[T], invstd: &[T], w: Option<&[T]>, b: Option<&[T]>) -> Vec<T> {
     let x = dense(x, l);
     let (_, c, m) = ncm(l);
-    let mut y = vec![T::zero(); x.len()];
     if m == 0 {
-        return y;
+        return vec![T::zero(); x.len()];
     }
-    y.par_chunks_mut(m).enumerate().for_each(|(row, yr)| {
+    build_rows(x.len(), m, |start, yr| {
+        let row = start / m;
         let ch = row % c;
         let scale = invstd[ch] * w.map_or(T::one(), |w| w[ch]);
         let shift = b.map_or(T::zero(), |b| b[ch]) - mean[ch] * scale;
         for (o, &v) in yr.iter_mut().zip(&x[row * m..][..m]) {
-            *o = v * scale + shift;
+            o.write(v * scale + shift);
         }
-    });
-    y
+    })
 }
 
 /// Returns (dx, dweight, dbias); dweight/dbias are the raw per-channel sums
@@ -108,9 +107,11 @@ fn bwd_t<T: Float>(
         })
         .unzip();
     let count = T::from_f64((n * m) as f64);
-    let mut dx = vec![T::zero(); x.len()];
-    if m > 0 {
-        dx.par_chunks_mut(m).enumerate().for_each(|(row, dr)| {
+    let dx = if m == 0 {
+        vec![T::zero(); x.len()]
+    } else {
+        build_rows(x.len(), m, |start, dr| {
+            let row = start / m;
             let ch = row % c;
             let k = invstd[ch] * w.map_or(T::one(), |w| w[ch]);
             let (mdb, mdw) = (db[ch] / count, dw[ch] / count);
@@ -118,10 +119,10 @@ fn bwd_t<T: Float>(
             let ds = &dy[row * m..][..m];
             for ((o, &xv), &dv) in dr.iter_mut().zip(xs).zip(ds) {
                 let xhat = (xv - mean[ch]) * invstd[ch];
-                *o = k * (dv - mdb - xhat * mdw);
+                o.write(k * (dv - mdb - xhat * mdw));
             }
-        });
-    }
+        })
+    };
     (dx, dw, db)
 }
 

@@ -1,20 +1,18 @@
 //! Elementwise kernels: unary maps, broadcasting binary maps, where_cond.
 //! Operands arrive with layouts already broadcast to the output shape.
 
-use super::{CpuStorage, dense, for_chunks, with_float, with_float2};
+use super::{CpuStorage, build_chunks, dense, for_chunks, with_float, with_float2};
 use crate::layout::StridedOffsets;
 use crate::ops::elementwise::{BinaryOp, UnaryOp};
 use crate::{Float, Layout, Result};
 
 fn map<T: Float>(v: &[T], l: &Layout, f: impl Fn(T) -> T + Sync) -> Vec<T> {
     let x = dense(v, l);
-    let mut out = vec![T::zero(); x.len()];
-    for_chunks(&mut out, |start, chunk| {
+    build_chunks(x.len(), |start, chunk| {
         for (o, &xi) in chunk.iter_mut().zip(&x[start..]) {
-            *o = f(xi);
+            o.write(f(xi));
         }
-    });
-    out
+    })
 }
 
 fn unary_t<T: Float>(v: &[T], l: &Layout, op: UnaryOp) -> Vec<T> {
@@ -106,25 +104,23 @@ fn zip_map<T: Copy + Send + Sync + Default>(
     f: impl Fn(T, T) -> T + Sync,
 ) -> Vec<T> {
     let n = la.numel();
-    let mut out = vec![T::default(); n];
     match (la.contiguous_range(), lb.contiguous_range()) {
         (Some(ra), Some(rb)) => {
             let (a, b) = (&a[ra], &b[rb]);
-            for_chunks(&mut out, |s, chunk| {
+            build_chunks(n, |s, chunk| {
                 for ((o, &x), &y) in chunk.iter_mut().zip(&a[s..]).zip(&b[s..]) {
-                    *o = f(x, y);
+                    o.write(f(x, y));
                 }
-            });
+            })
         }
-        _ => for_chunks(&mut out, |s, chunk| {
+        _ => build_chunks(n, |s, chunk| {
             let oa = StridedOffsets::new_at(la, s, chunk.len());
             let ob = StridedOffsets::new_at(lb, s, chunk.len());
             for ((o, ia), ib) in chunk.iter_mut().zip(oa).zip(ob) {
-                *o = f(a[ia], b[ib]);
+                o.write(f(a[ia], b[ib]));
             }
         }),
     }
-    out
 }
 
 fn binary_t<T: Float>(a: &[T], la: &Layout, b: &[T], lb: &Layout, op: BinaryOp) -> Vec<T> {
