@@ -197,9 +197,9 @@ fn attention_bwd_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
 }
 
 // out0 = dK (B, S, E), out1 = dV (B, S, Ev). A thread per key row; query
-// rows, their dO, lse and D staged in tiles (Ks holds Q, Vs holds dO).
-var<workgroup> tile_lse: array<f32, 16>;
-var<workgroup> tile_d: array<f32, 16>;
+// rows and their dO staged in tiles (Ks holds Q, Vs holds dO); lse and D are
+// read straight from `stats`, so the two tiles stay within WebGPU's default
+// 16 KiB of workgroup memory.
 
 @compute @workgroup_size(64)
 fn attention_bwd_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -235,10 +235,6 @@ fn attention_bwd_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
         for (var t = li; t < ni * Ev; t += RW) {
             Vs[t] = dout[P[29] + (b * L + i0) * Ev + t];
         }
-        if (li < ni) {
-            tile_lse[li] = stats[b * L + i0 + li];
-            tile_d[li] = stats[P[0] * L + b * L + i0 + li];
-        }
         workgroupBarrier();
         if (live) {
             for (var ii = 0u; ii < ni; ii++) {
@@ -248,13 +244,13 @@ fn attention_bwd_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
                 }
                 let s = score(b, i0 + ii, j, qk);
                 if (s != neg_inf()) {
-                    let p = exp(s - tile_lse[ii]);
+                    let p = exp(s - stats[b * L + i0 + ii]);
                     var dp = 0.0;
                     for (var e = 0u; e < Ev; e++) {
                         dp = fma(Vs[ii * Ev + e], vv[e], dp);
                         dv[e] = fma(p, Vs[ii * Ev + e], dv[e]);
                     }
-                    let ds = p * (dp - tile_d[ii]);
+                    let ds = p * (dp - stats[P[0] * L + b * L + i0 + ii]);
                     for (var e = 0u; e < E; e++) {
                         dk[e] = fma(ds, Ks[ii * E + e], dk[e]);
                     }

@@ -40,11 +40,38 @@ pub fn check() -> Result<(), String> {
     if failed > 0 { Err(format!("{failed} shader(s) failed validation")) } else { Ok(()) }
 }
 
-/// The module's entry points, or naga's parse/validation message.
+/// WebGPU's default limits, which every adapter supports: the shaders must
+/// fit them so no adapter-specific tuning is needed.
+const MAX_WORKGROUP_BYTES: u32 = 16384;
+const MAX_INVOCATIONS: u32 = 256;
+
+/// The module's entry points (with their workgroup memory), or naga's
+/// parse/validation message, or the default limit an entry point exceeds.
 fn validate(src: &str) -> Result<Vec<String>, String> {
     let module = naga::front::wgsl::parse_str(src).map_err(|e| e.emit_to_string(src))?;
-    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
+    let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
         .validate(&module)
         .map_err(|e| e.emit_to_string(src))?;
-    Ok(module.entry_points.iter().map(|e| e.name.clone()).collect())
+    let mut layouter = naga::proc::Layouter::default();
+    layouter.update(module.to_ctx()).map_err(|e| format!("layout: {e:?}"))?;
+    let mut out = vec![];
+    for (i, ep) in module.entry_points.iter().enumerate() {
+        let uses = info.get_entry_point(i);
+        let bytes: u32 = module
+            .global_variables
+            .iter()
+            .filter(|(h, g)| g.space == naga::AddressSpace::WorkGroup && !uses[*h].is_empty())
+            .map(|(_, g)| layouter[g.ty].size)
+            .sum();
+        let invocations: u32 = ep.workgroup_size.iter().product();
+        if bytes > MAX_WORKGROUP_BYTES || invocations > MAX_INVOCATIONS {
+            return Err(format!(
+                "{}: {bytes} bytes of workgroup memory and {invocations} invocations exceed WebGPU's default limits \
+                 ({MAX_WORKGROUP_BYTES} bytes, {MAX_INVOCATIONS} invocations)",
+                ep.name
+            ));
+        }
+        out.push(format!("{} ({invocations} threads, {bytes} B shared)", ep.name));
+    }
+    Ok(out)
 }
