@@ -37,11 +37,11 @@ pub(crate) struct KernelArgs {
 unsafe impl cudarc::driver::DeviceRepr for KernelArgs {}
 
 impl KernelArgs {
-    fn new(params: &Params, bufs: &[u64]) -> Result<KernelArgs> {
+    fn new(device: Device, params: &Params, bufs: &[u64]) -> Result<KernelArgs> {
         let words = params.words();
         if words.len() > 64 || bufs.len() > 8 {
             return Err(Error::Backend {
-                device: Device::Cuda(0),
+                device,
                 msg: format!("{} argument words / {} buffers exceed the kernel ABI (64 / 8)", words.len(), bufs.len()),
             });
         }
@@ -299,7 +299,7 @@ impl GpuBuf for CudaStorage {
             return Ok(());
         }
         let ptrs: Vec<u64> = inputs.iter().chain(outputs).map(|s| s.ptr()).collect();
-        let args = KernelArgs::new(params, &ptrs)?;
+        let args = KernelArgs::new(self.device(), params, &ptrs)?;
         let name = kernel_name(entry, half);
         match &self.dev.engine {
             Engine::Driver(d) => d.launch(stem, &name, &args, groups, threads),
