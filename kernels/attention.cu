@@ -28,6 +28,8 @@ KILN_KERNEL(attention_fwd_f32) {
     __shared__ float Vs[KT * 128];
     unsigned L = P[1], S = P[2], E = P[3], Ev = P[4];
     unsigned blocks = (L + RW - 1) / RW, flat = block_flat(), b = flat / blocks;
+    // The grid may overshoot (x is capped at 65535): surplus blocks leave at once.
+    if (b >= P[0]) return;
     unsigned i = (flat % blocks) * RW + threadIdx.x;
     bool live = i < L;
     float qv[128], acc[128] = {}, sc[KT];
@@ -94,6 +96,8 @@ KILN_KERNEL(attention_bwd_dq_f32) {
     __shared__ float Vs[KT * 128];
     unsigned L = P[1], S = P[2], E = P[3], Ev = P[4];
     unsigned blocks = (L + RW - 1) / RW, flat = block_flat(), b = flat / blocks;
+    // The grid may overshoot (x is capped at 65535): surplus blocks leave at once.
+    if (b >= P[0]) return;
     unsigned i = (flat % blocks) * RW + threadIdx.x, r = b * L + i;
     bool live = i < L;
     float qv[128], dov[128], acc[128] = {}, lse = 0.0f, dsum = 0.0f;
@@ -144,6 +148,8 @@ KILN_KERNEL(attention_bwd_dkv_f32) {
     __shared__ float tile_d[KT];
     unsigned L = P[1], S = P[2], E = P[3], Ev = P[4];
     unsigned blocks = (S + RW - 1) / RW, flat = block_flat(), b = flat / blocks;
+    // The grid may overshoot (x is capped at 65535): surplus blocks leave at once.
+    if (b >= P[0]) return;
     unsigned j = (flat % blocks) * RW + threadIdx.x, c = b * S + j;
     bool live = j < S;
     float kv[128], vv[128], dk[128] = {}, dv[128] = {};

@@ -12,6 +12,8 @@ KILN_KERNEL(batch_norm_stats_f32) {
     float* out = arg_buf<float>(a, 5);
     __shared__ float scratch[32];
     unsigned ch = block_flat(), n = P[0], c = P[1], m = P[2];
+    // The grid may overshoot (x is capped at 65535): surplus blocks leave at once.
+    if (ch >= c) return;
     float shift = x[P[3] + ch * m];
     float s1 = 0.0f, s2 = 0.0f;
     for (unsigned e = threadIdx.x; e < n * m; e += blockDim.x) {
@@ -53,6 +55,8 @@ KILN_KERNEL(batch_norm_bwd_sums_f32) {
     float* out = arg_buf<float>(a, 5);
     __shared__ float scratch[32];
     unsigned ch = block_flat(), n = P[0], c = P[1], m = P[2];
+    // The grid may overshoot (x is capped at 65535): surplus blocks leave at once.
+    if (ch >= c) return;
     float mean = arg_buf<const float>(a, 2)[ch];
     float s1 = 0.0f, s2 = 0.0f;
     for (unsigned e = threadIdx.x; e < n * m; e += blockDim.x) {

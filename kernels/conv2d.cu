@@ -85,6 +85,8 @@ __device__ void conv_gemm(const KernelArgs& a, Load load, Store store) {
     }
     unsigned tiles_m = (mm + 63) / 64, tiles_n = (nn + 63) / 64, flat = block_flat();
     unsigned tn = flat % tiles_n, tm = (flat / tiles_n) % tiles_m, g = flat / (tiles_n * tiles_m);
+    // The grid may overshoot (x is capped at 65535): surplus blocks leave at once.
+    if (g >= P[15]) return;
     gemm_tile_64x64(
         mm, nn, kd, tm, tn, [&](unsigned r, unsigned d) { return a_val<MODE>(q, P, load, g, r, d); },
         [&](unsigned d, unsigned c) { return b_val<MODE>(q, P, load, g, d, c); },

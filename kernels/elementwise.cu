@@ -24,12 +24,13 @@ __device__ __forceinline__ float pow_f(float x, float p) {
     return fabsf(fmodf(p, 2.0f)) == 1.0f ? -m : m;
 }
 
-// Op codes match `unary_code` in backend/gpu/elementwise.rs.
+// Op codes match `unary_code` in backend/gpu/elementwise.rs. NaN behaves as on
+// the CPU: relu and clamp keep it, sign maps it to 0.
 __device__ float unary_f(unsigned op, float x, float p0, float p1) {
     switch (op) {
         case 0: return -x;
         case 1: return fabsf(x);
-        case 2: return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : x);
+        case 2: return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f);
         case 3: return x > 0.0f ? 1.0f : 0.0f;
         case 4: return expf(x);
         case 5: return logf(x);
@@ -39,7 +40,7 @@ __device__ float unary_f(unsigned op, float x, float p0, float p1) {
         case 9: return 1.0f / x;
         case 10: return tanhf(x);
         case 11: return sigmoid_f(x);
-        case 12: return fmaxf(x, 0.0f);
+        case 12: return (x > 0.0f || is_nan(x)) ? x : 0.0f;
         case 13: return sinf(x);
         case 14: return cosf(x);
         case 15: return erf_approx(x);
@@ -51,7 +52,7 @@ __device__ float unary_f(unsigned op, float x, float p0, float p1) {
         case 21: return x > 0.0f ? x : x * p0;
         case 22: return x > 0.0f ? x : p0 * (expf(x) - 1.0f);
         case 23: return p0 * x > p1 ? x : logf(1.0f + expf(p0 * x)) / p0;
-        case 24: return fminf(fmaxf(x, p0), p1);
+        case 24: return is_nan(x) ? x : fminf(fmaxf(x, p0), p1);
         default: return f32_nan();
     }
 }

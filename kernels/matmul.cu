@@ -9,6 +9,8 @@ __device__ void matmul_tile(const KernelArgs& a, Load load, Store store) {
     unsigned m = P[0], k = P[1], n = P[2];
     unsigned tiles_m = (m + 63) / 64, tiles_n = (n + 63) / 64, g = block_flat();
     unsigned tn = g % tiles_n, tm = (g / tiles_n) % tiles_m, z = g / (tiles_n * tiles_m);
+    // The grid may overshoot (x is capped at 65535): surplus blocks leave at once.
+    if (z >= P[3]) return;
     unsigned oa = P[21] + strided_at(P, z, P[4], 5, 13), ob = P[32] + strided_at(P, z, P[4], 5, 24);
     unsigned rsa = P[22], csa = P[23], rsb = P[33], csb = P[34], oc = z * m * n;
     gemm_tile_64x64(

@@ -24,6 +24,8 @@ KILN_KERNEL(reduce_rows_f32) {
     __shared__ float sv[32];
     __shared__ unsigned si[32];
     unsigned g = block_flat(), len = P[1], op = P[2], chunk = P[4], chunks = P[5];
+    // The grid may overshoot (x is capped at 65535): surplus blocks leave at once.
+    if (g >= P[0] * chunks) return;
     unsigned row = g / chunks, start = (g % chunks) * chunk, end = min(len, start + chunk);
     unsigned base = P[3] + row * len;
     float acc = 0.0f;

@@ -10,6 +10,8 @@ KILN_KERNEL(softmax_fwd_f32) {
     float* y = arg_buf<float>(a, 1);
     __shared__ float scratch[32];
     unsigned row = block_flat(), len = P[1];
+    // The grid may overshoot (x is capped at 65535): surplus blocks leave at once.
+    if (row >= P[0]) return;
     unsigned base = row * len, xb = P[3] + base;
     float m = -f32_inf();
     for (unsigned k = threadIdx.x; k < len; k += blockDim.x) m = fmaxf(m, x[xb + k]);

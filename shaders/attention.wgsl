@@ -46,6 +46,10 @@ fn attention_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     let blocks = (L + RW - 1u) / RW;
     let flat = wg_flat(wid, nwg);
     let b = flat / blocks;
+    // The grid may overshoot (x is capped at 65535): surplus blocks leave at once.
+    if (b >= P[0]) {
+        return;
+    }
     let i = (flat % blocks) * RW + li;
     let live = i < L;
     var qv: array<f32, 128>;
@@ -137,6 +141,10 @@ fn attention_bwd_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     let blocks = (L + RW - 1u) / RW;
     let flat = wg_flat(wid, nwg);
     let b = flat / blocks;
+    // The grid may overshoot (x is capped at 65535): surplus blocks leave at once.
+    if (b >= P[0]) {
+        return;
+    }
     let i = (flat % blocks) * RW + li;
     let live = i < L;
     let r = b * L + i;
@@ -211,6 +219,10 @@ fn attention_bwd_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     let blocks = (S + RW - 1u) / RW;
     let flat = wg_flat(wid, nwg);
     let b = flat / blocks;
+    // The grid may overshoot (x is capped at 65535): surplus blocks leave at once.
+    if (b >= P[0]) {
+        return;
+    }
     let j = (flat % blocks) * RW + li;
     let live = j < S;
     let c = b * S + j;

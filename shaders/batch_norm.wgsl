@@ -29,6 +29,10 @@ fn tree2(li: u32) {
 fn batch_norm_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) li: u32) {
     let ch = wg_flat(wid, nwg);
+    // The grid may overshoot (x is capped at 65535): surplus blocks leave at once.
+    if (ch >= P[1]) {
+        return;
+    }
     let n = P[0];
     let c = P[1];
     let m = P[2];
@@ -80,6 +84,10 @@ fn batch_norm_apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
 fn batch_norm_bwd_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                        @builtin(local_invocation_index) li: u32) {
     let ch = wg_flat(wid, nwg);
+    // The grid may overshoot (x is capped at 65535): surplus blocks leave at once.
+    if (ch >= P[1]) {
+        return;
+    }
     let n = P[0];
     let c = P[1];
     let m = P[2];

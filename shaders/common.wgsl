@@ -6,6 +6,12 @@ fn pf(i: u32) -> f32 {
     return bitcast<f32>(P[i]);
 }
 
+// NaN test on the bits: WGSL lets compilers assume floats are never NaN,
+// so `x != x` may fold to false (lavapipe's LLVM does exactly that).
+fn is_nan(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+
 // Flat workgroup index: the host spreads more than 65535 groups over y.
 fn wg_flat(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.x + wid.y * nwg.x;

@@ -114,6 +114,10 @@ fn conv_gemm(mode: u32, wid: vec3<u32>, nwg: vec3<u32>, li: u32) {
     let tn = flat % tiles_n;
     let tm = (flat / tiles_n) % tiles_m;
     let g = flat / (tiles_n * tiles_m);
+    // The grid may overshoot (x is capped at 65535): surplus blocks leave at once.
+    if (g >= P[15]) {
+        return;
+    }
     let tx = li % 16u;
     let ty = li / 16u;
     var acc: array<f32, 16>;

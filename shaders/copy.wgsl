@@ -69,7 +69,7 @@ fn copy_strided_f16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
 
 // f32 → f16 bits, rounding to nearest; overflow → ±inf and NaN → NaN as in torch.
 fn half_bits(x: f32) -> u32 {
-    if (x != x) {
+    if (is_nan(x)) {
         return 0x7e00u;
     }
     if (abs(x) >= 65520.0) {

@@ -44,12 +44,13 @@ fn pow_f32(x: f32, p: f32) -> f32 {
     return select(m, -m, odd);
 }
 
-// Op codes match `unary_code` in backend/wgpu/elementwise.rs.
+// Op codes match `unary_code` in backend/gpu/elementwise.rs. NaN behaves as on
+// the CPU: relu and clamp keep it, sign maps it to 0.
 fn unary_f32(op: u32, x: f32, p0: f32, p1: f32) -> f32 {
     switch op {
         case 0u: { return -x; }
         case 1u: { return abs(x); }
-        case 2u: { return sign(x); }
+        case 2u: { return select(select(0.0, -1.0, x < 0.0), 1.0, x > 0.0); }
         case 3u: { return select(0.0, 1.0, x > 0.0); }
         case 4u: { return exp(x); }
         case 5u: { return log(x); }
@@ -59,7 +60,7 @@ fn unary_f32(op: u32, x: f32, p0: f32, p1: f32) -> f32 {
         case 9u: { return 1.0 / x; }
         case 10u: { return tanh(clamp(x, -15.0, 15.0)); }
         case 11u: { return sigmoid_f32(x); }
-        case 12u: { return max(x, 0.0); }
+        case 12u: { return select(0.0, x, x > 0.0 || is_nan(x)); }
         case 13u: { return sin(x); }
         case 14u: { return cos(x); }
         case 15u: { return erf_f32(x); }
@@ -77,7 +78,7 @@ fn unary_f32(op: u32, x: f32, p0: f32, p1: f32) -> f32 {
             let bx = p0 * x;
             return select(log(1.0 + exp(bx)) / p0, x, bx > p1);
         }
-        case 24u: { return min(max(x, p0), p1); }
+        case 24u: { return select(min(max(x, p0), p1), x, is_nan(x)); }
         default: { return f32_nan(); }
     }
 }
@@ -88,8 +89,8 @@ fn binary_f32(op: u32, x: f32, y: f32) -> f32 {
         case 1u: { return x - y; }
         case 2u: { return x * y; }
         case 3u: { return x / y; }
-        case 4u: { return select(max(x, y), x + y, x != x || y != y); }
-        case 5u: { return select(min(x, y), x + y, x != x || y != y); }
+        case 4u: { return select(max(x, y), x + y, is_nan(x) || is_nan(y)); }
+        case 5u: { return select(min(x, y), x + y, is_nan(x) || is_nan(y)); }
         case 6u: { return select(0.0, 1.0, x == y); }
         case 7u: { return select(0.0, 1.0, x != y); }
         case 8u: { return select(0.0, 1.0, x < y); }

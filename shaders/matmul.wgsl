@@ -24,6 +24,10 @@ fn matmul_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     let tn = g % tiles_n;
     let tm = (g / tiles_n) % tiles_m;
     let z = g / (tiles_n * tiles_m);
+    // The grid may overshoot (x is capped at 65535): surplus blocks leave at once.
+    if (z >= P[3]) {
+        return;
+    }
     let oa = P[21] + strided_at(z, P[4], 5u, 13u);
     let ob = P[32] + strided_at(z, P[4], 5u, 24u);
     let rsa = P[22];

@@ -102,7 +102,7 @@ fn max_pool2d_indices(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
             }
             let pos = u32(iy) * P[2] + u32(ix);
             let v = x[P[14] + plane * P[1] * P[2] + pos];
-            if (!have || (best == best && (v > best || v != v))) {
+            if (!have || (!is_nan(best) && (v > best || is_nan(v)))) {
                 best = v;
                 at = pos;
                 have = true;

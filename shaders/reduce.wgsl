@@ -12,10 +12,10 @@ var<workgroup> si: array<u32, 256>;
 
 // Is (v, i) a better pick than (w, j) for op 1 = max, 2 = min?
 fn better(op: u32, v: f32, i: u32, w: f32, j: u32) -> bool {
-    if (w != w) {
-        return v != v && i < j;
+    if (is_nan(w)) {
+        return is_nan(v) && i < j;
     }
-    if (v != v) {
+    if (is_nan(v)) {
         return true;
     }
     if (v == w) {
@@ -33,6 +33,10 @@ fn reduce_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let op = P[2];
     let chunk = P[4];
     let chunks = P[5];
+    // The grid may overshoot (x is capped at 65535): surplus blocks leave at once.
+    if (g >= P[0] * chunks) {
+        return;
+    }
     let row = g / chunks;
     let start = (g % chunks) * chunk;
     let end = min(len, start + chunk);

@@ -24,6 +24,10 @@ fn tree(li: u32, is_max: bool) -> f32 {
 fn softmax_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) li: u32) {
     let row = wg_flat(wid, nwg);
+    // The grid may overshoot (x is capped at 65535): surplus blocks leave at once.
+    if (row >= P[0]) {
+        return;
+    }
     let len = P[1];
     let base = row * len;
     let xb = P[3] + base;

@@ -391,6 +391,38 @@ gpu_tests! {
     errors_are_typed => errors_are_typed_wgpu, errors_are_typed_cuda;
     dcgan_steps_match_the_cpu => dcgan_steps_match_the_cpu_wgpu, dcgan_steps_match_the_cpu_cuda;
     f16_storage_matmul_conv_and_casts => f16_storage_matmul_conv_and_casts_wgpu, f16_storage_matmul_conv_and_casts_cuda;
+    grids_past_65535_blocks => grids_past_65535_blocks_wgpu, grids_past_65535_blocks_cuda;
+    nan_follows_the_cpu => nan_follows_the_cpu_wgpu, nan_follows_the_cpu_cuda;
+}
+
+/// More than 65535 blocks: the grid spills into y and overshoots; the
+/// surplus blocks must neither write nor read out of range.
+fn grids_past_65535_blocks(dev: Device) {
+    let x = randn(&[65537, 3], 21);
+    parity(dev, "max of 65537 rows", |t| t[0].max(&[1], true), std::slice::from_ref(&x), 1e-6).unwrap();
+    // The CPU emulation runs each block's 256 threads as fibers (~15 s per
+    // such launch): one launch there; the other kernels share the same guard.
+    if dev == Device::Cuda(0) && kiln::tensor::cuda::cuda_device(0).unwrap().is_emulated() {
+        return;
+    }
+    parity(dev, "softmax over 65537 rows", |t| t[0].softmax(1), std::slice::from_ref(&x), 1e-5).unwrap();
+    parity(dev, "sum of 65537 rows", |t| t[0].sum(&[1], false), &[x], 1e-5).unwrap();
+}
+
+/// NaN passes through relu, clamp and leaky_relu and gives sign 0, as on the CPU
+/// (a NaN loss must not be hidden from the trainer's non-finite check).
+fn nan_follows_the_cpu(dev: Device) {
+    let vals = [f64::NAN, -1.5, 0.0, 2.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY];
+    let x = Tensor::from_f64(&vals, &[7], DType::F32, Device::Cpu).unwrap();
+    for op in
+        [UnaryOp::Relu, UnaryOp::Clamp { min: -1.0, max: 1.0 }, UnaryOp::LeakyRelu(0.1), UnaryOp::Sign, UnaryOp::Abs]
+    {
+        let want = x.unary(op).unwrap().to_vec_f64();
+        let got = x.to_device(dev).unwrap().unary(op).unwrap().to_vec_f64();
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(g == w || (g.is_nan() && w.is_nan()), "{} of {}: {dev:?} {g} vs cpu {w}", op.name(), vals[i]);
+        }
+    }
 }
 
 fn big_tiles_cross_every_boundary(dev: Device) {

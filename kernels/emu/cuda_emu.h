@@ -145,6 +145,10 @@ void launch(dim3 grid, dim3 block, size_t dyn_bytes, F&& body) {
         for (unsigned t = 0; t < nt; ++t) c.stacks.emplace_back(new char[STACK]);
         c.tramp_body = [](void* p) { (*static_cast<std::remove_reference_t<F>*>(p))(); };
         c.tramp_arg = static_cast<void*>(&body);
+        // One getcontext per worker (it is a system call): each fiber starts
+        // from a copy of this template.
+        ucontext_t tmpl;
+        getcontext(&tmpl);
         for (unsigned b; (b = next.fetch_add(1)) < nblocks;) {
             blockIdx = {b % grid.x, (b / grid.x) % grid.y, b / (grid.x * grid.y)};
             c.alive = nt;
@@ -158,7 +162,7 @@ void launch(dim3 grid, dim3 block, size_t dyn_bytes, F&& body) {
                 f.done = false;
                 f.started = false;
                 ++c.w_alive[t / 32];
-                getcontext(&f.uc);
+                f.uc = tmpl;
                 f.uc.uc_stack.ss_sp = c.stacks[t].get();
                 f.uc.uc_stack.ss_size = STACK;
                 f.uc.uc_link = nullptr;

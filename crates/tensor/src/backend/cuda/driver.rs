@@ -144,18 +144,27 @@ impl DriverEngine {
         Ok(DriverBuf { ptr, slice: Some(slice), class, engine: self.clone() })
     }
 
+    /// The raw driver calls below act on the calling thread's current
+    /// context (cudarc's safe calls bind it themselves).
+    fn bind(&self) -> Result<()> {
+        self.ctx.bind_to_thread().map_err(|e| self.err("binding the CUDA context", e))
+    }
+
     pub fn write(&self, b: &DriverBuf, bytes: &[u8]) -> Result<()> {
+        self.bind()?;
         // SAFETY: `b` holds at least `bytes.len()` bytes (sized by the caller);
         // a pageable source is staged before the call returns.
         unsafe { result::memcpy_htod_async(b.ptr, bytes, self.stream.cu_stream()) }.map_err(|e| self.err("upload", e))
     }
 
     pub fn clear(&self, b: &DriverBuf) -> Result<()> {
+        self.bind()?;
         let len = b.slice.as_ref().map_or(0, |s| s.len());
         unsafe { result::memset_d8_async(b.ptr, 0, len, self.stream.cu_stream()) }.map_err(|e| self.err("clear", e))
     }
 
     pub fn read(&self, b: &DriverBuf, words: usize) -> Result<Vec<u32>> {
+        self.bind()?;
         let mut out = vec![0u32; words];
         unsafe { result::memcpy_dtoh_async(&mut out, b.ptr, self.stream.cu_stream()) }
             .map_err(|e| self.err("readback", e))?;

@@ -2,7 +2,6 @@
 //! feature `cuda-emulation`) and run over host memory by cuda_emu.h — each
 //! block on a worker thread, its CUDA threads as fibers.
 
-use std::cell::UnsafeCell;
 use std::ffi::{CStr, CString, c_char};
 
 use super::KernelArgs;
@@ -23,49 +22,70 @@ unsafe extern "C" {
 }
 
 /// Host memory the emulated kernels read and write through raw pointers.
-pub(crate) struct HostBuf(UnsafeCell<Vec<u64>>);
+/// The allocation is owned through its raw pointer from creation to drop,
+/// so no Rust reference to its contents ever exists.
+pub(crate) struct HostBuf {
+    ptr: *mut u64,
+    words: usize,
+}
 
-// SAFETY: kernels run synchronously inside `launch`; the Rust side only
-// touches the bytes between launches (write at creation, read back, clear).
+// SAFETY: the contents are only touched through `ptr`, and every touch
+// (launch, write, read, clear) holds `EMU`, so host threads are ordered as
+// a GPU's single stream would order them.
 unsafe impl Sync for HostBuf {}
 unsafe impl Send for HostBuf {}
 
+/// Serialises everything that touches emulated memory.
+static EMU: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    EMU.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl HostBuf {
     pub fn new(bytes: usize) -> HostBuf {
-        HostBuf(UnsafeCell::new(vec![0; bytes.div_ceil(8)]))
+        let words = bytes.div_ceil(8).max(1);
+        let ptr = Box::into_raw(vec![0u64; words].into_boxed_slice()).cast::<u64>();
+        HostBuf { ptr, words }
     }
 
     pub fn ptr(&self) -> u64 {
-        unsafe { (*self.0.get()).as_mut_ptr() as u64 }
-    }
-
-    fn len_bytes(&self) -> usize {
-        // SAFETY: the Vec itself is never resized after creation.
-        unsafe { (*self.0.get()).len() * 8 }
+        self.ptr as u64
     }
 
     pub fn write(&self, data: &[u8]) {
-        assert!(data.len() <= self.len_bytes(), "write past the end of an emulated buffer");
-        // SAFETY: in bounds (checked); no kernel runs while the host writes.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr() as *mut u8, data.len()) }
+        assert!(data.len() <= self.words * 8, "write past the end of an emulated buffer");
+        let _g = lock();
+        // SAFETY: in bounds (checked); exclusive under the lock.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.cast::<u8>(), data.len()) }
     }
 
     pub fn clear(&self) {
-        // SAFETY: the whole allocation; no kernel runs while the host clears.
-        unsafe { std::ptr::write_bytes(self.ptr() as *mut u8, 0, self.len_bytes()) }
+        let _g = lock();
+        // SAFETY: the whole allocation; exclusive under the lock.
+        unsafe { std::ptr::write_bytes(self.ptr, 0, self.words) }
     }
 
     pub fn read(&self, words: usize) -> Vec<u32> {
-        assert!(4 * words <= self.len_bytes(), "read past the end of an emulated buffer");
+        assert!(4 * words <= self.words * 8, "read past the end of an emulated buffer");
         let mut out = vec![0u32; words];
-        // SAFETY: in bounds (checked); kernels have finished (launches are synchronous).
-        unsafe { std::ptr::copy_nonoverlapping(self.ptr() as *const u32, out.as_mut_ptr(), words) }
+        let _g = lock();
+        // SAFETY: in bounds (checked); no kernel runs while the lock is held.
+        unsafe { std::ptr::copy_nonoverlapping(self.ptr.cast::<u32>(), out.as_mut_ptr(), words) }
         out
+    }
+}
+
+impl Drop for HostBuf {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` came from Box::into_raw of a boxed slice of `words` u64s.
+        drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.ptr, self.words)) });
     }
 }
 
 pub(crate) fn launch(name: &str, args: &KernelArgs, groups: [u32; 3], threads: u32) -> Result<(), String> {
     let c = CString::new(name).map_err(|e| e.to_string())?;
+    let _g = lock();
     let rc = unsafe {
         kiln_emu_launch(c.as_ptr(), groups[0], groups[1], groups[2], threads, 1, 1, 0, args as *const KernelArgs)
     };

@@ -137,10 +137,15 @@ pub(crate) fn dense<S: GpuBuf>(s: &S, l: &Layout) -> Result<(S, u32)> {
 }
 
 /// Block counts for `n` items at `per_group` items each, spread over x and
-/// y so no dimension exceeds 65535; kernels rebuild the flat index.
+/// y so no dimension exceeds 65535; kernels rebuild the flat index. Past
+/// 65535 the grid overshoots by fewer than y blocks, which kernels skip.
 pub(crate) fn groups_for(n: usize, per_group: usize) -> [u32; 3] {
     let g = n.div_ceil(per_group.max(1));
-    if g <= 65535 { [g as u32, 1, 1] } else { [65535, g.div_ceil(65535) as u32, 1] }
+    if g <= 65535 {
+        return [g as u32, 1, 1];
+    }
+    let y = g.div_ceil(65535);
+    [g.div_ceil(y) as u32, y as u32, 1]
 }
 
 /// The view's elements as f64 (dense copy, then a read).
