@@ -53,3 +53,13 @@ pub fn assert_close(what: &str, got: &[f64], want: &[f64], atol: f64, rtol: f64)
         );
     }
 }
+
+/// An empty directory for one test under cargo's `target/tmp` (not /tmp):
+/// the next run reuses the name, so nothing piles up, and `cargo clean`
+/// removes it all. Names must be unique across the test binary.
+pub fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let d = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}

@@ -16,8 +16,7 @@ fn idx_bytes(dims: &[u32], data: &[u8]) -> Vec<u8> {
 }
 
 fn temp_file(name: &str, bytes: &[u8]) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("kiln-data-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::common::scratch_dir(&format!("data-{name}"));
     let p = dir.join(name);
     std::fs::write(&p, bytes).unwrap();
     p
@@ -95,7 +94,7 @@ fn downloads_are_verified_and_offline_fails_clearly() {
     assert!(e.contains("hello.bin") && e.contains(sha), "{e}");
     assert!(verify_sha256(&p, 6, sha).unwrap_err().to_string().contains("expected 6"));
     // Port 9 on loopback refuses at once: the error says which URLs failed.
-    let out = std::env::temp_dir().join(format!("kiln-dl-{}", std::process::id()));
+    let out = crate::common::scratch_dir("data-download");
     let e = download_mnist(&out, &["http://127.0.0.1:9/"]).unwrap_err().to_string();
     assert!(e.contains("could not download") && e.contains("http://127.0.0.1:9/train-images-idx3-ubyte.gz"), "{e}");
     assert!(!out.join("train-images-idx3-ubyte.gz.part").exists());
@@ -103,7 +102,7 @@ fn downloads_are_verified_and_offline_fails_clearly() {
 
 #[test]
 fn image_folders_load_with_labels_from_subfolders() {
-    let root = std::env::temp_dir().join(format!("kiln-folder-{}", std::process::id()));
+    let root = crate::common::scratch_dir("data-folder");
     for (class, shade) in [("cats", 40u8), ("dogs", 200u8)] {
         std::fs::create_dir_all(root.join(class)).unwrap();
         for i in 0..3 {

@@ -31,8 +31,9 @@ fn options(out: &std::path::Path, steps: usize) -> TrainOptions {
 }
 
 fn fresh_dir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("kiln-dcgan-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
+    // The trainer creates the run folder itself: hand it a path that does not exist.
+    let d = crate::common::scratch_dir(&format!("dcgan-{name}"));
+    std::fs::remove_dir(&d).unwrap();
     d
 }
 

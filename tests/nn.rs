@@ -7,9 +7,7 @@ use kiln::nn::{Adam, AdamConfig, BatchNorm2d, Init, Linear, Module, VarStore, lo
 use kiln::{DType, Device, Tensor};
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("kiln-nn-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    crate::common::scratch_dir(&format!("nn-{name}"))
 }
 
 #[test]
