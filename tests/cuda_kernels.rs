@@ -33,7 +33,7 @@ fn every_kernel_compiles_with_nvrtc_for_sm80_and_sm90() {
     eprintln!("NVRTC {:?}", cuda::nvrtc_version());
     for arch in [(8, 0), (9, 0)] {
         let mut compiled = BTreeSet::new();
-        for stem in cuda::KERNEL_STEMS {
+        for stem in cuda::kernel_stems() {
             // compile_source: always a real NVRTC run (compile() may hit the disk cache).
             let src = cuda::kernel_source(stem).unwrap();
             let ptx = cuda::compile_source(&format!("{stem}.cu"), &src, arch, Device::Cuda(0))
@@ -42,7 +42,7 @@ fn every_kernel_compiles_with_nvrtc_for_sm80_and_sm90() {
             let names: Vec<String> = entries(&ptx).collect();
             assert!(!names.is_empty(), "kernels/{stem}.cu has no entry point");
             for n in names {
-                assert!(n.starts_with(stem) || stem == &"pool" || stem == &"index", "{n} in {stem}.cu");
+                assert!(n.starts_with(stem) || stem == "pool" || stem == "index", "{n} in {stem}.cu");
                 compiled.insert(n);
             }
         }
@@ -85,7 +85,7 @@ fn a_broken_kernel_is_an_error_naming_the_file() {
 #[test]
 fn emulated_and_nvrtc_sources_are_the_same_files() {
     // NVRTC gets common.cuh inlined; nothing else differs from kernels/.
-    for stem in cuda::KERNEL_STEMS {
+    for stem in cuda::kernel_stems() {
         let src = cuda::kernel_source(stem).unwrap();
         let file = std::fs::read_to_string(format!("{}/kernels/{stem}.cu", env!("CARGO_MANIFEST_DIR"))).unwrap();
         let common = std::fs::read_to_string(format!("{}/kernels/common.cuh", env!("CARGO_MANIFEST_DIR"))).unwrap();
@@ -140,7 +140,7 @@ fn ptxas_report(ptxas: &std::path::Path, stem: &str, ptx: &str) -> Vec<(String, 
 fn ptxas_reports_no_spills_for_sm90() {
     let (Some(()), Some(ptxas)) = (nvrtc(), ptxas()) else { return };
     let mut all = vec![];
-    for stem in cuda::KERNEL_STEMS {
+    for stem in cuda::kernel_stems() {
         let ptx =
             cuda::compile_source(&format!("{stem}.cu"), &cuda::kernel_source(stem).unwrap(), (9, 0), Device::Cuda(0))
                 .unwrap();

@@ -23,13 +23,13 @@ pub mod cuda {
     #[cfg(feature = "cuda-emulation")]
     pub use crate::backend::cuda::emulated_entries;
     pub use crate::backend::cuda::nvrtc::{
-        KERNEL_STEMS, compile, compile_source, kernel_source, nvrtc_available, nvrtc_version,
+        compile, compile_source, kernel_source, kernel_stems, nvrtc_available, nvrtc_version,
     };
     pub use crate::backend::cuda::{CudaDevice, cuda_device, use_emulation};
 }
 /// The wgpu backend's device handle (adapter info, pooled memory) and shader sources.
 pub mod gpu {
-    pub use crate::backend::wgpu::{SHADER_STEMS, WgpuDevice, allow_software_adapters, shader_source, wgpu_device};
+    pub use crate::backend::wgpu::{WgpuDevice, allow_software_adapters, shader_source, shader_stems, wgpu_device};
 }
 pub mod layout;
 pub(crate) mod op;

@@ -121,18 +121,8 @@ impl DriverEngine {
         unsafe { b.launch(cfg) }.map(|_| ()).map_err(|e| self.err(&format!("launch of {stem}::{name}"), e))
     }
 
-    /// Power-of-two classes up to 64 KiB, then 8 per octave (as the wgpu pool).
-    fn size_class(bytes: usize) -> usize {
-        let b = bytes.max(16);
-        if b <= 1 << 16 {
-            return b.next_power_of_two();
-        }
-        let step = b.next_power_of_two() / 16;
-        b.div_ceil(step) * step
-    }
-
     pub fn alloc(self: &Arc<Self>, op: &'static str, bytes: usize) -> Result<DriverBuf> {
-        let class = Self::size_class(bytes);
+        let class = crate::backend::gpu::size_class(bytes as u64) as usize;
         let reused = self.pool.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&class).and_then(Vec::pop);
         let slice = match reused {
             Some(s) => s,

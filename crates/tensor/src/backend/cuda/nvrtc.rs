@@ -7,21 +7,6 @@ use std::path::PathBuf;
 
 use crate::{Device, Error, Result};
 
-/// Every kernel file, by stem.
-pub const KERNEL_STEMS: &[&str] = &[
-    "adam",
-    "attention",
-    "batch_norm",
-    "conv2d",
-    "copy",
-    "elementwise",
-    "index",
-    "matmul",
-    "pool",
-    "reduce",
-    "softmax",
-];
-
 const SOURCES: &[(&str, &str)] = &[
     ("adam", include_str!("../../../../../kernels/adam.cu")),
     ("attention", include_str!("../../../../../kernels/attention.cu")),
@@ -36,6 +21,11 @@ const SOURCES: &[(&str, &str)] = &[
     ("softmax", include_str!("../../../../../kernels/softmax.cu")),
 ];
 const COMMON: &str = include_str!("../../../../../kernels/common.cuh");
+
+/// Every kernel file's stem (`kernels/<stem>.cu`), from the table above.
+pub fn kernel_stems() -> impl Iterator<Item = &'static str> {
+    SOURCES.iter().map(|(stem, _)| *stem)
+}
 
 /// The source NVRTC compiles for `stem` (common.cuh inlined). With
 /// KILN_KERNELS_DIR set, the files are read from there instead, so kernels

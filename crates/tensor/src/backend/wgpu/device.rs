@@ -25,20 +25,10 @@ pub(crate) const SHADERS: &[(&str, &str)] = &[
 ];
 pub(crate) const COMMON: &str = include_str!("../../../../../shaders/common.wgsl");
 
-/// Every shader stem (`shaders/<stem>.wgsl`).
-pub const SHADER_STEMS: &[&str] = &[
-    "adam",
-    "attention",
-    "batch_norm",
-    "conv2d",
-    "copy",
-    "elementwise",
-    "index",
-    "matmul",
-    "pool",
-    "reduce",
-    "softmax",
-];
+/// Every shader stem (`shaders/<stem>.wgsl`), from the table above.
+pub fn shader_stems() -> impl Iterator<Item = &'static str> {
+    SHADERS.iter().map(|(stem, _)| *stem)
+}
 
 /// The full source of one stem's module: the storage element type `elem`
 /// (f32, or f16 with `half`), the common prelude, then the stem. Shaders
@@ -182,19 +172,8 @@ impl WgpuDevice {
 
     // ---- memory -------------------------------------------------------
 
-    /// Size classes: powers of two up to 64 KiB, then 8 classes per octave
-    /// (at most 12.5 % waste).
-    fn size_class(bytes: u64) -> u64 {
-        let b = bytes.max(16);
-        if b <= 1 << 16 {
-            return b.next_power_of_two();
-        }
-        let step = b.next_power_of_two() / 16;
-        b.div_ceil(step) * step
-    }
-
     pub(crate) fn alloc(self: &Arc<Self>, op: &'static str, bytes: u64) -> Result<PooledBuffer> {
-        let class = Self::size_class(bytes);
+        let class = crate::backend::gpu::size_class(bytes);
         if class > self.device.limits().max_storage_buffer_binding_size {
             return Err(crate::error::shape_err(
                 op,

@@ -9,7 +9,7 @@ mod device;
 
 use std::sync::Arc;
 
-pub use device::{SHADER_STEMS, WgpuDevice, allow_software_adapters, shader_source, wgpu_device};
+pub use device::{WgpuDevice, allow_software_adapters, shader_source, shader_stems, wgpu_device};
 
 use super::gpu::{GpuBuf, Params, buffer_words, host_bytes, words_to_f64};
 use crate::{DType, Device, Error, Result};
