@@ -16,7 +16,7 @@ fn matmul(c: &mut Criterion) {
         report_error(&format!("matmul_fwd/{id}"), |d| {
             a.to_dtype(d).unwrap().matmul(&b.to_dtype(d).unwrap()).unwrap().to_vec_f64()
         });
-        bench(c, "matmul_fwd", "matrixmultiply", &id, 2.0 * (m * k * n) as f64, || {
+        bench(c, "matmul_fwd", kiln::tensor::cpu::sgemm_name(), &id, 2.0 * (m * k * n) as f64, || {
             let _g = no_grad();
             a.matmul(&b).unwrap();
         });

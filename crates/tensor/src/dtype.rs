@@ -131,6 +131,17 @@ impl Float for f32 {
         rsc: isize,
         csc: isize,
     ) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use crate::backend::cpu::sgemm;
+            let strides_ok = [rsa, csa, rsb, csb, rsc].iter().all(|&s| s >= 0) && csc == 1;
+            if alpha == 1.0 && (beta == 0.0 || beta == 1.0) && strides_ok && sgemm::available() {
+                let view = |ptr, rs: isize, cs: isize| sgemm::View { ptr, rs: rs as usize, cs: cs as usize };
+                // SAFETY: same contract as this function's; the CPU check is above.
+                unsafe { sgemm::sgemm([m, k, n], view(a, rsa, csa), view(b, rsb, csb), beta == 1.0, c, rsc as usize) };
+                return;
+            }
+        }
         unsafe { matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
     }
 }

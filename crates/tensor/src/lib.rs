@@ -1,6 +1,7 @@
 //! kiln-tensor: n-d tensors with strided views, define-by-run reverse-mode
 //! autograd (differentiable twice), and kernels on three backends behind one
-//! `Storage` seam: CPU (rayon + matrixmultiply), wgpu (WGSL) and CUDA (NVRTC).
+//! `Storage` seam: CPU (rayon, our AVX-512 SGEMM or matrixmultiply), wgpu
+//! (WGSL) and CUDA (NVRTC).
 //!
 //! ```
 //! use kiln_tensor::{DType, Device, Tensor, Var};
@@ -26,6 +27,19 @@ pub mod cuda {
         compile, compile_source, kernel_source, kernel_stems, nvrtc_available, nvrtc_version,
     };
     pub use crate::backend::cuda::{CudaDevice, cuda_device, use_emulation};
+}
+/// The CPU backend's GEMM choice.
+pub mod cpu {
+    /// The f32 GEMM this process uses: `"avx512_8x48"` (kiln's packed
+    /// AVX-512 kernel) or `"matrixmultiply"` (other CPUs, or
+    /// `KILN_CPU_GEMM=matrixmultiply` to compare). f64 always uses matrixmultiply.
+    pub fn sgemm_name() -> &'static str {
+        #[cfg(target_arch = "x86_64")]
+        if crate::backend::cpu::sgemm::available() {
+            return "avx512_8x48";
+        }
+        "matrixmultiply"
+    }
 }
 /// The wgpu backend's device handle (adapter info, pooled memory) and shader sources.
 pub mod gpu {

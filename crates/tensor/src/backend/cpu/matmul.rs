@@ -1,6 +1,7 @@
-//! Batched matmul on `matrixmultiply`: one single-threaded GEMM per
-//! (batch, row block), spread over rayon (its own threading barely scales
-//! for the short, wide matrices that convolutions produce).
+//! Batched matmul: one single-threaded GEMM (`sgemm` for f32 on AVX-512,
+//! else `matrixmultiply`) per (batch, row or column block), spread over
+//! rayon (matrixmultiply's own threading barely scales for the short, wide
+//! matrices that convolutions produce).
 
 use rayon::prelude::*;
 
@@ -30,13 +31,25 @@ pub fn gemm<T: Float>([m, k, n]: [usize; 3], a: Mat<T>, b: Mat<T>, beta: T, c: &
     if m == 0 || n == 0 {
         return;
     }
+    assert!(c.len() >= (m - 1) * ldc + n);
+    // SAFETY: `c` is a unique borrow covering every element written.
+    unsafe { gemm_into([m, k, n], a, b, beta, c.as_mut_ptr(), ldc) }
+}
+
+/// `gemm` into a raw C.
+///
+/// # Safety
+/// `c + i·ldc + j` for i < m, j < n must be valid, unaliased by `a`, `b`
+/// and by any other thread while this runs.
+unsafe fn gemm_into<T: Float>([m, k, n]: [usize; 3], a: Mat<T>, b: Mat<T>, beta: T, c: *mut T, ldc: usize) {
+    if m == 0 || n == 0 {
+        return;
+    }
     let need = |mat: &Mat<T>, r: usize, cl: usize| {
         if r == 0 || cl == 0 { 0 } else { (r - 1) * mat.rs + (cl - 1) * mat.cs + 1 }
     };
     assert!(a.data.len() >= need(&a, m, k) && b.data.len() >= need(&b, k, n));
-    assert!(c.len() >= (m - 1) * ldc + n);
-    // SAFETY: the asserts above bound every index the kernel touches; `c`
-    // is a unique borrow so it cannot alias `a` or `b`.
+    // SAFETY: the assert bounds every index of a and b; c is the caller's.
     unsafe {
         T::gemm(
             m,
@@ -50,10 +63,20 @@ pub fn gemm<T: Float>([m, k, n]: [usize; 3], a: Mat<T>, b: Mat<T>, beta: T, c: &
             b.rs as isize,
             b.cs as isize,
             beta,
-            c.as_mut_ptr(),
+            c,
             ldc as isize,
             1,
         )
+    }
+}
+
+/// A C matrix shared by tasks that each write their own column block.
+struct SharedOut<T>(*mut T);
+// SAFETY: tasks write disjoint elements (their own columns); see `gemm_into`.
+unsafe impl<T> Sync for SharedOut<T> {}
+impl<T> SharedOut<T> {
+    fn ptr(&self) -> *mut T {
+        self.0
     }
 }
 
@@ -76,18 +99,36 @@ fn matmul_t<T: Float>(a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Vec<T> {
         off
     };
     let threads = rayon::current_num_threads();
-    let blocks = if m * n * k < 1 << 15 { 1 } else { (2 * threads).div_ceil(batch).clamp(1, m.div_ceil(8)) };
-    let rows_per_block = m.div_ceil(blocks);
+    let (rsa, csa) = (la.strides()[r - 2], la.strides()[r - 1]);
+    let (rsb, csb) = (lb.strides()[r - 2], lb.strides()[r - 1]);
+    // Tasks per matrix: each packs its own share of the operands, so split
+    // the longer of M and N (a row split repacks all of B per task, a
+    // column split all of A).
+    let tasks = if m * n * k < 1 << 15 { 1 } else { (2 * threads).div_ceil(batch).max(1) };
     out.par_chunks_mut(m * n).enumerate().for_each(|(bi, ob)| {
         let (oa, obb) = (batch_offset(la, bi), batch_offset(lb, bi));
-        ob.par_chunks_mut(rows_per_block * n).enumerate().for_each(|(blk, oc)| {
-            let row0 = blk * rows_per_block;
-            let rows = oc.len() / n;
-            let (rsa, csa) = (la.strides()[r - 2], la.strides()[r - 1]);
-            let am = Mat { data: &a[oa + row0 * rsa..], rs: rsa, cs: csa };
-            let bm = Mat { data: &b[obb..], rs: lb.strides()[r - 2], cs: lb.strides()[r - 1] };
-            gemm([rows, k, n], am, bm, T::zero(), oc, n);
-        });
+        if m >= n {
+            let rows_per_task = m.div_ceil(tasks.min(m.div_ceil(8)));
+            ob.par_chunks_mut(rows_per_task * n).enumerate().for_each(|(blk, oc)| {
+                let row0 = blk * rows_per_task;
+                let am = Mat { data: &a[oa + row0 * rsa..], rs: rsa, cs: csa };
+                let bm = Mat { data: &b[obb..], rs: rsb, cs: csb };
+                gemm([oc.len() / n, k, n], am, bm, T::zero(), oc, n);
+            });
+        } else {
+            // Column blocks of whole 48-column register tiles.
+            // (one per thread: a block is a whole number of tiles, so finer splits unbalance).
+            let width = n.div_ceil(48).div_ceil(threads.div_ceil(batch).max(1)) * 48;
+            let shared = SharedOut(ob.as_mut_ptr());
+            let col0s: Vec<usize> = (0..n).step_by(width).collect();
+            col0s.into_par_iter().for_each(|col0| {
+                let am = Mat { data: &a[oa..], rs: rsa, cs: csa };
+                let bm = Mat { data: &b[obb + col0 * csb..], rs: rsb, cs: csb };
+                // SAFETY: columns col0..col0+w of every row lie inside `ob`
+                // (m rows of n), and no other task writes those columns.
+                unsafe { gemm_into([m, k, width.min(n - col0)], am, bm, T::zero(), shared.ptr().add(col0), n) };
+            });
+        }
     });
     out
 }

@@ -1,4 +1,5 @@
-//! The CPU backend: rayon over the outer work, `matrixmultiply` for GEMM.
+//! The CPU backend: rayon over the outer work; f32 GEMM on our AVX-512
+//! kernel (`sgemm`) where the CPU has it, else `matrixmultiply`.
 //! It is the oracle the other backends are tested against, so every kernel
 //! here is written for every layout first (strided inputs are densified once
 //! with `dense`, never re-walked per element).
@@ -13,6 +14,8 @@ pub mod index;
 pub mod matmul;
 pub mod pool;
 pub mod reduce;
+#[cfg(target_arch = "x86_64")]
+pub mod sgemm;
 pub mod softmax;
 
 use std::borrow::Cow;

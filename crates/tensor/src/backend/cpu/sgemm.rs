@@ -1,0 +1,374 @@
+//! kiln's own f32 GEMM for AVX-512 CPUs: BLIS-style blocking around an
+//! 8×48 register-tile micro-kernel (24 zmm accumulators; per k step 3 vector
+//! loads of B and 8 broadcasts of A feed 24 FMAs).
+//!
+//! Blocking: A is packed KC columns at a time into 8-row k-major panels (a
+//! panel, 8 KiB, stays in L1 while it sweeps the B block); B is packed into
+//! a KC×NB block of 48-column k-major panels (480 KiB, in L2) that the
+//! kernel streams with a software prefetch 8 k steps ahead. Packing reads
+//! row- or column-major operands with 16×16 in-register transposes, so
+//! transposed operands (conv weight gradients, attention) cost no more than
+//! plain ones. Single-threaded: callers split the work over rayon.
+//!
+//! Other CPUs and f64 use `matrixmultiply` (the portable path).
+
+use std::arch::x86_64::*;
+
+/// Rows of A per register tile.
+const MR: usize = 8;
+/// zmm vectors of B per register tile row.
+const NV: usize = 3;
+/// Columns of B per register tile.
+const NR: usize = 16 * NV;
+/// Depth of one packed block (measured best of 256/384/512 on the conv shapes).
+const KC: usize = 256;
+/// Columns of B per packed block.
+const NB: usize = NR * 10;
+/// Prefetch distance into the B panel, in k steps.
+const PREFETCH: usize = 8;
+
+/// Whether f32 GEMMs run the AVX-512 kernel: the CPU has it and
+/// `KILN_CPU_GEMM=matrixmultiply` does not ask for the portable path
+/// (read once per process).
+pub fn available() -> bool {
+    static USE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *USE.get_or_init(|| {
+        std::env::var_os("KILN_CPU_GEMM").is_none_or(|v| v != "matrixmultiply") && is_x86_feature_detected!("avx512f")
+    })
+}
+
+/// A strided f32 matrix view: element (i, j) is at `ptr + i·rs + j·cs`.
+#[derive(Clone, Copy)]
+pub struct View {
+    pub ptr: *const f32,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+/// C (m×n, row stride `ldc`, unit column stride) = A·B (+ C when
+/// `accumulate`). With `accumulate` false C is only written, never read.
+///
+/// # Safety
+/// `available()` must be true; `a`, `b` must address valid m×k and k×n
+/// matrices and `c` a valid m×n one that aliases neither.
+pub unsafe fn sgemm([m, k, n]: [usize; 3], a: View, b: View, accumulate: bool, c: *mut f32, ldc: usize) {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for i in 0..m {
+                // SAFETY: row i of C is valid for n elements (caller's contract).
+                unsafe { std::ptr::write_bytes(c.add(i * ldc), 0, n) };
+            }
+        }
+        return;
+    }
+    // Packed A strip (all rows, KC deep) + one packed B block + 64-byte alignment slack.
+    let need = m.div_ceil(MR) * MR * KC + KC * NB + 16;
+    let run = |buf: &mut Vec<f32>| {
+        if buf.len() < need {
+            buf.resize(need, 0.0);
+        }
+        let base = buf.as_mut_ptr();
+        // SAFETY: every packed write stays inside `need` elements (panel
+        // counts × KC); the caller guarantees the operands.
+        unsafe {
+            let ap = base.add(base.align_offset(64));
+            let bp = ap.add(m.div_ceil(MR) * MR * KC);
+            blocked(m, k, n, a, b, accumulate, c, ldc, ap, bp)
+        }
+    };
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => run(&mut buf),
+        Err(_) => run(&mut Vec::new()),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f")]
+unsafe fn blocked(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: View,
+    b: View,
+    accumulate: bool,
+    c: *mut f32,
+    ldc: usize,
+    ap: *mut f32,
+    bp: *mut f32,
+) {
+    unsafe {
+        for p0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - p0);
+            // Later depth blocks add onto what the first one wrote.
+            let acc = accumulate || p0 > 0;
+            for i0 in (0..m).step_by(MR) {
+                pack_a(a, i0, MR.min(m - i0), p0, kc, ap.add(i0 * kc));
+            }
+            for j0 in (0..n).step_by(NB) {
+                let nb = NB.min(n - j0);
+                let panels = nb.div_ceil(NR);
+                for jp in 0..panels {
+                    pack_b(b, p0, kc, j0 + jp * NR, NR.min(nb - jp * NR), bp.add(jp * kc * NR));
+                }
+                for i0 in (0..m).step_by(MR) {
+                    let mr = MR.min(m - i0);
+                    for jp in 0..panels {
+                        let nr = NR.min(nb - jp * NR);
+                        let cij = c.add(i0 * ldc + j0 + jp * NR);
+                        kernel(kc, ap.add(i0 * kc), bp.add(jp * kc * NR), cij, ldc, acc, mr, nr);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Rows i0..i0+mr, columns p0..p0+kc of A into `ap` as ap[p·MR + r]
+/// (rows mr..MR zero).
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_a(a: View, i0: usize, mr: usize, p0: usize, kc: usize, ap: *mut f32) {
+    unsafe {
+        let src = a.ptr.add(i0 * a.rs + p0 * a.cs);
+        let mut p = 0;
+        if a.cs == 1 {
+            // Row-major A: 16 k steps of every row at once, transposed in registers.
+            while p + 16 <= kc {
+                let mut rows = [_mm512_setzero_ps(); 16];
+                for (r, row) in rows.iter_mut().enumerate().take(mr) {
+                    *row = _mm512_loadu_ps(src.add(r * a.rs + p));
+                }
+                let cols = transpose16(rows);
+                for (q, col) in cols.iter().enumerate() {
+                    _mm512_mask_storeu_ps(ap.add((p + q) * MR), (1 << MR) - 1, *col);
+                }
+                p += 16;
+            }
+        }
+        for p in p..kc {
+            for r in 0..MR {
+                *ap.add(p * MR + r) = if r < mr { *src.add(r * a.rs + p * a.cs) } else { 0.0 };
+            }
+        }
+    }
+}
+
+/// Rows p0..p0+kc, columns j0..j0+nr of B into `bp` as bp[p·NR + j]
+/// (columns nr..NR zero).
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_b(b: View, p0: usize, kc: usize, j0: usize, nr: usize, bp: *mut f32) {
+    unsafe {
+        let src = b.ptr.add(p0 * b.rs + j0 * b.cs);
+        let mut p = 0;
+        if b.cs == 1 && nr == NR {
+            for p in 0..kc {
+                for v in 0..NV {
+                    _mm512_storeu_ps(bp.add(p * NR + 16 * v), _mm512_loadu_ps(src.add(p * b.rs + 16 * v)));
+                }
+            }
+            return;
+        }
+        if b.rs == 1 && b.cs != 1 {
+            // Column-major B (a transposed operand): 16×16 blocks transposed in registers.
+            while p + 16 <= kc {
+                for v in 0..NV {
+                    let mut rows = [_mm512_setzero_ps(); 16];
+                    for (j, row) in rows.iter_mut().enumerate() {
+                        if 16 * v + j < nr {
+                            *row = _mm512_loadu_ps(src.add((16 * v + j) * b.cs + p));
+                        }
+                    }
+                    let cols = transpose16(rows);
+                    for (q, col) in cols.iter().enumerate() {
+                        _mm512_storeu_ps(bp.add((p + q) * NR + 16 * v), *col);
+                    }
+                }
+                p += 16;
+            }
+        }
+        for p in p..kc {
+            for j in 0..NR {
+                *bp.add(p * NR + j) = if j < nr { *src.add(p * b.rs + j * b.cs) } else { 0.0 };
+            }
+        }
+    }
+}
+
+/// C tile (mr×nr of an MR×NR tile) = Ap·Bp over kc steps (+ C if `acc`).
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f")]
+unsafe fn kernel(kc: usize, ap: *const f32, bp: *const f32, c: *mut f32, ldc: usize, acc: bool, mr: usize, nr: usize) {
+    unsafe {
+        let mut sum = [[_mm512_setzero_ps(); NV]; MR];
+        let (mut a, mut b) = (ap, bp);
+        for _ in 0..kc {
+            for v in 0..NV {
+                // Past the panel's end this only touches the next panel or scratch.
+                _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(PREFETCH * NR + 16 * v).cast());
+            }
+            let mut bv = [_mm512_setzero_ps(); NV];
+            for (v, x) in bv.iter_mut().enumerate() {
+                *x = _mm512_loadu_ps(b.add(16 * v));
+            }
+            for (r, row) in sum.iter_mut().enumerate() {
+                let av = _mm512_set1_ps(*a.add(r));
+                for v in 0..NV {
+                    row[v] = _mm512_fmadd_ps(av, bv[v], row[v]);
+                }
+            }
+            a = a.add(MR);
+            b = b.add(NR);
+        }
+        for (r, row) in sum.iter().enumerate().take(mr) {
+            let out = c.add(r * ldc);
+            for (v, s) in row.iter().enumerate() {
+                let lo = 16 * v;
+                if nr <= lo {
+                    break;
+                }
+                let mask: __mmask16 = if nr - lo >= 16 { 0xffff } else { (1 << (nr - lo)) - 1 };
+                let p = out.add(lo);
+                let val = if acc { _mm512_add_ps(*s, _mm512_maskz_loadu_ps(mask, p)) } else { *s };
+                _mm512_mask_storeu_ps(p, mask, val);
+            }
+        }
+    }
+}
+
+/// 16×16 transpose in registers: lane i of out[j] = lane j of r[i].
+#[target_feature(enable = "avx512f")]
+fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
+    let mut t = [_mm512_setzero_ps(); 16];
+    for q in 0..8 {
+        t[2 * q] = _mm512_unpacklo_ps(r[2 * q], r[2 * q + 1]);
+        t[2 * q + 1] = _mm512_unpackhi_ps(r[2 * q], r[2 * q + 1]);
+    }
+    // u[4g + c] holds, per 128-bit lane l, column 4l + c of rows 4g..4g+4.
+    let mut u = [_mm512_setzero_ps(); 16];
+    for g in 0..4 {
+        let (lo01, hi01, lo23, hi23) = (t[4 * g], t[4 * g + 1], t[4 * g + 2], t[4 * g + 3]);
+        u[4 * g] = _mm512_shuffle_ps::<0x44>(lo01, lo23);
+        u[4 * g + 1] = _mm512_shuffle_ps::<0xEE>(lo01, lo23);
+        u[4 * g + 2] = _mm512_shuffle_ps::<0x44>(hi01, hi23);
+        u[4 * g + 3] = _mm512_shuffle_ps::<0xEE>(hi01, hi23);
+    }
+    let mut out = [_mm512_setzero_ps(); 16];
+    for c in 0..4 {
+        let v0 = _mm512_shuffle_f32x4::<0x88>(u[c], u[4 + c]);
+        let v1 = _mm512_shuffle_f32x4::<0x88>(u[8 + c], u[12 + c]);
+        let w0 = _mm512_shuffle_f32x4::<0xDD>(u[c], u[4 + c]);
+        let w1 = _mm512_shuffle_f32x4::<0xDD>(u[8 + c], u[12 + c]);
+        out[c] = _mm512_shuffle_f32x4::<0x88>(v0, v1);
+        out[c + 8] = _mm512_shuffle_f32x4::<0xDD>(v0, v1);
+        out[c + 4] = _mm512_shuffle_f32x4::<0x88>(w0, w1);
+        out[c + 12] = _mm512_shuffle_f32x4::<0xDD>(w0, w1);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// C = A·B (+ C) in f64 from the same strided f32 data.
+    fn reference(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: &[f32],
+        (rsa, csa): (usize, usize),
+        b: &[f32],
+        (rsb, csb): (usize, usize),
+        c0: &[f32],
+        acc: bool,
+    ) -> Vec<f64> {
+        let mut out = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let s: f64 = (0..k).map(|p| a[i * rsa + p * csa] as f64 * b[p * rsb + j * csb] as f64).sum();
+                out[i * n + j] = s + if acc { c0[i * n + j] as f64 } else { 0.0 };
+            }
+        }
+        out
+    }
+
+    fn values(len: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            })
+            .collect()
+    }
+
+    fn check(
+        m: usize,
+        k: usize,
+        n: usize,
+        ta: bool,
+        tb: bool,
+        acc: bool,
+        seed: u64,
+    ) -> std::result::Result<(), String> {
+        let (a, b) = (values(m * k, seed), values(k * n, seed + 1));
+        let sa = if ta { (1, m) } else { (k, 1) };
+        let sb = if tb { (1, k) } else { (n, 1) };
+        // NaN in C must be ignored when not accumulating.
+        let c0 = if acc { values(m * n, seed + 2) } else { vec![f32::NAN; m * n] };
+        let mut c = c0.clone();
+        let (va, vb) = (View { ptr: a.as_ptr(), rs: sa.0, cs: sa.1 }, View { ptr: b.as_ptr(), rs: sb.0, cs: sb.1 });
+        // SAFETY: the views describe exactly the vectors above.
+        unsafe { sgemm([m, k, n], va, vb, acc, c.as_mut_ptr(), n) };
+        let want = reference(m, k, n, &a, sa, &b, sb, &c0, acc);
+        let tol = 1e-6 * (k as f64 + 1.0);
+        for (i, (&got, &w)) in c.iter().zip(&want).enumerate() {
+            if (got as f64 - w).abs() > tol {
+                return Err(format!("{m}x{k}x{n} ta {ta} tb {tb} acc {acc}: C[{i}] = {got}, want {w}"));
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn tile_and_block_edges() {
+        if !available() {
+            return;
+        }
+        // Every edge: partial register tiles, KC and NB boundaries, k below one transpose block, k = 0.
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (8, 16, 48),
+            (9, 17, 49),
+            (7, 257, 481),
+            (64, 513, 100),
+            (130, 300, 129),
+            (3, 0, 5),
+            (17, 15, 3),
+        ] {
+            for (ta, tb, acc) in [(false, false, false), (true, false, true), (false, true, false), (true, true, true)]
+            {
+                check(m, k, n, ta, tb, acc, (m * 31 + k * 7 + n) as u64).unwrap();
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn matches_f64(m in 1usize..40, k in 0usize..300, n in 1usize..120, ta: bool, tb: bool, acc: bool, seed in 0u64..1000) {
+            if available() {
+                check(m, k, n, ta, tb, acc, seed).map_err(TestCaseError::fail)?;
+            }
+        }
+    }
+}
