@@ -65,6 +65,17 @@ fn dcgan_sized_conv_f32_matches_f64() {
 }
 
 #[test]
+fn wide_stride2_convs_f32_match_f64() {
+    // Output rows of 35: the vectorised stride-2 im2col/col2im plus their tails.
+    let p = kiln::tensor::Conv2dParams { stride: [2, 2], padding: [1, 1], ..Default::default() };
+    let (x, w) = (randn(&[2, 3, 70, 70], 1), randn(&[4, 3, 4, 4], 2));
+    f32_vs_f64("conv2d 70x70 stride 2", |t| t[0].conv2d(&t[1], None, p), &[x, w]);
+    let pt = kiln::tensor::ConvTranspose2dParams { stride: [2, 2], padding: [1, 1], ..Default::default() };
+    let (x, w) = (randn(&[2, 4, 35, 35], 3), randn(&[4, 3, 4, 4], 4));
+    f32_vs_f64("conv_transpose2d 35->70 stride 2", |t| t[0].conv_transpose2d(&t[1], None, pt), &[x, w]);
+}
+
+#[test]
 fn fast_exp_is_within_two_ulp() {
     use kiln::tensor::Float;
     let mut worst = 0f64;

@@ -278,6 +278,7 @@ mod tests {
     use super::*;
 
     /// C = A·B (+ C) in f64 from the same strided f32 data.
+    #[allow(clippy::too_many_arguments)]
     fn reference(
         m: usize,
         k: usize,
