@@ -6,9 +6,13 @@ use crate::layout::StridedOffsets;
 use crate::ops::elementwise::{BinaryOp, UnaryOp};
 use crate::{Float, Layout, Result};
 
-fn map<T: Float>(v: &[T], l: &Layout, f: impl Fn(T) -> T + Sync) -> Vec<T> {
+/// `f` is Copy and copied into each chunk's frame: its captured constants
+/// then live in registers, not behind a pointer the compiler must reload
+/// after every store (which kept step / leaky_relu scalar).
+fn map<T: Float>(v: &[T], l: &Layout, f: impl Fn(T) -> T + Sync + Copy) -> Vec<T> {
     let x = dense(v, l);
     build_chunks(x.len(), |start, chunk| {
+        let f = f;
         for (o, &xi) in chunk.iter_mut().zip(&x[start..]) {
             o.write(f(xi));
         }
@@ -19,9 +23,9 @@ fn unary_t<T: Float>(v: &[T], l: &Layout, op: UnaryOp) -> Vec<T> {
     let c = |x: f64| T::from_f64(x);
     let (zero, one, half) = (T::zero(), T::one(), c(0.5));
     match op {
-        UnaryOp::Neg => map(v, l, |x| -x),
-        UnaryOp::Abs => map(v, l, |x| x.abs()),
-        UnaryOp::Sign => map(v, l, |x| {
+        UnaryOp::Neg => map(v, l, move |x| -x),
+        UnaryOp::Abs => map(v, l, move |x| x.abs()),
+        UnaryOp::Sign => map(v, l, move |x| {
             if x > zero {
                 one
             } else if x < zero {
@@ -30,53 +34,53 @@ fn unary_t<T: Float>(v: &[T], l: &Layout, op: UnaryOp) -> Vec<T> {
                 zero
             }
         }),
-        UnaryOp::Exp => map(v, l, |x| x.exp()),
-        UnaryOp::Log => map(v, l, |x| x.ln()),
-        UnaryOp::Sqrt => map(v, l, |x| x.sqrt()),
-        UnaryOp::Rsqrt => map(v, l, |x| one / x.sqrt()),
-        UnaryOp::Sqr => map(v, l, |x| x * x),
-        UnaryOp::Recip => map(v, l, |x| one / x),
-        UnaryOp::Tanh => map(v, l, |x| x.tanh()),
+        UnaryOp::Exp => map(v, l, move |x| x.exp()),
+        UnaryOp::Log => map(v, l, move |x| x.ln()),
+        UnaryOp::Sqrt => map(v, l, move |x| x.sqrt()),
+        UnaryOp::Rsqrt => map(v, l, move |x| one / x.sqrt()),
+        UnaryOp::Sqr => map(v, l, move |x| x * x),
+        UnaryOp::Recip => map(v, l, move |x| one / x),
+        UnaryOp::Tanh => map(v, l, move |x| x.tanh()),
         UnaryOp::Sigmoid => map(v, l, sigmoid),
-        UnaryOp::Relu => map(v, l, |x| if x > zero || x.is_nan() { x } else { zero }),
-        UnaryOp::Sin => map(v, l, |x| x.sin()),
-        UnaryOp::Cos => map(v, l, |x| x.cos()),
-        UnaryOp::Erf => map(v, l, |x| x.erf()),
-        UnaryOp::Silu => map(v, l, |x| x * sigmoid(x)),
+        UnaryOp::Relu => map(v, l, move |x| if x > zero || x.is_nan() { x } else { zero }),
+        UnaryOp::Sin => map(v, l, move |x| x.sin()),
+        UnaryOp::Cos => map(v, l, move |x| x.cos()),
+        UnaryOp::Erf => map(v, l, move |x| x.erf()),
+        UnaryOp::Silu => map(v, l, move |x| x * sigmoid(x)),
         UnaryOp::Gelu => {
             let r = c(std::f64::consts::FRAC_1_SQRT_2);
-            map(v, l, |x| half * x * (one + (x * r).erf()))
+            map(v, l, move |x| half * x * (one + (x * r).erf()))
         }
         UnaryOp::GeluTanh => {
             let (k, a) = (c((2.0 / std::f64::consts::PI).sqrt()), c(0.044715));
-            map(v, l, |x| half * x * (one + (k * (x + a * x * x * x)).tanh()))
+            map(v, l, move |x| half * x * (one + (k * (x + a * x * x * x)).tanh()))
         }
         UnaryOp::PowF(p) => {
             let p = c(p);
-            map(v, l, |x| x.powf(p))
+            map(v, l, move |x| x.powf(p))
         }
         UnaryOp::Affine { mul, add } => {
             let (m, a) = (c(mul), c(add));
-            map(v, l, |x| x * m + a)
+            map(v, l, move |x| x * m + a)
         }
         UnaryOp::LeakyRelu(s) => {
             let s = c(s);
-            map(v, l, |x| if x > zero { x } else { x * s })
+            map(v, l, move |x| if x > zero { x } else { x * s })
         }
         UnaryOp::Elu(alpha) => {
             let a = c(alpha);
-            map(v, l, |x| if x > zero { x } else { a * (x.exp() - one) })
+            map(v, l, move |x| if x > zero { x } else { a * (x.exp() - one) })
         }
         UnaryOp::Softplus { beta, threshold } => {
             let (b, t) = (c(beta), c(threshold));
             // PyTorch: linear above the threshold; log1p(exp) below it.
-            map(v, l, |x| if x * b > t { x } else { (x * b).exp().ln_1p() / b })
+            map(v, l, move |x| if x * b > t { x } else { (x * b).exp().ln_1p() / b })
         }
         UnaryOp::Clamp { min, max } => {
             let (lo, hi) = (c(min), c(max));
-            map(v, l, |x| if x.is_nan() { x } else { x.max(lo).min(hi) })
+            map(v, l, move |x| if x.is_nan() { x } else { x.max(lo).min(hi) })
         }
-        UnaryOp::Step => map(v, l, |x| if x > zero { one } else { zero }),
+        UnaryOp::Step => map(v, l, move |x| if x > zero { one } else { zero }),
     }
 }
 
@@ -101,13 +105,14 @@ fn zip_map<T: Copy + Send + Sync + Default>(
     la: &Layout,
     b: &[T],
     lb: &Layout,
-    f: impl Fn(T, T) -> T + Sync,
+    f: impl Fn(T, T) -> T + Sync + Copy,
 ) -> Vec<T> {
     let n = la.numel();
     match (la.contiguous_range(), lb.contiguous_range()) {
         (Some(ra), Some(rb)) => {
             let (a, b) = (&a[ra], &b[rb]);
             build_chunks(n, |s, chunk| {
+                let f = f;
                 for ((o, &x), &y) in chunk.iter_mut().zip(&a[s..]).zip(&b[s..]) {
                     o.write(f(x, y));
                 }
@@ -125,21 +130,21 @@ fn zip_map<T: Copy + Send + Sync + Default>(
 
 fn binary_t<T: Float>(a: &[T], la: &Layout, b: &[T], lb: &Layout, op: BinaryOp) -> Vec<T> {
     let (zero, one) = (T::zero(), T::one());
-    let mask = |c: bool| if c { one } else { zero };
+    let mask = move |c: bool| if c { one } else { zero };
     match op {
-        BinaryOp::Add => zip_map(a, la, b, lb, |x, y| x + y),
-        BinaryOp::Sub => zip_map(a, la, b, lb, |x, y| x - y),
-        BinaryOp::Mul => zip_map(a, la, b, lb, |x, y| x * y),
-        BinaryOp::Div => zip_map(a, la, b, lb, |x, y| x / y),
+        BinaryOp::Add => zip_map(a, la, b, lb, move |x, y| x + y),
+        BinaryOp::Sub => zip_map(a, la, b, lb, move |x, y| x - y),
+        BinaryOp::Mul => zip_map(a, la, b, lb, move |x, y| x * y),
+        BinaryOp::Div => zip_map(a, la, b, lb, move |x, y| x / y),
         // NaN propagates, as in torch.maximum / torch.minimum.
-        BinaryOp::Maximum => zip_map(a, la, b, lb, |x, y| if x.is_nan() || x > y { x } else { y }),
-        BinaryOp::Minimum => zip_map(a, la, b, lb, |x, y| if x.is_nan() || x < y { x } else { y }),
-        BinaryOp::Eq => zip_map(a, la, b, lb, |x, y| mask(x == y)),
-        BinaryOp::Ne => zip_map(a, la, b, lb, |x, y| mask(x != y)),
-        BinaryOp::Lt => zip_map(a, la, b, lb, |x, y| mask(x < y)),
-        BinaryOp::Le => zip_map(a, la, b, lb, |x, y| mask(x <= y)),
-        BinaryOp::Gt => zip_map(a, la, b, lb, |x, y| mask(x > y)),
-        BinaryOp::Ge => zip_map(a, la, b, lb, |x, y| mask(x >= y)),
+        BinaryOp::Maximum => zip_map(a, la, b, lb, move |x, y| if x.is_nan() || x > y { x } else { y }),
+        BinaryOp::Minimum => zip_map(a, la, b, lb, move |x, y| if x.is_nan() || x < y { x } else { y }),
+        BinaryOp::Eq => zip_map(a, la, b, lb, move |x, y| mask(x == y)),
+        BinaryOp::Ne => zip_map(a, la, b, lb, move |x, y| mask(x != y)),
+        BinaryOp::Lt => zip_map(a, la, b, lb, move |x, y| mask(x < y)),
+        BinaryOp::Le => zip_map(a, la, b, lb, move |x, y| mask(x <= y)),
+        BinaryOp::Gt => zip_map(a, la, b, lb, move |x, y| mask(x > y)),
+        BinaryOp::Ge => zip_map(a, la, b, lb, move |x, y| mask(x >= y)),
     }
 }
 
@@ -148,17 +153,17 @@ fn binary_t<T: Float>(a: &[T], la: &Layout, b: &[T], lb: &Layout, op: BinaryOp) 
 fn binary_i64(a: &[i64], la: &Layout, b: &[i64], lb: &Layout, op: BinaryOp) -> Result<Vec<i64>> {
     let m = |c: bool| c as i64;
     Ok(match op {
-        BinaryOp::Add => zip_map(a, la, b, lb, |x, y| x.wrapping_add(y)),
-        BinaryOp::Sub => zip_map(a, la, b, lb, |x, y| x.wrapping_sub(y)),
-        BinaryOp::Mul => zip_map(a, la, b, lb, |x, y| x.wrapping_mul(y)),
+        BinaryOp::Add => zip_map(a, la, b, lb, move |x, y| x.wrapping_add(y)),
+        BinaryOp::Sub => zip_map(a, la, b, lb, move |x, y| x.wrapping_sub(y)),
+        BinaryOp::Mul => zip_map(a, la, b, lb, move |x, y| x.wrapping_mul(y)),
         BinaryOp::Maximum => zip_map(a, la, b, lb, i64::max),
         BinaryOp::Minimum => zip_map(a, la, b, lb, i64::min),
-        BinaryOp::Eq => zip_map(a, la, b, lb, |x, y| m(x == y)),
-        BinaryOp::Ne => zip_map(a, la, b, lb, |x, y| m(x != y)),
-        BinaryOp::Lt => zip_map(a, la, b, lb, |x, y| m(x < y)),
-        BinaryOp::Le => zip_map(a, la, b, lb, |x, y| m(x <= y)),
-        BinaryOp::Gt => zip_map(a, la, b, lb, |x, y| m(x > y)),
-        BinaryOp::Ge => zip_map(a, la, b, lb, |x, y| m(x >= y)),
+        BinaryOp::Eq => zip_map(a, la, b, lb, move |x, y| m(x == y)),
+        BinaryOp::Ne => zip_map(a, la, b, lb, move |x, y| m(x != y)),
+        BinaryOp::Lt => zip_map(a, la, b, lb, move |x, y| m(x < y)),
+        BinaryOp::Le => zip_map(a, la, b, lb, move |x, y| m(x <= y)),
+        BinaryOp::Gt => zip_map(a, la, b, lb, move |x, y| m(x > y)),
+        BinaryOp::Ge => zip_map(a, la, b, lb, move |x, y| m(x >= y)),
         BinaryOp::Div => {
             return Err(crate::error::arg_err(
                 "div",
