@@ -8,6 +8,8 @@
 use rayon::prelude::*;
 
 use super::matmul::{Mat, gemm};
+#[cfg(target_arch = "x86_64")]
+use super::sgemm::{PackedA, View, sgemm_packed};
 use super::{CpuStorage, dense, with_float2};
 use crate::ops::conv2d::ConvGeom;
 use crate::{Float, Layout, Result};
@@ -151,6 +153,66 @@ impl ConvGeom {
     }
 }
 
+/// Never constructed off x86-64 (there is no AVX-512 GEMM to pack for).
+#[cfg(not(target_arch = "x86_64"))]
+enum PackedA {}
+
+/// Per group, the weight matrix (og×kr, or its kr×og transpose) packed
+/// once for the AVX-512 GEMM and shared by every image-block task (each
+/// task packed it again before: up to 16 copies of 8 MB per call). None
+/// when T is not f32 or the f32 GEMM is matrixmultiply.
+fn packed_weights<T: Float>(w: &[T], g: &ConvGeom, transpose: bool) -> Option<Vec<PackedA>> {
+    #[cfg(target_arch = "x86_64")]
+    if std::mem::size_of::<T>() == 4 && super::sgemm::available() {
+        // SAFETY: T is f32 (the only 4-byte Float).
+        let w = unsafe { as_f32(w) };
+        let (og, kr) = (g.og(), g.krows());
+        let pack = |gi: usize| {
+            let wg = &w[gi * og * kr..][..og * kr];
+            let (m, k, view) = if transpose {
+                (kr, og, View { ptr: wg.as_ptr(), rs: 1, cs: kr })
+            } else {
+                (og, kr, View { ptr: wg.as_ptr(), rs: kr, cs: 1 })
+            };
+            // SAFETY: the view covers exactly wg; the CPU check is above.
+            unsafe { PackedA::new(m, k, view) }
+        };
+        return Some((0..g.p.groups).map(pack).collect());
+    }
+    let _ = (w, g, transpose);
+    None
+}
+
+/// `gemm` whose A is the weights: pre-packed when `packed` is given.
+fn gemm_w<T: Float>(
+    dims: [usize; 3],
+    packed: Option<&PackedA>,
+    a: Mat<T>,
+    b: Mat<T>,
+    beta: T,
+    c: &mut [T],
+    ldc: usize,
+) {
+    let Some(pa) = packed else {
+        return gemm(dims, a, b, beta, c, ldc);
+    };
+    #[cfg(target_arch = "x86_64")]
+    {
+        let [m, k, n] = dims;
+        if m == 0 || n == 0 {
+            return;
+        }
+        let b_need = if k == 0 { 0 } else { (k - 1) * b.rs + (n - 1) * b.cs + 1 };
+        assert!(pa.dims() == (m, k) && b.data.len() >= b_need && c.len() >= (m - 1) * ldc + n);
+        assert!(std::mem::size_of::<T>() == 4 && (beta == T::zero() || beta == T::one()));
+        let bv = View { ptr: b.data.as_ptr().cast(), rs: b.rs, cs: b.cs };
+        // SAFETY: T is f32 (packed weights exist only then); the asserts bound b and c.
+        unsafe { sgemm_packed(pa, n, bv, beta == T::one(), c.as_mut_ptr().cast(), ldc) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    match *pa {}
+}
+
 /// dst[t] = src[t·stride]: im2col of a strided conv. Stride 2 (every
 /// DCGAN layer) runs as AVX-512 permutes on f32; the scalar loop was a
 /// fifth of a stride-2 conv's forward time.
@@ -290,6 +352,7 @@ fn fwd_t<T: Float>(x: &[T], lx: &Layout, w: &[T], lw: &Layout, g: ConvGeom) -> V
         return y;
     }
     let nb = g.images_per_task(true);
+    let packed = packed_weights(&w, &g, false);
     y.par_chunks_mut(nb * g.o * oc).enumerate().for_each(|(task, yb)| {
         let (n0, nbi) = (task * nb, yb.len() / (g.o * oc));
         with_scratch([kr * nbi * oc, if nbi > 1 { og * nbi * oc } else { 0 }], |cols: &mut [T], tmp: &mut [T]| {
@@ -298,7 +361,8 @@ fn fwd_t<T: Float>(x: &[T], lx: &Layout, w: &[T], lw: &Layout, g: ConvGeom) -> V
                 let wg = &w[gi * og * kr..][..og * kr];
                 // One image: its group's output rows are contiguous, no staging copy.
                 let out = if nbi == 1 { &mut yb[gi * og * oc..][..og * oc] } else { &mut tmp[..] };
-                gemm([og, kr, nbi * oc], Mat::rows(wg, kr), Mat::rows(cols, nbi * oc), T::zero(), out, nbi * oc);
+                let pw = packed.as_ref().map(|p| &p[gi]);
+                gemm_w([og, kr, nbi * oc], pw, Mat::rows(wg, kr), Mat::rows(cols, nbi * oc), T::zero(), out, nbi * oc);
                 if nbi > 1 {
                     g.scatter_out(tmp, nbi, gi, yb);
                 }
@@ -316,6 +380,7 @@ fn bwd_input_t<T: Float>(dy: &[T], ldy: &Layout, w: &[T], lw: &Layout, g: ConvGe
         return dx;
     }
     let nb = g.images_per_task(true);
+    let packed = packed_weights(&w, &g, true);
     dx.par_chunks_mut(nb * g.c * g.h * g.w).enumerate().for_each(|(task, dxb)| {
         let (n0, nbi) = (task * nb, dxb.len() / (g.c * g.h * g.w));
         with_scratch([if nbi > 1 { og * nbi * oc } else { 0 }, kr * nbi * oc], |dyg: &mut [T], cols: &mut [T]| {
@@ -323,7 +388,8 @@ fn bwd_input_t<T: Float>(dy: &[T], ldy: &Layout, w: &[T], lw: &Layout, g: ConvGe
                 let dyg = g.out_rows(&dy, n0, nbi, gi, dyg);
                 let wg = &w[gi * og * kr..][..og * kr];
                 // cols = W_gᵀ (kr × og) · dy_g (og × nb·oc)
-                gemm([kr, og, nbi * oc], Mat::t(wg, kr), Mat::rows(dyg, nbi * oc), T::zero(), cols, nbi * oc);
+                let pw = packed.as_ref().map(|p| &p[gi]);
+                gemm_w([kr, og, nbi * oc], pw, Mat::t(wg, kr), Mat::rows(dyg, nbi * oc), T::zero(), cols, nbi * oc);
                 g.col2im(cols, nbi, gi, dxb);
             }
         });

@@ -12,9 +12,9 @@ use crate::{Float, Layout, Result};
 fn map<T: Float>(v: &[T], l: &Layout, f: impl Fn(T) -> T + Sync + Copy) -> Vec<T> {
     let x = dense(v, l);
     build_chunks(x.len(), |start, chunk| {
-        let f = f;
+        let op = f;
         for (o, &xi) in chunk.iter_mut().zip(&x[start..]) {
-            o.write(f(xi));
+            o.write(op(xi));
         }
     })
 }
@@ -112,9 +112,9 @@ fn zip_map<T: Copy + Send + Sync + Default>(
         (Some(ra), Some(rb)) => {
             let (a, b) = (&a[ra], &b[rb]);
             build_chunks(n, |s, chunk| {
-                let f = f;
+                let op = f;
                 for ((o, &x), &y) in chunk.iter_mut().zip(&a[s..]).zip(&b[s..]) {
-                    o.write(f(x, y));
+                    o.write(op(x, y));
                 }
             })
         }
