@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use super::matmul::{Mat, gemm};
 #[cfg(target_arch = "x86_64")]
 use super::sgemm::{PackedA, View, sgemm_packed};
-use super::{CpuStorage, dense, with_float2};
+use super::{CHUNK, CpuStorage, dense, with_float2, zeroed_rows};
 use crate::ops::conv2d::ConvGeom;
 use crate::{Float, Layout, Result};
 
@@ -347,14 +347,13 @@ fn with_scratch<T: Float, R>(lens: [usize; 2], f: impl FnOnce(&mut [T], &mut [T]
 fn fwd_t<T: Float>(x: &[T], lx: &Layout, w: &[T], lw: &Layout, g: ConvGeom) -> Vec<T> {
     let (x, w) = (dense(x, lx), dense(w, lw));
     let (groups, og, kr, oc) = (g.p.groups, g.og(), g.krows(), g.ocols());
-    let mut y = vec![T::zero(); g.n * g.o * oc];
-    if y.is_empty() || kr == 0 {
-        return y;
+    if g.n * g.o * oc == 0 || kr == 0 {
+        return vec![T::zero(); g.n * g.o * oc];
     }
     let nb = g.images_per_task(true);
     let packed = packed_weights(&w, &g, false);
-    y.par_chunks_mut(nb * g.o * oc).enumerate().for_each(|(task, yb)| {
-        let (n0, nbi) = (task * nb, yb.len() / (g.o * oc));
+    zeroed_rows(g.n * g.o * oc, nb * g.o * oc, |start, yb| {
+        let (n0, nbi) = (start / (g.o * oc), yb.len() / (g.o * oc));
         with_scratch([kr * nbi * oc, if nbi > 1 { og * nbi * oc } else { 0 }], |cols: &mut [T], tmp: &mut [T]| {
             for gi in 0..groups {
                 g.im2col(&x, n0, nbi, gi, cols);
@@ -368,21 +367,21 @@ fn fwd_t<T: Float>(x: &[T], lx: &Layout, w: &[T], lw: &Layout, g: ConvGeom) -> V
                 }
             }
         });
-    });
-    y
+    })
 }
 
 fn bwd_input_t<T: Float>(dy: &[T], ldy: &Layout, w: &[T], lw: &Layout, g: ConvGeom) -> Vec<T> {
     let (dy, w) = (dense(dy, ldy), dense(w, lw));
     let (groups, og, kr, oc) = (g.p.groups, g.og(), g.krows(), g.ocols());
-    let mut dx = vec![T::zero(); g.n * g.c * g.h * g.w];
-    if dx.is_empty() || og * oc == 0 {
-        return dx;
+    let plane = g.c * g.h * g.w;
+    if g.n * plane == 0 || og * oc == 0 {
+        return vec![T::zero(); g.n * plane];
     }
     let nb = g.images_per_task(true);
     let packed = packed_weights(&w, &g, true);
-    dx.par_chunks_mut(nb * g.c * g.h * g.w).enumerate().for_each(|(task, dxb)| {
-        let (n0, nbi) = (task * nb, dxb.len() / (g.c * g.h * g.w));
+    // col2im accumulates into dx: each task's images start zeroed.
+    zeroed_rows(g.n * plane, nb * plane, |start, dxb| {
+        let (n0, nbi) = (start / plane, dxb.len() / plane);
         with_scratch([if nbi > 1 { og * nbi * oc } else { 0 }, kr * nbi * oc], |dyg: &mut [T], cols: &mut [T]| {
             for gi in 0..groups {
                 let dyg = g.out_rows(&dy, n0, nbi, gi, dyg);
@@ -393,8 +392,7 @@ fn bwd_input_t<T: Float>(dy: &[T], ldy: &Layout, w: &[T], lw: &Layout, g: ConvGe
                 g.col2im(cols, nbi, gi, dxb);
             }
         });
-    });
-    dx
+    })
 }
 
 fn bwd_weight_t<T: Float>(x: &[T], lx: &Layout, dy: &[T], ldy: &Layout, g: ConvGeom) -> Vec<T> {
@@ -430,11 +428,12 @@ fn bwd_weight_t<T: Float>(x: &[T], lx: &Layout, dy: &[T], ldy: &Layout, g: ConvG
             dw
         })
         .collect();
-    let mut out = vec![T::zero(); size];
-    for p in partials {
-        out.iter_mut().zip(&p).for_each(|(a, b)| *a += *b);
-    }
-    out
+    // The partials added in their fixed order, in parallel over elements.
+    zeroed_rows(size, CHUNK, |start, out| {
+        for p in &partials {
+            out.iter_mut().zip(&p[start..]).for_each(|(a, b)| *a += *b);
+        }
+    })
 }
 
 /// Number of independent partial sums in deterministic parallel reductions.
