@@ -110,3 +110,27 @@ fn attention_f32_matches_f64_across_tiles() {
     };
     assert_close("attention with -inf mask", &run(DType::F32), &run(DType::F64), 2e-5, 1e-4);
 }
+
+#[test]
+fn conv_gradients_do_not_depend_on_the_thread_count() {
+    // Resumed runs must stay bit-identical on another machine: the weight
+    // gradient (column split for wide column matrices, image partials for
+    // narrow ones) and the input gradient, at 1, 2 and 3 threads.
+    let p = kiln::tensor::Conv2dParams { stride: [2, 2], padding: [1, 1], ..Default::default() };
+    for (c, o) in [(16, 24), (1, 8)] {
+        let (x, w) = (randn(&[6, c, 20, 20], 5).to_dtype(DType::F32).unwrap(), randn(&[o, c, 4, 4], 6).to_dtype(DType::F32).unwrap());
+        let grads = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let (xv, wv) = (Var::new(&x).unwrap(), Var::new(&w).unwrap());
+                let y = xv.as_tensor().conv2d(wv.as_tensor(), None, p).unwrap();
+                let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+                (g.get(&xv).unwrap().to_vec::<f32>().unwrap(), g.get(&wv).unwrap().to_vec::<f32>().unwrap())
+            })
+        };
+        let one = grads(1);
+        for t in [2, 3] {
+            assert!(grads(t) == one, "c={c}: gradients at {t} threads differ from 1 thread");
+        }
+    }
+}

@@ -5,9 +5,11 @@
 //! conv_transpose2d is conv2d_bwd_input (and its weight gradient is
 //! conv2d_bwd_weight with the roles of input and output swapped).
 
+use std::ops::Range;
+
 use rayon::prelude::*;
 
-use super::matmul::{Mat, gemm};
+use super::matmul::{Mat, SharedOut, gemm, gemm_into};
 #[cfg(target_arch = "x86_64")]
 use super::sgemm::{PackedA, View, sgemm_packed};
 use super::{CHUNK, CpuStorage, dense, with_float2, zeroed_rows};
@@ -83,14 +85,22 @@ impl ConvGeom {
     /// Columns of images `n0..n0+nb` of group `gi` into `cols` (krows × nb·ocols):
     /// image `i`'s pixels are columns i·ocols.. .
     fn im2col<T: Float>(&self, x: &[T], n0: usize, nb: usize, gi: usize, cols: &mut [T]) {
+        self.im2col_rows(x, n0, nb, gi, 0..self.krows(), cols)
+    }
+
+    /// `im2col` of column-matrix rows `rows` only (cols row 0 = rows.start).
+    fn im2col_rows<T: Float>(&self, x: &[T], n0: usize, nb: usize, gi: usize, rows: Range<usize>, cols: &mut [T]) {
         let (ld, oc, plane) = (nb * self.ocols(), self.ocols(), self.cg() * self.h * self.w);
         for i in 0..nb {
             let xin = &x[((n0 + i) * self.c + gi * self.cg()) * self.h * self.w..][..plane];
             let sw = self.p.stride[1];
             let ow = self.ow;
             self.for_each_run(|r, c, lo, hi, x0| {
+                if !rows.contains(&r) {
+                    return;
+                }
                 // Padding taps are written as zeros here: no separate memset.
-                let line = &mut cols[r * ld + i * oc + c..][..ow];
+                let line = &mut cols[(r - rows.start) * ld + i * oc + c..][..ow];
                 line[..lo].fill(T::zero());
                 line[hi..].fill(T::zero());
                 let (dst, len) = (&mut line[lo..hi], hi - lo);
@@ -402,9 +412,14 @@ fn bwd_weight_t<T: Float>(x: &[T], lx: &Layout, dy: &[T], ldy: &Layout, g: ConvG
     if g.n == 0 || oc == 0 {
         return vec![T::zero(); size];
     }
-    // A fixed split of the images, each block summed serially and the
-    // partials added in order: the result does not depend on the thread
-    // count or on scheduling (resumed runs stay bit-identical).
+    let threads = rayon::current_num_threads();
+    // (The path depends on the geometry only, never on the thread count.)
+    if kr >= 4 * 48 {
+        return bwd_weight_by_columns(&x, &dy, &g, threads);
+    }
+    // Few columns: a fixed split of the images, each block summed serially
+    // and the partials added in order: the result does not depend on the
+    // thread count or on scheduling (resumed runs stay bit-identical).
     let nb = g.images_per_task(false);
     let blocks = g.n.div_ceil(nb);
     let per = blocks.div_ceil(REDUCE_SPLITS).max(1);
@@ -434,6 +449,42 @@ fn bwd_weight_t<T: Float>(x: &[T], lx: &Layout, dy: &[T], ldy: &Layout, g: ConvG
             out.iter_mut().zip(&p[start..]).for_each(|(a, b)| *a += *b);
         }
     })
+}
+
+/// The weight gradient split by columns of dW (column-matrix rows): each
+/// task runs its own rows' im2col and one GEMM chain over every image
+/// block in order, into its own columns of dW. No partial copies of dW (8
+/// MB each for a 512×256×4×4 layer, and their memsets and sums), and every
+/// element is summed in the same order whatever the split, so the result
+/// does not depend on the thread count.
+fn bwd_weight_by_columns<T: Float>(x: &[T], dy: &[T], g: &ConvGeom, tasks: usize) -> Vec<T> {
+    let (groups, og, kr, oc) = (g.p.groups, g.og(), g.krows(), g.ocols());
+    let mut dw = vec![T::zero(); g.o * kr];
+    let width = kr.div_ceil(48).div_ceil(tasks) * 48;
+    let nb = g.images_per_task(false);
+    let shared = SharedOut(dw.as_mut_ptr());
+    let col0s: Vec<usize> = (0..kr).step_by(width).collect();
+    col0s.into_par_iter().for_each(|r0| {
+        let rows = r0..kr.min(r0 + width);
+        let w = rows.len();
+        with_scratch([w * nb * oc, og * nb * oc], |cols_all: &mut [T], dyg_all: &mut [T]| {
+            for (blk, n0) in (0..g.n).step_by(nb).enumerate() {
+                let nbi = nb.min(g.n - n0);
+                let (cols, dyg) = (&mut cols_all[..w * nbi * oc], &mut dyg_all[..og * nbi * oc]);
+                for gi in 0..groups {
+                    g.im2col_rows(x, n0, nbi, gi, rows.clone(), cols);
+                    let dyg = g.out_rows(dy, n0, nbi, gi, dyg);
+                    let beta = if blk == 0 { T::zero() } else { T::one() };
+                    // dW_g[:, rows] (og × w) (+)= dy_g (og × nb·oc) · cols_rowsᵀ
+                    let (a, b) = (Mat::rows(dyg, nbi * oc), Mat::t(cols, nbi * oc));
+                    // SAFETY: rows r0.. of group gi's og×kr block lie inside dw, and
+                    // no other task writes these columns.
+                    unsafe { gemm_into([og, nbi * oc, w], a, b, beta, shared.ptr().add(gi * og * kr + r0), kr) };
+                }
+            }
+        });
+    });
+    dw
 }
 
 /// Number of independent partial sums in deterministic parallel reductions.

@@ -41,7 +41,7 @@ pub fn gemm<T: Float>([m, k, n]: [usize; 3], a: Mat<T>, b: Mat<T>, beta: T, c: &
 /// # Safety
 /// `c + i·ldc + j` for i < m, j < n must be valid, unaliased by `a`, `b`
 /// and by any other thread while this runs.
-unsafe fn gemm_into<T: Float>([m, k, n]: [usize; 3], a: Mat<T>, b: Mat<T>, beta: T, c: *mut T, ldc: usize) {
+pub unsafe fn gemm_into<T: Float>([m, k, n]: [usize; 3], a: Mat<T>, b: Mat<T>, beta: T, c: *mut T, ldc: usize) {
     if m == 0 || n == 0 {
         return;
     }
@@ -71,11 +71,11 @@ unsafe fn gemm_into<T: Float>([m, k, n]: [usize; 3], a: Mat<T>, b: Mat<T>, beta:
 }
 
 /// A C matrix shared by tasks that each write their own column block.
-struct SharedOut<T>(*mut T);
+pub struct SharedOut<T>(pub *mut T);
 // SAFETY: tasks write disjoint elements (their own columns); see `gemm_into`.
 unsafe impl<T> Sync for SharedOut<T> {}
 impl<T> SharedOut<T> {
-    fn ptr(&self) -> *mut T {
+    pub fn ptr(&self) -> *mut T {
         self.0
     }
 }
