@@ -118,7 +118,10 @@ fn conv_gradients_do_not_depend_on_the_thread_count() {
     // narrow ones) and the input gradient, at 1, 2 and 3 threads.
     let p = kiln::tensor::Conv2dParams { stride: [2, 2], padding: [1, 1], ..Default::default() };
     for (c, o) in [(16, 24), (1, 8)] {
-        let (x, w) = (randn(&[6, c, 20, 20], 5).to_dtype(DType::F32).unwrap(), randn(&[o, c, 4, 4], 6).to_dtype(DType::F32).unwrap());
+        let (x, w) = (
+            randn(&[6, c, 20, 20], 5).to_dtype(DType::F32).unwrap(),
+            randn(&[o, c, 4, 4], 6).to_dtype(DType::F32).unwrap(),
+        );
         let grads = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             pool.install(|| {

@@ -61,25 +61,31 @@ impl ConvGeom {
         }
     }
 
-    /// Images per GEMM: enough that the GEMM's N side (images × output
-    /// pixels) reaches ~256 columns on small feature maps, while keeping at
-    /// least two tasks per thread.
-    /// `balance` also caps the block so every thread gets work; the weight
-    /// gradient passes false, as its summation order must not depend on the
-    /// thread count.
-    /// Near that, a block whose width fills whole 48-column register tiles
-    /// of the AVX-512 GEMM is preferred (256 = 5⅓ tiles wastes 11% of the
-    /// FMAs; 3 images of 8×8 = 192 = 4 tiles waste none).
-    fn images_per_task(&self, balance: bool) -> usize {
-        let oc = self.ocols().max(1);
+    /// Images per forward / input-gradient task. Candidates run from half
+    /// of what gives the GEMM ~256 columns up to 768 columns (fewer when
+    /// the column buffer would pass 4 MB); the pick
+    /// minimises the busiest thread's work counted in whole 48-column
+    /// register tiles: `rounds` of tasks per thread × the padded width. So
+    /// 64 images of 4×4 take 32 per task (2 tasks of 512 columns), not 15
+    /// (5 tasks: 3 on one thread, 2 on the other, and a third of the time
+    /// one core idle), and 8×8 maps take 3 (192 = 4 tiles exactly).
+    fn images_per_task(&self) -> usize {
+        let (oc, n) = (self.ocols().max(1), self.n.max(1));
         let by_width = 256usize.div_ceil(oc);
-        let by_tasks = if balance { self.n.div_ceil(2 * rayon::current_num_threads()).max(1) } else { usize::MAX };
-        let cap = by_tasks.min(self.n.max(1)).min(by_width.max(768 / oc));
-        let base = by_width.min(cap).max(1);
-        let waste = |nb: usize| (nb * oc).div_ceil(48) * 48 - nb * oc;
-        (base.saturating_sub(1).max(1)..=(base + 2).min(cap.max(1)))
-            .min_by(|&x, &y| (waste(x) * y).cmp(&(waste(y) * x)))
-            .unwrap_or(base)
+        // Column buffers past ~4 MB (kr × width) fall out of L2 and cost more than tiles save.
+        let by_bytes = (1usize << 20) / (self.krows().max(1) * oc);
+        let cap = n.min(by_width.max((768 / oc).min(by_bytes))).max(1);
+        let threads = rayon::current_num_threads().max(1);
+        let busiest = |nb: usize| n.div_ceil(nb).div_ceil(threads) * (nb * oc).div_ceil(48) * 48;
+        ((by_width / 2).clamp(1, cap)..=cap).min_by_key(|&nb| (busiest(nb), nb)).unwrap_or(1)
+    }
+
+    /// Images per weight-gradient block (the GEMM's depth): ~256 pixels
+    /// (deeper blocks made the column buffers outgrow L2 and ran slower).
+    /// Depends on the geometry only, so the summation order is the same
+    /// on every machine.
+    fn images_per_weight_block(&self) -> usize {
+        256usize.div_ceil(self.ocols().max(1)).clamp(1, self.n.max(1))
     }
 
     /// Columns of images `n0..n0+nb` of group `gi` into `cols` (krows × nb·ocols):
@@ -360,7 +366,7 @@ fn fwd_t<T: Float>(x: &[T], lx: &Layout, w: &[T], lw: &Layout, g: ConvGeom) -> V
     if g.n * g.o * oc == 0 || kr == 0 {
         return vec![T::zero(); g.n * g.o * oc];
     }
-    let nb = g.images_per_task(true);
+    let nb = g.images_per_task();
     let packed = packed_weights(&w, &g, false);
     zeroed_rows(g.n * g.o * oc, nb * g.o * oc, |start, yb| {
         let (n0, nbi) = (start / (g.o * oc), yb.len() / (g.o * oc));
@@ -387,7 +393,7 @@ fn bwd_input_t<T: Float>(dy: &[T], ldy: &Layout, w: &[T], lw: &Layout, g: ConvGe
     if g.n * plane == 0 || og * oc == 0 {
         return vec![T::zero(); g.n * plane];
     }
-    let nb = g.images_per_task(true);
+    let nb = g.images_per_task();
     let packed = packed_weights(&w, &g, true);
     // col2im accumulates into dx: each task's images start zeroed.
     zeroed_rows(g.n * plane, nb * plane, |start, dxb| {
@@ -420,7 +426,7 @@ fn bwd_weight_t<T: Float>(x: &[T], lx: &Layout, dy: &[T], ldy: &Layout, g: ConvG
     // Few columns: a fixed split of the images, each block summed serially
     // and the partials added in order: the result does not depend on the
     // thread count or on scheduling (resumed runs stay bit-identical).
-    let nb = g.images_per_task(false);
+    let nb = g.images_per_weight_block();
     let blocks = g.n.div_ceil(nb);
     let per = blocks.div_ceil(REDUCE_SPLITS).max(1);
     let partials: Vec<Vec<T>> = (0..blocks.div_ceil(per))
@@ -461,7 +467,7 @@ fn bwd_weight_by_columns<T: Float>(x: &[T], dy: &[T], g: &ConvGeom, tasks: usize
     let (groups, og, kr, oc) = (g.p.groups, g.og(), g.krows(), g.ocols());
     let mut dw = vec![T::zero(); g.o * kr];
     let width = kr.div_ceil(48).div_ceil(tasks) * 48;
-    let nb = g.images_per_task(false);
+    let nb = g.images_per_weight_block();
     let shared = SharedOut(dw.as_mut_ptr());
     let col0s: Vec<usize> = (0..kr).step_by(width).collect();
     col0s.into_par_iter().for_each(|r0| {
