@@ -31,32 +31,28 @@ impl ConvGeom {
         self.oh * self.ow
     }
 
-    /// Every run of in-bounds taps: for column-matrix row (c, i, j) and
-    /// output row oy, the outputs ox in [lo, hi) read input offsets
-    /// x0 + (ox − lo)·stride_w. Calls `f(row, oy·ow, lo, hi, x0)` for every
-    /// (row, oy), with lo = hi when the whole output row is padding.
-    fn for_each_run(&self, mut f: impl FnMut(usize, usize, usize, usize, usize)) {
+    /// Every run of in-bounds taps: for column-matrix row (c, i, j) in
+    /// `rows` and output row oy, the outputs ox in [lo, hi) read input
+    /// offsets x0 + (ox − lo)·stride_w. Calls `f(row, oy·ow, lo, hi, x0)` for
+    /// every (row, oy), with lo = hi when the whole output row is padding.
+    fn for_each_run(&self, rows: Range<usize>, mut f: impl FnMut(usize, usize, usize, usize, usize)) {
         let [sh, sw] = self.p.stride;
         let [ph, pw] = self.p.padding;
         let [dh, dw] = self.p.dilation;
-        for c in 0..self.cg() {
-            for i in 0..self.kh {
-                for j in 0..self.kw {
-                    let row = (c * self.kh + i) * self.kw + j;
-                    // ix = ox·sw + j·dw − pw must lie in [0, w).
-                    let shift = j * dw;
-                    let lo = if pw > shift { (pw - shift).div_ceil(sw) } else { 0 }.min(self.ow);
-                    let hi = if self.w + pw > shift { (self.w + pw - shift - 1) / sw + 1 } else { 0 }.min(self.ow);
-                    for oy in 0..self.oh {
-                        let iy = (oy * sh + i * dh) as isize - ph as isize;
-                        if lo >= hi || iy < 0 || iy >= self.h as isize {
-                            f(row, oy * self.ow, 0, 0, 0);
-                            continue;
-                        }
-                        let x0 = (c * self.h + iy as usize) * self.w + lo * sw + shift - pw;
-                        f(row, oy * self.ow, lo, hi, x0);
-                    }
+        for row in rows {
+            let (c, i, j) = (row / (self.kh * self.kw), row / self.kw % self.kh, row % self.kw);
+            // ix = ox·sw + j·dw − pw must lie in [0, w).
+            let shift = j * dw;
+            let lo = if pw > shift { (pw - shift).div_ceil(sw) } else { 0 }.min(self.ow);
+            let hi = if self.w + pw > shift { (self.w + pw - shift - 1) / sw + 1 } else { 0 }.min(self.ow);
+            for oy in 0..self.oh {
+                let iy = (oy * sh + i * dh) as isize - ph as isize;
+                if lo >= hi || iy < 0 || iy >= self.h as isize {
+                    f(row, oy * self.ow, 0, 0, 0);
+                    continue;
                 }
+                let x0 = (c * self.h + iy as usize) * self.w + lo * sw + shift - pw;
+                f(row, oy * self.ow, lo, hi, x0);
             }
         }
     }
@@ -95,45 +91,45 @@ impl ConvGeom {
     }
 
     /// `im2col` of column-matrix rows `rows` only (cols row 0 = rows.start).
+    /// Each run's geometry is worked out once for all the block's images.
     fn im2col_rows<T: Float>(&self, x: &[T], n0: usize, nb: usize, gi: usize, rows: Range<usize>, cols: &mut [T]) {
-        let (ld, oc, plane) = (nb * self.ocols(), self.ocols(), self.cg() * self.h * self.w);
-        for i in 0..nb {
-            let xin = &x[((n0 + i) * self.c + gi * self.cg()) * self.h * self.w..][..plane];
-            let sw = self.p.stride[1];
-            let ow = self.ow;
-            self.for_each_run(|r, c, lo, hi, x0| {
-                if !rows.contains(&r) {
-                    return;
-                }
+        let (ld, oc, chw) = (nb * self.ocols(), self.ocols(), self.c * self.h * self.w);
+        let x = &x[(n0 * self.c + gi * self.cg()) * self.h * self.w..];
+        let (sw, ow, r0) = (self.p.stride[1], self.ow, rows.start);
+        self.for_each_run(rows, |r, c, lo, hi, x0| {
+            let len = hi - lo;
+            for i in 0..nb {
                 // Padding taps are written as zeros here: no separate memset.
-                let line = &mut cols[(r - rows.start) * ld + i * oc + c..][..ow];
+                let line = &mut cols[(r - r0) * ld + i * oc + c..][..ow];
                 line[..lo].fill(T::zero());
                 line[hi..].fill(T::zero());
-                let (dst, len) = (&mut line[lo..hi], hi - lo);
+                let (dst, xi) = (&mut line[lo..hi], &x[i * chw + x0..]);
                 if sw == 1 {
-                    dst.copy_from_slice(&xin[x0..x0 + len]);
+                    dst.copy_from_slice(&xi[..len]);
                 } else if len > 0 {
-                    gather_strided(dst, &xin[x0..x0 + (len - 1) * sw + 1], sw);
+                    gather_strided(dst, &xi[..(len - 1) * sw + 1], sw);
                 }
-            });
-        }
+            }
+        });
     }
 
     /// dx of images `n0..` (Cg planes of group `gi` each) += scatter of cols.
+    /// Every dx element still receives its terms in row order.
     fn col2im<T: Float>(&self, cols: &[T], nb: usize, gi: usize, dx_block: &mut [T]) {
-        let (ld, oc, plane) = (nb * self.ocols(), self.ocols(), self.cg() * self.h * self.w);
-        for i in 0..nb {
-            let dxi = &mut dx_block[(i * self.c + gi * self.cg()) * self.h * self.w..][..plane];
-            let sw = self.p.stride[1];
-            self.for_each_run(|r, c, lo, hi, x0| {
-                let (src, len) = (&cols[r * ld + i * oc + c + lo..][..hi - lo], hi - lo);
+        let (ld, oc, chw) = (nb * self.ocols(), self.ocols(), self.c * self.h * self.w);
+        let dx = &mut dx_block[gi * self.cg() * self.h * self.w..];
+        let sw = self.p.stride[1];
+        self.for_each_run(0..self.krows(), |r, c, lo, hi, x0| {
+            let len = hi - lo;
+            for i in 0..nb {
+                let (src, dxi) = (&cols[r * ld + i * oc + c + lo..][..len], &mut dx[i * chw + x0..]);
                 if sw == 1 {
-                    dxi[x0..x0 + len].iter_mut().zip(src).for_each(|(d, s)| *d += *s);
+                    dxi[..len].iter_mut().zip(src).for_each(|(d, s)| *d += *s);
                 } else if len > 0 {
-                    scatter_add_strided(&mut dxi[x0..x0 + (len - 1) * sw + 1], src, sw);
+                    scatter_add_strided(&mut dxi[..(len - 1) * sw + 1], src, sw);
                 }
-            });
-        }
+            }
+        });
     }
 
     /// (og × nb·ocols) ← rows of group `gi` of images n0.. of a (n, o, ocols) tensor.
