@@ -54,9 +54,11 @@ fn stats_t<T: Float>(x: &[T], l: &Layout) -> (Vec<T>, Vec<T>) {
         .into_par_iter()
         .map(|ch| {
             let k = x[ch * m];
-            let (s1, s2) = channel(&x, dims, ch)
-                .map(|r| row_sums(r.len(), |i| (r[i] - k, (r[i] - k) * (r[i] - k))))
-                .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+            let (s1, s2) = super::simd(|| {
+                channel(&x, dims, ch)
+                    .map(|r| row_sums(r.len(), |i| (r[i] - k, (r[i] - k) * (r[i] - k))))
+                    .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
+            });
             let mean = s1 / count;
             (T::from_f64(k.to_f64() + mean), T::from_f64((s2 / count - mean * mean).max(0.0)))
         })
@@ -74,9 +76,11 @@ fn apply_t<T: Float>(x: &[T], l: &Layout, mean: &[T], invstd: &[T], w: Option<&[
         let ch = row % c;
         let scale = invstd[ch] * w.map_or(T::one(), |w| w[ch]);
         let shift = b.map_or(T::zero(), |b| b[ch]) - mean[ch] * scale;
-        for (o, &v) in yr.iter_mut().zip(&x[row * m..][..m]) {
-            o.write(v * scale + shift);
-        }
+        super::simd(|| {
+            for (o, &v) in yr.iter_mut().zip(&x[row * m..][..m]) {
+                o.write(v * scale + shift);
+            }
+        })
     })
 }
 
@@ -117,10 +121,15 @@ fn bwd_t<T: Float>(
             let (mdb, mdw) = (db[ch] / count, dw[ch] / count);
             let xs = &x[row * m..][..m];
             let ds = &dy[row * m..][..m];
-            for ((o, &xv), &dv) in dr.iter_mut().zip(xs).zip(ds) {
-                let xhat = (xv - mean[ch]) * invstd[ch];
-                o.write(k * (dv - mdb - xhat * mdw));
-            }
+            // Locals, not loads through the captured slices inside the loop
+            // (which may alias the output as far as the compiler knows).
+            let (mu, is) = (mean[ch], invstd[ch]);
+            super::simd(|| {
+                for ((o, &xv), &dv) in dr.iter_mut().zip(xs).zip(ds) {
+                    let xhat = (xv - mu) * is;
+                    o.write(k * (dv - mdb - xhat * mdw));
+                }
+            })
         })
     };
     (dx, dw, db)
