@@ -86,15 +86,56 @@ impl ConvGeom {
 
     /// Columns of images `n0..n0+nb` of group `gi` into `cols` (krows × nb·ocols):
     /// image `i`'s pixels are columns i·ocols.. .
-    fn im2col<T: Float>(&self, x: &[T], n0: usize, nb: usize, gi: usize, cols: &mut [T]) {
-        self.im2col_rows(x, n0, nb, gi, 0..self.krows(), cols)
+    fn im2col<T: Float>(&self, x: &[T], n0: usize, nb: usize, gi: usize, table: Option<&[u32]>, cols: &mut [T]) {
+        self.im2col_rows(x, n0, nb, gi, 0..self.krows(), table, cols)
+    }
+
+    /// For small output rows (≤ 8 wide, where the per-run work of
+    /// `for_each_run` outweighs the copies): the input offset, within one
+    /// image's group planes, of every column-matrix element (r, q), or
+    /// `PAD` for a padding tap. Built once per call, shared by all images.
+    fn small_map_table(&self) -> Option<Vec<u32>> {
+        let (oc, plane) = (self.ocols(), self.cg() * self.h * self.w);
+        if self.ow > 8 || self.krows() * oc > 1 << 22 || plane >= PAD as usize {
+            return None;
+        }
+        let mut table = vec![PAD; self.krows() * oc];
+        self.for_each_run(0..self.krows(), |r, c, lo, hi, x0| {
+            for (t, ox) in (lo..hi).enumerate() {
+                table[r * oc + c + ox] = (x0 + t * self.p.stride[1]) as u32;
+            }
+        });
+        Some(table)
     }
 
     /// `im2col` of column-matrix rows `rows` only (cols row 0 = rows.start).
     /// Each run's geometry is worked out once for all the block's images.
-    fn im2col_rows<T: Float>(&self, x: &[T], n0: usize, nb: usize, gi: usize, rows: Range<usize>, cols: &mut [T]) {
+    #[allow(clippy::too_many_arguments)]
+    fn im2col_rows<T: Float>(
+        &self,
+        x: &[T],
+        n0: usize,
+        nb: usize,
+        gi: usize,
+        rows: Range<usize>,
+        table: Option<&[u32]>,
+        cols: &mut [T],
+    ) {
         let (ld, oc, chw) = (nb * self.ocols(), self.ocols(), self.c * self.h * self.w);
         let x = &x[(n0 * self.c + gi * self.cg()) * self.h * self.w..];
+        if let Some(table) = table {
+            let plane = self.cg() * self.h * self.w;
+            for i in 0..nb {
+                let xi = &x[i * chw..][..plane];
+                for r in rows.clone() {
+                    let (dst, taps) = (&mut cols[(r - rows.start) * ld + i * oc..][..oc], &table[r * oc..][..oc]);
+                    for (d, &t) in dst.iter_mut().zip(taps) {
+                        *d = if t == PAD { T::zero() } else { xi[t as usize] };
+                    }
+                }
+            }
+            return;
+        }
         let (sw, ow, r0) = (self.p.stride[1], self.ow, rows.start);
         self.for_each_run(rows, |r, c, lo, hi, x0| {
             let len = hi - lo;
@@ -115,9 +156,24 @@ impl ConvGeom {
 
     /// dx of images `n0..` (Cg planes of group `gi` each) += scatter of cols.
     /// Every dx element still receives its terms in row order.
-    fn col2im<T: Float>(&self, cols: &[T], nb: usize, gi: usize, dx_block: &mut [T]) {
+    fn col2im<T: Float>(&self, cols: &[T], nb: usize, gi: usize, table: Option<&[u32]>, dx_block: &mut [T]) {
         let (ld, oc, chw) = (nb * self.ocols(), self.ocols(), self.c * self.h * self.w);
         let dx = &mut dx_block[gi * self.cg() * self.h * self.w..];
+        if let Some(table) = table {
+            let plane = self.cg() * self.h * self.w;
+            for i in 0..nb {
+                let dxi = &mut dx[i * chw..][..plane];
+                for r in 0..self.krows() {
+                    let (src, taps) = (&cols[r * ld + i * oc..][..oc], &table[r * oc..][..oc]);
+                    for (&v, &t) in src.iter().zip(taps) {
+                        if t != PAD {
+                            dxi[t as usize] += v;
+                        }
+                    }
+                }
+            }
+            return;
+        }
         let sw = self.p.stride[1];
         self.for_each_run(0..self.krows(), |r, c, lo, hi, x0| {
             let len = hi - lo;
@@ -364,11 +420,12 @@ fn fwd_t<T: Float>(x: &[T], lx: &Layout, w: &[T], lw: &Layout, g: ConvGeom) -> V
     }
     let nb = g.images_per_task();
     let packed = packed_weights(&w, &g, false);
+    let table = g.small_map_table();
     zeroed_rows(g.n * g.o * oc, nb * g.o * oc, |start, yb| {
         let (n0, nbi) = (start / (g.o * oc), yb.len() / (g.o * oc));
         with_scratch([kr * nbi * oc, if nbi > 1 { og * nbi * oc } else { 0 }], |cols: &mut [T], tmp: &mut [T]| {
             for gi in 0..groups {
-                g.im2col(&x, n0, nbi, gi, cols);
+                g.im2col(&x, n0, nbi, gi, table.as_deref(), cols);
                 let wg = &w[gi * og * kr..][..og * kr];
                 // One image: its group's output rows are contiguous, no staging copy.
                 let out = if nbi == 1 { &mut yb[gi * og * oc..][..og * oc] } else { &mut tmp[..] };
@@ -391,6 +448,7 @@ fn bwd_input_t<T: Float>(dy: &[T], ldy: &Layout, w: &[T], lw: &Layout, g: ConvGe
     }
     let nb = g.images_per_task();
     let packed = packed_weights(&w, &g, true);
+    let table = g.small_map_table();
     // col2im accumulates into dx: each task's images start zeroed.
     zeroed_rows(g.n * plane, nb * plane, |start, dxb| {
         let (n0, nbi) = (start / plane, dxb.len() / plane);
@@ -401,7 +459,7 @@ fn bwd_input_t<T: Float>(dy: &[T], ldy: &Layout, w: &[T], lw: &Layout, g: ConvGe
                 // cols = W_gᵀ (kr × og) · dy_g (og × nb·oc)
                 let pw = packed.as_ref().map(|p| &p[gi]);
                 gemm_w([kr, og, nbi * oc], pw, Mat::t(wg, kr), Mat::rows(dyg, nbi * oc), T::zero(), cols, nbi * oc);
-                g.col2im(cols, nbi, gi, dxb);
+                g.col2im(cols, nbi, gi, table.as_deref(), dxb);
             }
         });
     })
@@ -423,6 +481,7 @@ fn bwd_weight_t<T: Float>(x: &[T], lx: &Layout, dy: &[T], ldy: &Layout, g: ConvG
     // and the partials added in order: the result does not depend on the
     // thread count or on scheduling (resumed runs stay bit-identical).
     let nb = g.images_per_weight_block();
+    let table = g.small_map_table();
     let blocks = g.n.div_ceil(nb);
     let per = blocks.div_ceil(REDUCE_SPLITS).max(1);
     let partials: Vec<Vec<T>> = (0..blocks.div_ceil(per))
@@ -434,7 +493,7 @@ fn bwd_weight_t<T: Float>(x: &[T], lx: &Layout, dy: &[T], ldy: &Layout, g: ConvG
                     let (n0, nbi) = (blk * nb, nb.min(g.n - blk * nb));
                     let (cols, dyg) = (&mut cols_all[..kr * nbi * oc], &mut dyg_all[..og * nbi * oc]);
                     for gi in 0..groups {
-                        g.im2col(&x, n0, nbi, gi, cols);
+                        g.im2col(&x, n0, nbi, gi, table.as_deref(), cols);
                         let dyg = g.out_rows(&dy, n0, nbi, gi, dyg);
                         let dwg = &mut dw[gi * og * kr..][..og * kr];
                         // dW_g (og × kr) += dy_g (og × nb·oc) · colsᵀ (nb·oc × kr)
@@ -464,6 +523,7 @@ fn bwd_weight_by_columns<T: Float>(x: &[T], dy: &[T], g: &ConvGeom, tasks: usize
     let mut dw = vec![T::zero(); g.o * kr];
     let width = kr.div_ceil(48).div_ceil(tasks) * 48;
     let nb = g.images_per_weight_block();
+    let table = g.small_map_table();
     let shared = SharedOut(dw.as_mut_ptr());
     let col0s: Vec<usize> = (0..kr).step_by(width).collect();
     col0s.into_par_iter().for_each(|r0| {
@@ -474,7 +534,7 @@ fn bwd_weight_by_columns<T: Float>(x: &[T], dy: &[T], g: &ConvGeom, tasks: usize
                 let nbi = nb.min(g.n - n0);
                 let (cols, dyg) = (&mut cols_all[..w * nbi * oc], &mut dyg_all[..og * nbi * oc]);
                 for gi in 0..groups {
-                    g.im2col_rows(x, n0, nbi, gi, rows.clone(), cols);
+                    g.im2col_rows(x, n0, nbi, gi, rows.clone(), table.as_deref(), cols);
                     let dyg = g.out_rows(dy, n0, nbi, gi, dyg);
                     let beta = if blk == 0 { T::zero() } else { T::one() };
                     // dW_g[:, rows] (og × w) (+)= dy_g (og × nb·oc) · cols_rowsᵀ
@@ -488,6 +548,9 @@ fn bwd_weight_by_columns<T: Float>(x: &[T], dy: &[T], g: &ConvGeom, tasks: usize
     });
     dw
 }
+
+/// A padding tap in `small_map_table`.
+const PAD: u32 = u32::MAX;
 
 /// Number of independent partial sums in deterministic parallel reductions.
 const REDUCE_SPLITS: usize = 8;
@@ -513,6 +576,35 @@ pub fn conv2d_bwd_weight(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Conv2dParams;
+
+    #[test]
+    fn small_map_table_matches_the_runs_bit_for_bit() {
+        // Strides, paddings past the kernel, dilation and groups; rows of 1..8 outputs.
+        for (h, k, stride, pad, dil, groups) in
+            [(8, 4, 2, 1, 1, 1), (5, 3, 1, 2, 2, 2), (9, 4, 3, 4, 1, 1), (3, 1, 1, 0, 1, 3)]
+        {
+            let (n, c, o) = (3, 6, 6);
+            let out = |len: usize| (len + 2 * pad - dil * (k - 1) - 1) / stride + 1;
+            let p = Conv2dParams { stride: [stride; 2], padding: [pad; 2], dilation: [dil; 2], groups };
+            let g = ConvGeom { n, c, h, w: h + 1, o, kh: k, kw: k, oh: out(h), ow: out(h + 1), p };
+            let table = g.small_map_table().expect("rows of at most 8 outputs use the table");
+            let x: Vec<f32> = (0..n * c * h * (h + 1)).map(|i| (i as f32 * 0.37).sin()).collect();
+            let len = g.krows() * n * g.ocols();
+            for gi in 0..groups {
+                let (mut by_runs, mut by_table) = (vec![f32::NAN; len], vec![f32::NAN; len]);
+                g.im2col(&x, 0, n, gi, None, &mut by_runs);
+                g.im2col(&x, 0, n, gi, Some(&table), &mut by_table);
+                assert_eq!(by_runs, by_table, "im2col, case h={h} k={k} group {gi}");
+                // −0 in dx must survive both adjoints the same way.
+                let (mut dx_runs, mut dx_table) = (vec![-0.0f32; x.len()], vec![-0.0f32; x.len()]);
+                g.col2im(&by_runs, n, gi, None, &mut dx_runs);
+                g.col2im(&by_runs, n, gi, Some(&table), &mut dx_table);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&dx_runs), bits(&dx_table), "col2im, case h={h} k={k} group {gi}");
+            }
+        }
+    }
 
     #[test]
     fn strided_copies_match_the_scalar_loops() {
