@@ -15,6 +15,7 @@ fn cargo_bench(name: &str) -> Result<String, String> {
     eprintln!("+ cargo bench --bench {name}");
     let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["bench", "--quiet", "--bench", name])
+        .envs(crate::malloc_env())
         .output()
         .map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -92,7 +93,11 @@ pub fn run(compare_torch: bool) -> Result<(), String> {
     criterion_results(Path::new("target/criterion"), &mut results);
     let torch: BTreeMap<String, f64> = if compare_torch {
         eprintln!("+ python3 scripts/bench_torch.py");
-        let out = Command::new("python3").arg("scripts/bench_torch.py").output().map_err(|e| e.to_string())?;
+        let out = Command::new("python3")
+            .arg("scripts/bench_torch.py")
+            .envs(crate::malloc_env())
+            .output()
+            .map_err(|e| e.to_string())?;
         if !out.status.success() {
             return Err(format!(
                 "scripts/bench_torch.py failed (is torch installed?):\n{}",
@@ -109,12 +114,21 @@ pub fn run(compare_torch: bool) -> Result<(), String> {
          Produced by `cargo xtask bench{}` in one run; times are the best per-call time of criterion's\n\
          samples (ours) and of repeated calls (PyTorch {}, 2 threads): on a shared machine noise only\n\
          adds time, so the minimum is the stable estimate. Ratios below 1 mean kiln is faster. Accuracy: max |f32 − f64| /\n\
-         max |f64| of the same op on the same values (the f64 CPU path is the oracle).\n\n",
+         max |f64| of the same op on the same values (the f64 CPU path is the oracle). Both processes run\n\
+         with glibc's `MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296` (freed tensors\n\
+         stay in the heap; `kiln-train` is started with the same settings).\n\n",
         cpu_name(),
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         if compare_torch { " --compare torch" } else { "" },
         if compare_torch { "CPU" } else { "not run" },
     );
+    // The number users quote: one full DCGAN training step (D and G, Adam, BCE).
+    for (id, (secs, _)) in results.iter().filter(|(id, _)| id.starts_with("dcgan_step/cpu/")) {
+        let vs = torch
+            .get(&torch_key(id))
+            .map_or(String::new(), |t| format!(" vs PyTorch {:.0} ms: **{:.2}×**", t * 1e3, secs / t));
+        md += &format!("**`{id}`** (batch 64): kiln {:.0} ms{vs}\n\n", secs * 1e3);
+    }
     md += "| bench | kiln ms | kiln GFLOP/s | % of peak | PyTorch ms | kiln / PyTorch | accuracy |\n|---|---:|---:|---:|---:|---:|---|\n";
     for (id, (secs, flops)) in results.iter().filter(|(id, _)| !id.contains("/wgpu/") && !id.contains("/cuda/")) {
         let gflops = flops.map(|f| f / secs / 1e9);
