@@ -123,7 +123,8 @@ pub fn run(compare_torch: bool) -> Result<(), String> {
         if compare_torch { "CPU" } else { "not run" },
     );
     // The number users quote: one full DCGAN training step (D and G, Adam, BCE).
-    for (id, (secs, _)) in results.iter().filter(|(id, _)| id.starts_with("dcgan_step/cpu/")) {
+    // (Largest image first: ids sort n64_s32 before n64_s64.)
+    for (id, (secs, _)) in results.iter().rev().filter(|(id, _)| id.starts_with("dcgan_step/cpu/")) {
         let vs = torch
             .get(&torch_key(id))
             .map_or(String::new(), |t| format!(" vs PyTorch {:.0} ms: **{:.2}×**", t * 1e3, secs / t));
