@@ -73,7 +73,10 @@ impl ConvGeom {
         let cap = n.min(by_width.max((768 / oc).min(by_bytes))).max(1);
         let threads = rayon::current_num_threads().max(1);
         let busiest = |nb: usize| n.div_ceil(nb).div_ceil(threads) * (nb * oc).div_ceil(48) * 48;
-        ((by_width / 2).clamp(1, cap)..=cap).min_by_key(|&nb| (busiest(nb), nb)).unwrap_or(1)
+        // At least one task per thread when the images allow: 1×1 outputs
+        // (256 images "wanted") would otherwise run as one serial task.
+        let lo = (by_width / 2).min(n.div_ceil(threads)).clamp(1, cap);
+        (lo..=cap).min_by_key(|&nb| (busiest(nb), nb)).unwrap_or(1)
     }
 
     /// Images per weight-gradient block (the GEMM's depth): ~256 pixels
