@@ -54,9 +54,6 @@ pub struct View {
 /// `available()` must be true; `a`, `b` must address valid m×k and k×n
 /// matrices and `c` a valid m×n one that aliases neither.
 pub unsafe fn sgemm([m, k, n]: [usize; 3], a: View, b: View, accumulate: bool, c: *mut f32, ldc: usize) {
-    thread_local! {
-        static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
     if m == 0 || n == 0 {
         return;
     }
@@ -69,20 +66,33 @@ pub unsafe fn sgemm([m, k, n]: [usize; 3], a: View, b: View, accumulate: bool, c
         }
         return;
     }
-    // Packed A strip (all rows, KC deep) + one packed B block + 64-byte alignment slack.
-    let need = m.div_ceil(MR) * MR * KC + KC * NB + 16;
+    // One packed B block, then the packed A strip (all rows, KC deep).
+    with_scratch(KC * NB + padded(m) * KC, |bp| {
+        // SAFETY: every packed write stays inside the scratch (panel
+        // counts × KC); the caller guarantees the operands.
+        unsafe { blocked(m, k, n, Operand::View(a), b, accumulate, c, ldc, bp.add(KC * NB), bp) }
+    })
+}
+
+/// Rows of A rounded up to whole MR-row panels.
+fn padded(m: usize) -> usize {
+    m.div_ceil(MR) * MR
+}
+
+/// Runs `f` with this thread's packing scratch of at least `len` floats,
+/// 64-byte aligned (a fresh buffer if the thread's is already in use).
+fn with_scratch<R>(len: usize, f: impl FnOnce(*mut f32) -> R) -> R {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
     let run = |buf: &mut Vec<f32>| {
-        if buf.len() < need {
-            buf.resize(need, 0.0);
+        // 16 floats of slack for the alignment.
+        if buf.len() < len + 16 {
+            buf.resize(len + 16, 0.0);
         }
         let base = buf.as_mut_ptr();
-        // SAFETY: every packed write stays inside `need` elements (panel
-        // counts × KC); the caller guarantees the operands.
-        unsafe {
-            let ap = base.add(base.align_offset(64));
-            let bp = ap.add(m.div_ceil(MR) * MR * KC);
-            blocked(m, k, n, Operand::View(a), b, accumulate, c, ldc, ap, bp)
-        }
+        // SAFETY: the aligned start is at most 15 floats in, leaving `len`.
+        f(unsafe { base.add(base.align_offset(64)) })
     };
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
         Ok(mut buf) => run(&mut buf),
@@ -106,7 +116,7 @@ impl PackedA {
     /// `available()` must be true and `a` must address a valid m×k matrix.
     pub unsafe fn new(m: usize, k: usize, a: View) -> PackedA {
         use rayon::prelude::*;
-        let m_pad = m.div_ceil(MR) * MR;
+        let m_pad = padded(m);
         let mut data = vec![0.0f32; m_pad * k];
         struct Src(View);
         // SAFETY: the view is only read, and the caller keeps it valid for this call.
@@ -139,23 +149,9 @@ pub unsafe fn sgemm_packed(a: &PackedA, n: usize, b: View, accumulate: bool, c: 
         // SAFETY: forwarded; A is not read when k = 0.
         return unsafe { sgemm([m, k, n], View { ptr: a.data.as_ptr(), rs: 0, cs: 0 }, b, accumulate, c, ldc) };
     }
-    thread_local! {
-        static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    let run = |buf: &mut Vec<f32>| {
-        if buf.len() < KC * NB + 16 {
-            buf.resize(KC * NB + 16, 0.0);
-        }
-        let base = buf.as_mut_ptr();
+    with_scratch(KC * NB, |bp| {
         // SAFETY: as in `sgemm`; A is only read.
-        unsafe {
-            let bp = base.add(base.align_offset(64));
-            blocked(m, k, n, Operand::Packed(a.data.as_ptr()), b, accumulate, c, ldc, std::ptr::null_mut(), bp)
-        }
-    };
-    SCRATCH.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => run(&mut buf),
-        Err(_) => run(&mut Vec::new()),
+        unsafe { blocked(m, k, n, Operand::Packed(a.data.as_ptr()), b, accumulate, c, ldc, std::ptr::null_mut(), bp) }
     })
 }
 
@@ -192,7 +188,7 @@ unsafe fn blocked(
                     }
                     ap.cast_const()
                 }
-                Operand::Packed(packed) => packed.add(p0 * m.div_ceil(MR) * MR),
+                Operand::Packed(packed) => packed.add(p0 * padded(m)),
             };
             for j0 in (0..n).step_by(NB) {
                 let nb = NB.min(n - j0);
