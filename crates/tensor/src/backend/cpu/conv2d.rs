@@ -273,8 +273,7 @@ fn gemm_w<T: Float>(
         if m == 0 || n == 0 {
             return;
         }
-        let b_need = if k == 0 { 0 } else { (k - 1) * b.rs + (n - 1) * b.cs + 1 };
-        assert!(pa.dims() == (m, k) && b.data.len() >= b_need && c.len() >= (m - 1) * ldc + n);
+        assert!(pa.dims() == (m, k) && b.data.len() >= b.span(k, n) && c.len() >= (m - 1) * ldc + n);
         assert!(std::mem::size_of::<T>() == 4 && (beta == T::zero() || beta == T::one()));
         let bv = View { ptr: b.data.as_ptr().cast(), rs: b.rs, cs: b.cs };
         // SAFETY: T is f32 (packed weights exist only then); the asserts bound b and c.

@@ -24,6 +24,10 @@ impl<'a, T> Mat<'a, T> {
     pub fn t(data: &'a [T], cols: usize) -> Self {
         Mat { data, rs: 1, cs: cols }
     }
+    /// Elements an r×c view reaches from its start (0 when empty).
+    pub fn span(&self, r: usize, c: usize) -> usize {
+        if r == 0 || c == 0 { 0 } else { (r - 1) * self.rs + (c - 1) * self.cs + 1 }
+    }
 }
 
 /// c (m×n, row-major, row stride `ldc`) = a·b + beta·c.
@@ -45,10 +49,7 @@ pub unsafe fn gemm_into<T: Float>([m, k, n]: [usize; 3], a: Mat<T>, b: Mat<T>, b
     if m == 0 || n == 0 {
         return;
     }
-    let need = |mat: &Mat<T>, r: usize, cl: usize| {
-        if r == 0 || cl == 0 { 0 } else { (r - 1) * mat.rs + (cl - 1) * mat.cs + 1 }
-    };
-    assert!(a.data.len() >= need(&a, m, k) && b.data.len() >= need(&b, k, n));
+    assert!(a.data.len() >= a.span(m, k) && b.data.len() >= b.span(k, n));
     // SAFETY: the assert bounds every index of a and b; c is the caller's.
     unsafe {
         T::gemm(
