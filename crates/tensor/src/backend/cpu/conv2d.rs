@@ -288,7 +288,7 @@ fn gemm_w<T: Float>(
 /// fifth of a stride-2 conv's forward time.
 fn gather_strided<T: Float>(dst: &mut [T], src: &[T], stride: usize) {
     #[cfg(target_arch = "x86_64")]
-    if stride == 2 && std::mem::size_of::<T>() == 4 && is_x86_feature_detected!("avx512f") {
+    if stride == 2 && f32_on_avx512::<T>() {
         // SAFETY: T is f32 (the only 4-byte Float); the lengths are passed on.
         let (d, s) = unsafe { (as_f32_mut(dst), as_f32(src)) };
         return unsafe { stride2::gather(d, s) };
@@ -301,7 +301,7 @@ fn gather_strided<T: Float>(dst: &mut [T], src: &[T], stride: usize) {
 /// dst[t·stride] += src[t]: col2im of a strided conv (see `gather_strided`).
 fn scatter_add_strided<T: Float>(dst: &mut [T], src: &[T], stride: usize) {
     #[cfg(target_arch = "x86_64")]
-    if stride == 2 && std::mem::size_of::<T>() == 4 && is_x86_feature_detected!("avx512f") {
+    if stride == 2 && f32_on_avx512::<T>() {
         // SAFETY: as in `gather_strided`.
         let (d, s) = unsafe { (as_f32_mut(dst), as_f32(src)) };
         return unsafe { stride2::scatter_add(d, s) };
@@ -309,6 +309,12 @@ fn scatter_add_strided<T: Float>(dst: &mut [T], src: &[T], stride: usize) {
     for (t, s) in src.iter().enumerate() {
         dst[t * stride] += *s;
     }
+}
+
+/// Whether T is f32 (the only 4-byte Float) on a CPU with the AVX-512 copies.
+#[cfg(target_arch = "x86_64")]
+fn f32_on_avx512<T>() -> bool {
+    std::mem::size_of::<T>() == 4 && super::avx512()
 }
 
 /// # Safety

@@ -215,15 +215,24 @@ pub fn build_rows<T: Copy + Send + Sync>(
 #[inline(always)]
 pub fn simd<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx512f")
-        && is_x86_feature_detected!("avx512bw")
-        && is_x86_feature_detected!("avx512dq")
-        && is_x86_feature_detected!("avx512vl")
-    {
-        // SAFETY: the CPU has every enabled feature (checked just above).
+    if avx512() {
+        // SAFETY: the CPU has every enabled feature (`avx512`).
         return unsafe { simd_avx512(f) };
     }
     f()
+}
+
+/// Whether the CPU has the AVX-512 subsets (F, BW, DQ, VL) that the run-time
+/// vector paths are compiled for; asked once per process.
+#[cfg(target_arch = "x86_64")]
+pub fn avx512() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512dq")
+            && is_x86_feature_detected!("avx512vl")
+    })
 }
 
 #[cfg(target_arch = "x86_64")]
