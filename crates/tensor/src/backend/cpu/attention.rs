@@ -184,6 +184,38 @@ fn p_and_ds<T: Float>(
     })
 }
 
+/// The ni×nj dS tile at column j0 of `out`, an (ni.. × s) matrix whose
+/// row 0 is the tile's first query.
+fn store_ds<T: Copy>(out: &mut [T], s: usize, j0: usize, [ni, nj]: [usize; 2], ds: &[T]) {
+    for ii in 0..ni {
+        out[ii * s + j0..][..nj].copy_from_slice(&ds[ii * nj..(ii + 1) * nj]);
+    }
+}
+
+/// dQ rows of the tile's query block += dS · K[b, j0..] (both backward forms).
+fn add_dq<T: Float>(t: &Qkv<T>, b: usize, j0: usize, [ni, nj]: [usize; 2], ds: &[T], dq_blk: &mut [T]) {
+    let g = &t.g;
+    let k = Mat::rows(&t.k[(b * g.s + j0) * g.e..], g.e);
+    gemm([ni, nj, g.e], Mat::rows(ds, nj), k, T::one(), dq_blk, g.e);
+}
+
+/// dV and dK rows of the tile's key block += Pᵀ · dO[b, i0..] and
+/// dSᵀ · Q[b, i0..] (both backward forms).
+fn add_dk_dv<T: Float>(
+    t: &Qkv<T>,
+    sv: &Saved<T>,
+    (b, i0): (usize, usize),
+    [ni, nj]: [usize; 2],
+    (p, ds): (&[T], &[T]),
+    (dk_blk, dv_blk): (&mut [T], &mut [T]),
+) {
+    let g = &t.g;
+    let dout = Mat::rows(&sv.dout[(b * g.l + i0) * g.ev..], g.ev);
+    gemm([nj, ni, g.ev], Mat::t(p, nj), dout, T::one(), dv_blk, g.ev);
+    let q = Mat::rows(&t.q[(b * g.l + i0) * g.e..], g.e);
+    gemm([nj, ni, g.e], Mat::t(ds, nj), q, T::one(), dk_blk, g.e);
+}
+
 /// Returns (dq, dk, dv, dscores if `want_ds`: the gradient of the
 /// pre-softmax scores, i.e. of an additive mask before broadcasting).
 fn bwd_t<T: Float>(t: &Qkv<T>, sv: &Saved<T>, want_ds: bool) -> (Vec<T>, Vec<T>, Vec<T>, Vec<T>) {
@@ -221,12 +253,9 @@ fn bwd_t<T: Float>(t: &Qkv<T>, sv: &Saved<T>, want_ds: bool) -> (Vec<T>, Vec<T>,
                 let (p, ds) = (&mut p[..ni * nj], &mut ds[..ni * nj]);
                 p_and_ds(t, sv, &d, b, i0, ni, j0, nj, p, ds);
                 if let Some(out) = ds_blk.as_deref_mut() {
-                    for ii in 0..ni {
-                        out[ii * g.s + j0..ii * g.s + j0 + nj].copy_from_slice(&ds[ii * nj..(ii + 1) * nj]);
-                    }
+                    store_ds(out, g.s, j0, [ni, nj], ds);
                 }
-                let k = Mat::rows(&t.k[(b * g.s + j0) * g.e..], g.e);
-                gemm([ni, nj, g.e], Mat::rows(ds, nj), k, T::one(), dq_blk, g.e);
+                add_dq(t, b, j0, [ni, nj], ds, dq_blk);
             }
             dq_blk.iter_mut().for_each(|x| *x *= scale);
         });
@@ -248,10 +277,7 @@ fn bwd_t<T: Float>(t: &Qkv<T>, sv: &Saved<T>, want_ds: bool) -> (Vec<T>, Vec<T>,
                 let ni = BR.min(g.l - i0);
                 let (p, ds) = (&mut p[..ni * nj], &mut ds[..ni * nj]);
                 p_and_ds(t, sv, &d, b, i0, ni, j0, nj, p, ds);
-                let dout = Mat::rows(&sv.dout[(b * g.l + i0) * g.ev..], g.ev);
-                gemm([nj, ni, g.ev], Mat::t(p, nj), dout, T::one(), dv_blk, g.ev);
-                let q = Mat::rows(&t.q[(b * g.l + i0) * g.e..], g.e);
-                gemm([nj, ni, g.e], Mat::t(ds, nj), q, T::one(), dk_blk, g.e);
+                add_dk_dv(t, sv, (b, i0), [ni, nj], (p, ds), (&mut *dk_blk, &mut *dv_blk));
             }
             dk_blk.iter_mut().for_each(|x| *x *= scale);
         });
@@ -284,21 +310,15 @@ fn bwd_by_batch<T: Float>(
         let (mut p, mut ds) = (vec![T::zero(); BR * BC], vec![T::zero(); BR * BC]);
         for i0 in (0..g.l).step_by(BR) {
             let ni = BR.min(g.l - i0);
-            let dout = Mat::rows(&sv.dout[(b * g.l + i0) * g.ev..], g.ev);
-            let q = Mat::rows(&t.q[(b * g.l + i0) * g.e..], g.e);
             for j0 in (0..g.s).step_by(BC) {
                 let nj = BC.min(g.s - j0);
                 let (p, ds) = (&mut p[..ni * nj], &mut ds[..ni * nj]);
                 p_and_ds(t, sv, d, b, i0, ni, j0, nj, p, ds);
                 if let Some(out) = dsb.as_deref_mut() {
-                    for ii in 0..ni {
-                        out[(i0 + ii) * g.s + j0..][..nj].copy_from_slice(&ds[ii * nj..(ii + 1) * nj]);
-                    }
+                    store_ds(&mut out[i0 * g.s..], g.s, j0, [ni, nj], ds);
                 }
-                let k = Mat::rows(&t.k[(b * g.s + j0) * g.e..], g.e);
-                gemm([ni, nj, g.e], Mat::rows(ds, nj), k, T::one(), &mut dqb[i0 * g.e..], g.e);
-                gemm([nj, ni, g.ev], Mat::t(p, nj), dout, T::one(), &mut dvb[j0 * g.ev..], g.ev);
-                gemm([nj, ni, g.e], Mat::t(ds, nj), q, T::one(), &mut dkb[j0 * g.e..], g.e);
+                add_dq(t, b, j0, [ni, nj], ds, &mut dqb[i0 * g.e..]);
+                add_dk_dv(t, sv, (b, i0), [ni, nj], (p, ds), (&mut dkb[j0 * g.e..], &mut dvb[j0 * g.ev..]));
             }
         }
         dqb.iter_mut().chain(dkb.iter_mut()).for_each(|x| *x *= scale);
