@@ -140,10 +140,12 @@ impl Tensor {
             let Some(g) = grads.remove(&node) else {
                 continue;
             };
-            let input_grads = op.backward(&node, &g)?;
-            for (input, ig) in op.inputs().into_iter().zip(input_grads) {
+            let inputs = op.inputs();
+            let needs: Vec<bool> = inputs.iter().map(|t| t.tracks_grad()).collect();
+            let input_grads = op.backward(&node, &g, &needs)?;
+            for ((input, ig), need) in inputs.into_iter().zip(input_grads).zip(needs) {
                 let Some(ig) = ig else { continue };
-                if !input.tracks_grad() {
+                if !need {
                     continue;
                 }
                 let acc = match grads.remove(input) {

@@ -60,8 +60,11 @@ impl Op {
     }
 
     /// Gradients for `inputs()` (in order; None = no gradient) given the
-    /// node's output `y` and the gradient `g` flowing into it.
-    pub fn backward(&self, y: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    /// node's output `y` and the gradient `g` flowing into it. `needs[i]`
+    /// says whether input i wants one (torch's `needs_input_grad`): the
+    /// matmul and convolution rules skip the GEMMs of unwanted gradients,
+    /// such as a network input's.
+    pub fn backward(&self, y: &Tensor, g: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
         let one = |t: Tensor| Ok(vec![Some(t)]);
         match self {
             Op::Copy(_) => one(g.clone()),
@@ -81,14 +84,45 @@ impl Op {
             Op::ScatterAdd(_, dim, i) => index::scatter_add_backward(*dim, i, g),
             Op::IndexSelect(x, dim, i) => index::index_select_backward(x, *dim, i, g),
             Op::IndexAdd(_, dim, i) => index::index_add_backward(*dim, i, g),
-            Op::Matmul(a, b) => matmul::matmul_backward(a, b, g),
-            Op::Conv2d(x, w, geom) => conv2d::conv2d_backward(x, w, *geom, g),
-            Op::Conv2dBwdInput(dy, w, geom) => conv2d::conv2d_bwd_input_backward(dy, w, *geom, g),
-            Op::Conv2dBwdWeight(x, dy, geom) => conv2d::conv2d_bwd_weight_backward(x, dy, *geom, g),
+            Op::Matmul(a, b) => matmul::matmul_backward(a, b, g, needs),
+            Op::Conv2d(x, w, geom) => conv2d::conv2d_backward(x, w, *geom, g, needs),
+            Op::Conv2dBwdInput(dy, w, geom) => conv2d::conv2d_bwd_input_backward(dy, w, *geom, g, needs),
+            Op::Conv2dBwdWeight(x, dy, geom) => conv2d::conv2d_bwd_weight_backward(x, dy, *geom, g, needs),
             Op::AvgPool2d(x, geom) => pool::avg_pool2d_backward(x, *geom, g),
             Op::AvgPool2dBwd(dy, geom) => pool::avg_pool2d_bwd_backward(dy, *geom, g),
             Op::BatchNorm(s) => s.backward(g),
             Op::Attention(s) => s.backward(g),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Conv2dParams, DType, Device, Rng, Tensor, Var};
+
+    /// A network input (no Var behind it) gets no gradient, and its GEMMs
+    /// are not run: the rule returns None for it and the same weight
+    /// gradient as when both are wanted.
+    #[test]
+    fn unwanted_input_gradients_are_not_computed() {
+        let mut rng = Rng::new(7);
+        let x = Tensor::randn(&[2, 3, 6, 6], 0.0, 1.0, DType::F64, Device::Cpu, &mut rng).unwrap();
+        let w = Var::new(&Tensor::randn(&[4, 3, 3, 3], 0.0, 1.0, DType::F64, Device::Cpu, &mut rng).unwrap()).unwrap();
+        let p = Conv2dParams { stride: [2, 2], padding: [1, 1], ..Default::default() };
+        let y = x.conv2d(&w, None, p).unwrap();
+        let g = y.ones_like().unwrap();
+        let op = y.op().unwrap();
+        let both = op.backward(&y, &g, &[true, true]).unwrap();
+        let only_w = op.backward(&y, &g, &[false, true]).unwrap();
+        assert!(both[0].is_some() && only_w[0].is_none());
+        assert_eq!(both[1].as_ref().unwrap().to_vec_f64(), only_w[1].as_ref().unwrap().to_vec_f64());
+        // The same through matmul, and backward() only asks for what is tracked.
+        let a = Tensor::randn(&[3, 5], 0.0, 1.0, DType::F64, Device::Cpu, &mut rng).unwrap();
+        let b = Var::new(&Tensor::randn(&[5, 2], 0.0, 1.0, DType::F64, Device::Cpu, &mut rng).unwrap()).unwrap();
+        let m = a.matmul(&b).unwrap();
+        let grads = m.op().unwrap().backward(&m, &m.ones_like().unwrap(), &[false, true]).unwrap();
+        assert!(grads[0].is_none() && grads[1].is_some());
+        let all = m.sum_all().unwrap().backward().unwrap();
+        assert!(all.get(&a).is_none() && all.get(&b).is_some());
     }
 }

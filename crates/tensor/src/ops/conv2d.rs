@@ -8,6 +8,7 @@ use crate::Tensor;
 use crate::error::{Result, arg_err, shape_err};
 use crate::op::Op;
 use crate::ops::elementwise::check_same;
+use crate::ops::wanted;
 
 /// torch.nn.functional.conv2d parameters (defaults: stride 1, padding 0,
 /// dilation 1, groups 1).
@@ -219,16 +220,19 @@ impl Tensor {
 
 type Grads = Result<Vec<Option<Tensor>>>;
 
-pub(crate) fn conv2d_backward(x: &Tensor, w: &Tensor, geom: ConvGeom, g: &Tensor) -> Grads {
-    Ok(vec![Some(g.conv2d_bwd_input_geom(w, geom)?), Some(x.conv2d_bwd_weight_geom(g, geom)?)])
+pub(crate) fn conv2d_backward(x: &Tensor, w: &Tensor, geom: ConvGeom, g: &Tensor, needs: &[bool]) -> Grads {
+    Ok(vec![
+        wanted(needs, 0, || g.conv2d_bwd_input_geom(w, geom))?,
+        wanted(needs, 1, || x.conv2d_bwd_weight_geom(g, geom))?,
+    ])
 }
 
 /// Output is input-sized: y = B(dy, w), linear in each.
-pub(crate) fn conv2d_bwd_input_backward(dy: &Tensor, w: &Tensor, geom: ConvGeom, g: &Tensor) -> Grads {
-    Ok(vec![Some(g.conv2d_geom(w, geom)?), Some(g.conv2d_bwd_weight_geom(dy, geom)?)])
+pub(crate) fn conv2d_bwd_input_backward(dy: &Tensor, w: &Tensor, geom: ConvGeom, g: &Tensor, needs: &[bool]) -> Grads {
+    Ok(vec![wanted(needs, 0, || g.conv2d_geom(w, geom))?, wanted(needs, 1, || g.conv2d_bwd_weight_geom(dy, geom))?])
 }
 
 /// Output is weight-sized: y = W(x, dy), linear in each.
-pub(crate) fn conv2d_bwd_weight_backward(x: &Tensor, dy: &Tensor, geom: ConvGeom, g: &Tensor) -> Grads {
-    Ok(vec![Some(dy.conv2d_bwd_input_geom(g, geom)?), Some(x.conv2d_geom(g, geom)?)])
+pub(crate) fn conv2d_bwd_weight_backward(x: &Tensor, dy: &Tensor, geom: ConvGeom, g: &Tensor, needs: &[bool]) -> Grads {
+    Ok(vec![wanted(needs, 0, || dy.conv2d_bwd_input_geom(g, geom))?, wanted(needs, 1, || x.conv2d_geom(g, geom))?])
 }

@@ -5,6 +5,7 @@ use crate::error::{Result, shape_err};
 use crate::layout::broadcast_shapes;
 use crate::op::Op;
 use crate::ops::elementwise::check_same;
+use crate::ops::wanted;
 
 impl Tensor {
     /// (…, m, k) @ (…, k, n) → (…, m, n); batch dims broadcast. Both
@@ -31,8 +32,8 @@ impl Tensor {
     }
 }
 
-pub(crate) fn matmul_backward(a: &Tensor, b: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
-    let ga = g.matmul(&b.t()?)?.sum_to_shape(a.shape())?;
-    let gb = a.t()?.matmul(g)?.sum_to_shape(b.shape())?;
-    Ok(vec![Some(ga), Some(gb)])
+pub(crate) fn matmul_backward(a: &Tensor, b: &Tensor, g: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+    let ga = wanted(needs, 0, || g.matmul(&b.t()?)?.sum_to_shape(a.shape()))?;
+    let gb = wanted(needs, 1, || a.t()?.matmul(g)?.sum_to_shape(b.shape()))?;
+    Ok(vec![ga, gb])
 }

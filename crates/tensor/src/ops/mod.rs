@@ -15,3 +15,13 @@ pub mod pool;
 pub mod reduce;
 pub mod shape;
 pub mod softmax;
+
+/// Runs a gradient rule only for an input that wants its gradient
+/// (`needs[i]`, see `Op::backward`).
+pub(crate) fn wanted(
+    needs: &[bool],
+    i: usize,
+    grad: impl FnOnce() -> crate::Result<crate::Tensor>,
+) -> crate::Result<Option<crate::Tensor>> {
+    if needs.get(i).copied().unwrap_or(true) { grad().map(Some) } else { Ok(None) }
+}
