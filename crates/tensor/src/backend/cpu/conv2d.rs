@@ -97,9 +97,9 @@ impl ConvGeom {
     /// `for_each_run` outweighs the copies): the input offset, within one
     /// image's group planes, of every column-matrix element (r, q), or
     /// `PAD` for a padding tap. Built once per call, shared by all images.
-    fn small_map_table(&self) -> Option<Vec<u32>> {
+    fn small_map_table<T: Float>(&self) -> Option<Vec<u32>> {
         let (oc, plane) = (self.ocols(), self.cg() * self.h * self.w);
-        if self.ow > 8 || self.krows() * oc > 1 << 22 || plane >= PAD as usize {
+        if self.short_rows::<T>() || self.ow > 8 || self.krows() * oc > 1 << 22 || plane >= PAD as usize {
             return None;
         }
         let mut table = vec![PAD; self.krows() * oc];
@@ -109,6 +109,16 @@ impl ConvGeom {
             }
         });
         Some(table)
+    }
+
+    /// Whether im2col / col2im run each output row as one AVX-512 vector
+    /// (`short_rows`): f32, rows of ≤ 16 outputs, stride 1 or 2.
+    fn short_rows<T>(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if f32_on_avx512::<T>() && self.ow <= 16 && self.p.stride[1] <= 2 {
+            return true;
+        }
+        false
     }
 
     /// `im2col` of column-matrix rows `rows` only (cols row 0 = rows.start).
@@ -140,6 +150,17 @@ impl ConvGeom {
             return;
         }
         let (sw, ow, r0) = (self.p.stride[1], self.ow, rows.start);
+        #[cfg(target_arch = "x86_64")]
+        if self.short_rows::<T>() {
+            // SAFETY: T is f32 (`short_rows`).
+            let (xs, cs) = unsafe { (as_f32(x), as_f32_mut(cols)) };
+            self.for_each_run(rows, |r, c, lo, hi, x0| {
+                let dst = &mut cs[(r - r0) * ld + c..];
+                // SAFETY: the CPU has AVX-512 (`short_rows`); the bounds are checked inside.
+                unsafe { short_rows::gather(dst, oc, xs, chw, nb, [ow, lo, hi, x0, sw]) }
+            });
+            return;
+        }
         self.for_each_run(rows, |r, c, lo, hi, x0| {
             let len = hi - lo;
             for i in 0..nb {
@@ -178,6 +199,16 @@ impl ConvGeom {
             return;
         }
         let sw = self.p.stride[1];
+        #[cfg(target_arch = "x86_64")]
+        if self.short_rows::<T>() {
+            // SAFETY: T is f32 (`short_rows`).
+            let (cs, dxs) = unsafe { (as_f32(cols), as_f32_mut(dx)) };
+            self.for_each_run(0..self.krows(), |r, c, lo, hi, x0| {
+                // SAFETY: the CPU has AVX-512 (`short_rows`); the bounds are checked inside.
+                unsafe { short_rows::scatter_add(dxs, chw, &cs[r * ld + c..], oc, nb, [lo, hi, x0, sw]) }
+            });
+            return;
+        }
         self.for_each_run(0..self.krows(), |r, c, lo, hi, x0| {
             let len = hi - lo;
             for i in 0..nb {
@@ -335,8 +366,8 @@ unsafe fn as_f32_mut<T>(v: &mut [T]) -> &mut [f32] {
 mod stride2 {
     use std::arch::x86_64::*;
 
-    /// Mask of the first `n` (≤ 16) lanes.
-    fn first(n: usize) -> __mmask16 {
+    /// Mask of the first `n` lanes (all 16 for n ≥ 16).
+    pub fn first(n: usize) -> __mmask16 {
         if n >= 16 { 0xffff } else { (1u16 << n) - 1 }
     }
 
@@ -386,6 +417,110 @@ mod stride2 {
     }
 }
 
+/// im2col / col2im of one run (output row) for every image of a block,
+/// each row one 16-lane vector: the run's masks and permutes are worked out
+/// once and each image costs two loads, a permute and a store. Per-run
+/// overhead was most of a DCGAN layer's im2col time (16-wide rows).
+#[cfg(target_arch = "x86_64")]
+mod short_rows {
+    use std::arch::x86_64::*;
+
+    use super::stride2::first;
+
+    /// Lanes lo..hi.
+    fn lanes(lo: usize, hi: usize) -> __mmask16 {
+        first(hi) & !first(lo)
+    }
+
+    /// For images i < nb and outputs ox < ow (≤ 16): dst[i·ldd + ox] =
+    /// src[i·lds + x0 + (ox − lo)·sw] for lo ≤ ox < hi, else 0 (sw 1 or 2).
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn gather(
+        dst: &mut [f32],
+        ldd: usize,
+        src: &[f32],
+        lds: usize,
+        nb: usize,
+        [ow, lo, hi, x0, sw]: [usize; 5],
+    ) {
+        assert!(ow <= 16 && (sw == 1 || sw == 2) && lo <= hi && hi <= ow);
+        if nb == 0 {
+            return;
+        }
+        assert!(dst.len() >= (nb - 1) * ldd + ow);
+        let (store, run, len) = (first(ow), lanes(lo, hi), hi - lo);
+        let need = if len == 0 { 0 } else { (len - 1) * sw + 1 };
+        assert!(len == 0 || src.len() >= (nb - 1) * lds + x0 + need);
+        // Lane ox takes element sw·(ox − lo) of the 32 loaded from x0.
+        let step = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        let idx = _mm512_sub_epi32(
+            _mm512_mullo_epi32(step, _mm512_set1_epi32(sw as i32)),
+            _mm512_set1_epi32((sw * lo) as i32),
+        );
+        let (ma, mb) = (first(need), first(need.saturating_sub(16)));
+        for i in 0..nb {
+            // SAFETY: the loads read only the `need` elements from src[i·lds + x0]
+            // and the store writes only dst[i·ldd..][..ow] (both checked above).
+            unsafe {
+                let p = src.as_ptr().wrapping_add(i * lds + x0);
+                let a = _mm512_maskz_loadu_ps(ma, p);
+                let b = _mm512_maskz_loadu_ps(mb, p.wrapping_add(16));
+                _mm512_mask_storeu_ps(
+                    dst.as_mut_ptr().add(i * ldd),
+                    store,
+                    _mm512_maskz_permutex2var_ps(run, a, idx, b),
+                );
+            }
+        }
+    }
+
+    /// The adjoint: dst[i·ldd + x0 + (ox − lo)·sw] += src[i·lds + ox] for
+    /// lo ≤ ox < hi. Untouched lanes keep their bits (−0 stays −0).
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn scatter_add(
+        dst: &mut [f32],
+        ldd: usize,
+        src: &[f32],
+        lds: usize,
+        nb: usize,
+        [lo, hi, x0, sw]: [usize; 4],
+    ) {
+        assert!(hi <= 16 && (sw == 1 || sw == 2));
+        if nb == 0 || lo >= hi {
+            return;
+        }
+        let (run, span) = (lanes(lo, hi), (hi - lo - 1) * sw + 1);
+        assert!(dst.len() >= (nb - 1) * ldd + x0 + span && src.len() >= (nb - 1) * lds + hi);
+        // Destination lane j (of the 32 from x0) takes source lane lo + j/sw
+        // when j is a multiple of sw.
+        let step = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        let half = _mm512_srli_epi32::<1>(step);
+        let (i0, i1, m0, m1) = if sw == 1 {
+            (step, step, first(span), 0)
+        } else {
+            (
+                half,
+                _mm512_add_epi32(half, _mm512_set1_epi32(8)),
+                first(span) & 0x5555,
+                first(span.saturating_sub(16)) & 0x5555,
+            )
+        };
+        let (i0, i1) =
+            (_mm512_add_epi32(i0, _mm512_set1_epi32(lo as i32)), _mm512_add_epi32(i1, _mm512_set1_epi32(lo as i32)));
+        for i in 0..nb {
+            // SAFETY: the masks keep every access inside the checked spans.
+            unsafe {
+                let v = _mm512_maskz_loadu_ps(run, src.as_ptr().add(i * lds));
+                let p = dst.as_mut_ptr().add(i * ldd + x0);
+                let q = p.wrapping_add(16);
+                let (d0, d1) = (_mm512_maskz_loadu_ps(m0, p), _mm512_maskz_loadu_ps(m1, q));
+                _mm512_mask_storeu_ps(p, m0, _mm512_add_ps(d0, _mm512_permutexvar_ps(i0, v)));
+                _mm512_mask_storeu_ps(q, m1, _mm512_add_ps(d1, _mm512_permutexvar_ps(i1, v)));
+            }
+        }
+    }
+}
+
 /// Runs `f` with two per-thread scratch slices of `lens` elements. Column
 /// matrices and staging tiles are fully overwritten before they are read,
 /// so reusing them across tasks saves an allocation and a memset each
@@ -428,7 +563,7 @@ fn fwd_t<T: Float>(x: &[T], lx: &Layout, w: &[T], lw: &Layout, g: ConvGeom) -> V
     }
     let nb = g.images_per_task();
     let packed = packed_weights(&w, &g, false);
-    let table = g.small_map_table();
+    let table = g.small_map_table::<T>();
     zeroed_rows(g.n * g.o * oc, nb * g.o * oc, |start, yb| {
         let (n0, nbi) = (start / (g.o * oc), yb.len() / (g.o * oc));
         with_scratch([kr * nbi * oc, if nbi > 1 { og * nbi * oc } else { 0 }], |cols: &mut [T], tmp: &mut [T]| {
@@ -456,7 +591,7 @@ fn bwd_input_t<T: Float>(dy: &[T], ldy: &Layout, w: &[T], lw: &Layout, g: ConvGe
     }
     let nb = g.images_per_task();
     let packed = packed_weights(&w, &g, true);
-    let table = g.small_map_table();
+    let table = g.small_map_table::<T>();
     // col2im accumulates into dx: each task's images start zeroed.
     zeroed_rows(g.n * plane, nb * plane, |start, dxb| {
         let (n0, nbi) = (start / plane, dxb.len() / plane);
@@ -489,7 +624,7 @@ fn bwd_weight_t<T: Float>(x: &[T], lx: &Layout, dy: &[T], ldy: &Layout, g: ConvG
     // and the partials added in order: the result does not depend on the
     // thread count or on scheduling (resumed runs stay bit-identical).
     let nb = g.images_per_weight_block();
-    let table = g.small_map_table();
+    let table = g.small_map_table::<T>();
     let blocks = g.n.div_ceil(nb);
     let per = blocks.div_ceil(REDUCE_SPLITS).max(1);
     let partials: Vec<Vec<T>> = (0..blocks.div_ceil(per))
@@ -531,7 +666,7 @@ fn bwd_weight_by_columns<T: Float>(x: &[T], dy: &[T], g: &ConvGeom, tasks: usize
     let mut dw = vec![T::zero(); g.o * kr];
     let width = kr.div_ceil(48).div_ceil(tasks) * 48;
     let nb = g.images_per_weight_block();
-    let table = g.small_map_table();
+    let table = g.small_map_table::<T>();
     let shared = SharedOut(dw.as_mut_ptr());
     let col0s: Vec<usize> = (0..kr).step_by(width).collect();
     col0s.into_par_iter().for_each(|r0| {
@@ -596,7 +731,7 @@ mod tests {
             let out = |len: usize| (len + 2 * pad - dil * (k - 1) - 1) / stride + 1;
             let p = Conv2dParams { stride: [stride; 2], padding: [pad; 2], dilation: [dil; 2], groups };
             let g = ConvGeom { n, c, h, w: h + 1, o, kh: k, kw: k, oh: out(h), ow: out(h + 1), p };
-            let table = g.small_map_table().expect("rows of at most 8 outputs use the table");
+            let table = g.small_map_table::<f64>().expect("rows of at most 8 outputs use the table");
             let x: Vec<f32> = (0..n * c * h * (h + 1)).map(|i| (i as f32 * 0.37).sin()).collect();
             let len = g.krows() * n * g.ocols();
             for gi in 0..groups {
@@ -610,6 +745,53 @@ mod tests {
                 g.col2im(&by_runs, n, gi, Some(&table), &mut dx_table);
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&dx_runs), bits(&dx_table), "col2im, case h={h} k={k} group {gi}");
+            }
+        }
+    }
+
+    /// The one-vector-per-row copies (f32 on AVX-512) against the generic
+    /// run loops (f64 takes those): the same values and, for col2im, the
+    /// same bits (−0 kept), for rows of 1..16 outputs, strides 1 and 2,
+    /// padding wider than the kernel, dilation and groups.
+    #[test]
+    fn short_rows_match_the_run_loops() {
+        for (h, w, k, stride, pad, dil, groups) in [
+            (32, 32, 4, 2, 1, 1, 1),
+            (16, 14, 3, 1, 1, 1, 2),
+            (9, 17, 3, 2, 3, 2, 1),
+            (4, 4, 4, 2, 1, 1, 1),
+            (1, 5, 1, 1, 0, 1, 3),
+        ] {
+            let (n, c, o) = (3, 6, 6);
+            let out = |len: usize| (len + 2 * pad - dil * (k - 1) - 1) / stride + 1;
+            let p = Conv2dParams { stride: [stride; 2], padding: [pad; 2], dilation: [dil; 2], groups };
+            let g = ConvGeom { n, c, h, w, o, kh: k, kw: k, oh: out(h), ow: out(w), p };
+            assert!(g.ow <= 16);
+            if !g.short_rows::<f32>() {
+                return; // no AVX-512 here: f32 takes the run loops too
+            }
+            let x32: Vec<f32> = (0..n * c * h * w).map(|i| (i as f32 * 0.37).sin()).collect();
+            let x64: Vec<f64> = x32.iter().map(|&v| v as f64).collect();
+            let len = g.krows() * n * g.ocols();
+            for gi in 0..groups {
+                let (mut c32, mut c64) = (vec![f32::NAN; len], vec![f64::NAN; len]);
+                g.im2col(&x32, 0, n, gi, None, &mut c32);
+                g.im2col(&x64, 0, n, gi, None, &mut c64);
+                assert_eq!(c32.iter().map(|&v| v as f64).collect::<Vec<_>>(), c64, "im2col h={h} w={w} group {gi}");
+                // col2im against the run loop written out in f32 (an f64 sum would round differently).
+                let mut got = vec![-0.0f32; x32.len()];
+                g.col2im(&c32, n, gi, None, &mut got);
+                let mut want = vec![-0.0f32; x32.len()];
+                let (ld, oc, chw, base) = (n * g.ocols(), g.ocols(), c * h * w, gi * g.cg() * h * w);
+                g.for_each_run(0..g.krows(), |r, col, lo, hi, x0| {
+                    for i in 0..n {
+                        for (t, ox) in (lo..hi).enumerate() {
+                            want[base + i * chw + x0 + t * stride] += c32[r * ld + i * oc + col + ox];
+                        }
+                    }
+                });
+                let bad = got.iter().zip(&want).position(|(a, b)| a.to_bits() != b.to_bits());
+                assert!(bad.is_none(), "col2im h={h} w={w} group {gi}: first difference at {bad:?}");
             }
         }
     }
