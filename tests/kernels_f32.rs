@@ -65,6 +65,24 @@ fn dcgan_sized_conv_f32_matches_f64() {
 }
 
 #[test]
+fn convs_with_one_vector_rows_f32_match_f64() {
+    // Rows of 16 outputs (one AVX-512 vector per row in im2col/col2im),
+    // stride 2 and stride 1 with groups, K past one GEMM depth block.
+    let p = kiln::tensor::Conv2dParams { stride: [2, 2], padding: [1, 1], ..Default::default() };
+    f32_vs_f64(
+        "conv2d 3x32x32x32 -> 20, k4 s2",
+        |t| t[0].conv2d(&t[1], None, p),
+        &[randn(&[3, 32, 32, 32], 5), randn(&[20, 32, 4, 4], 6)],
+    );
+    let p = kiln::tensor::Conv2dParams { padding: [1, 1], groups: 2, ..Default::default() };
+    f32_vs_f64(
+        "conv2d 3x8x16x16 -> 6, k3 groups 2",
+        |t| t[0].conv2d(&t[1], None, p),
+        &[randn(&[3, 8, 16, 16], 7), randn(&[6, 4, 3, 3], 8)],
+    );
+}
+
+#[test]
 fn wide_stride2_convs_f32_match_f64() {
     // Output rows of 35: the vectorised stride-2 im2col/col2im plus their tails.
     let p = kiln::tensor::Conv2dParams { stride: [2, 2], padding: [1, 1], ..Default::default() };
