@@ -79,6 +79,7 @@ fn unary_f32(op: u32, x: f32, p0: f32, p1: f32) -> f32 {
             return select(log(1.0 + exp(bx)) / p0, x, bx > p1);
         }
         case 24u: { return select(min(max(x, p0), p1), x, is_nan(x)); }
+        case 25u: { return select(p0, 1.0, x > 0.0); }
         default: { return f32_nan(); }
     }
 }

@@ -158,6 +158,7 @@ const UNARY: &[UnaryOp] = &[
     UnaryOp::Clamp { min: -0.5, max: 0.8 },
     UnaryOp::Sign,
     UnaryOp::Step,
+    UnaryOp::LeakyReluGrad(0.2),
 ];
 
 /// Ops whose domain is the positive reals.

@@ -39,6 +39,10 @@ pub enum UnaryOp {
         add: f64,
     },
     LeakyRelu(f64),
+    /// leaky_relu's derivative: 1 where x > 0 else the slope (as torch, also
+    /// at 0 and NaN). One pass in leaky_relu's backward instead of a step
+    /// and an affine; piecewise constant, so not differentiated.
+    LeakyReluGrad(f64),
     Elu(f64),
     Softplus {
         beta: f64,
@@ -75,6 +79,7 @@ impl UnaryOp {
             UnaryOp::PowF(_) => "powf",
             UnaryOp::Affine { .. } => "affine",
             UnaryOp::LeakyRelu(_) => "leaky_relu",
+            UnaryOp::LeakyReluGrad(_) => "leaky_relu_grad",
             UnaryOp::Elu(_) => "elu",
             UnaryOp::Softplus { .. } => "softplus",
             UnaryOp::Clamp { .. } => "clamp",
@@ -291,7 +296,7 @@ pub(crate) fn unary_backward(x: &Tensor, y: &Tensor, g: &Tensor, op: UnaryOp) ->
     let c = |v: f64| x.scalar_like(v);
     let step = || x.unary(UnaryOp::Step);
     let gx = match op {
-        UnaryOp::Sign | UnaryOp::Step => g.zeros_like()?,
+        UnaryOp::Sign | UnaryOp::Step | UnaryOp::LeakyReluGrad(_) => g.zeros_like()?,
         UnaryOp::Neg => g.neg()?,
         UnaryOp::Abs => g.mul(&x.sign()?)?,
         UnaryOp::Exp => g.mul(y)?,
@@ -328,7 +333,7 @@ pub(crate) fn unary_backward(x: &Tensor, y: &Tensor, g: &Tensor, op: UnaryOp) ->
         UnaryOp::PowF(0.0) => g.zeros_like()?,
         UnaryOp::PowF(p) => g.mul(&x.powf(p - 1.0)?)?.mul_scalar(p)?,
         UnaryOp::Affine { mul, .. } => g.mul_scalar(mul)?,
-        UnaryOp::LeakyRelu(s) => g.mul(&step()?.affine(1.0 - s, s)?)?,
+        UnaryOp::LeakyRelu(s) => g.mul(&x.unary(UnaryOp::LeakyReluGrad(s))?)?,
         UnaryOp::Elu(alpha) => Tensor::where_cond(&step()?, g, &g.mul(&y.add_scalar(alpha)?)?)?,
         UnaryOp::Softplus { beta, threshold } => {
             let linear = x.mul_scalar(beta)?.gt(&c(threshold)?)?;

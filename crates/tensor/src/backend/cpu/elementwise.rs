@@ -83,6 +83,10 @@ fn unary_t<T: Float>(v: &[T], l: &Layout, op: UnaryOp) -> Vec<T> {
             map(v, l, move |x| if x.is_nan() { x } else { x.max(lo).min(hi) })
         }
         UnaryOp::Step => map(v, l, move |x| if x > zero { one } else { zero }),
+        UnaryOp::LeakyReluGrad(s) => {
+            let s = c(s);
+            map(v, l, move |x| if x > zero { one } else { s })
+        }
     }
 }
 

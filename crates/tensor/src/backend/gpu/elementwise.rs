@@ -35,6 +35,7 @@ fn unary_code(op: UnaryOp) -> (usize, f64, f64) {
         Elu(a) => (22, a, 0.0),
         Softplus { beta, threshold } => (23, beta, threshold),
         Clamp { min, max } => (24, min, max),
+        LeakyReluGrad(s) => (25, s, 0.0),
     }
 }
 
