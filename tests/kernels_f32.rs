@@ -111,8 +111,9 @@ fn fast_exp_is_within_two_ulp() {
 
 #[test]
 fn attention_f32_matches_f64_across_tiles() {
-    // 70 queries × 150 keys spans several tiles; the f32 path uses exp_fast.
-    let (q, k, v) = (randn(&[2, 70, 8], 1), randn(&[2, 150, 8], 2), randn(&[2, 150, 6], 3));
+    // 150 queries × 300 keys spans two tiles each way (128 queries × 256
+    // keys per tile); the f32 path uses exp_fast.
+    let (q, k, v) = (randn(&[2, 150, 8], 1), randn(&[2, 300, 8], 2), randn(&[2, 300, 6], 3));
     for causal in [false, true] {
         f32_vs_f64(
             "attention",
@@ -120,7 +121,7 @@ fn attention_f32_matches_f64_across_tiles() {
             &[q.clone(), k.clone(), v.clone()],
         );
     }
-    let keep = randn(&[70, 150], 4).gt(&Tensor::zeros(&[], DType::F64, kiln::Device::Cpu).unwrap()).unwrap();
+    let keep = randn(&[150, 300], 4).gt(&Tensor::zeros(&[], DType::F64, kiln::Device::Cpu).unwrap()).unwrap();
     let mask = Tensor::additive_mask(&keep).unwrap();
     let run = |dtype: DType| {
         let c = |t: &Tensor| t.to_dtype(dtype).unwrap();
@@ -162,8 +163,8 @@ fn attention_backward_forms_agree_bit_for_bit() {
     // key-block) passes at 8 threads. Both must give the same bits, with a
     // mask (and its gradient) or with causal masking.
     let f32 = |t: Tensor| t.to_dtype(DType::F32).unwrap();
-    let (q, k, v) = (f32(randn(&[6, 70, 8], 1)), f32(randn(&[6, 150, 8], 2)), f32(randn(&[6, 150, 6], 3)));
-    let mask = f32(randn(&[6, 70, 150], 4));
+    let (q, k, v) = (f32(randn(&[6, 150, 8], 1)), f32(randn(&[6, 300, 8], 2)), f32(randn(&[6, 300, 6], 3)));
+    let mask = f32(randn(&[6, 150, 300], 4));
     for causal in [false, true] {
         let grads = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();

