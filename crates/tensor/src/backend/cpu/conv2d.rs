@@ -5,6 +5,7 @@
 //! conv_transpose2d is conv2d_bwd_input (and its weight gradient is
 //! conv2d_bwd_weight with the roles of input and output swapped).
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use rayon::prelude::*;
@@ -12,7 +13,7 @@ use rayon::prelude::*;
 use super::matmul::{Mat, SharedOut, gemm, gemm_into};
 #[cfg(target_arch = "x86_64")]
 use super::sgemm::{PackedA, View, sgemm_packed};
-use super::{CHUNK, CpuStorage, dense, with_float2, zeroed_rows};
+use super::{CHUNK, CpuStorage, build_rows, dense, with_float2, zeroed_rows};
 use crate::ops::conv2d::ConvGeom;
 use crate::{Float, Layout, Result};
 
@@ -244,12 +245,17 @@ impl ConvGeom {
         buf
     }
 
-    /// The inverse of `gather_out`, into the block of images n0.. of y.
-    fn scatter_out<T: Float>(&self, tmp: &[T], nb: usize, gi: usize, y_block: &mut [T]) {
+    /// The inverse of `gather_out`, into the block of images n0.. of y
+    /// (written, not read: the forward's output starts uninitialised).
+    fn scatter_out<T: Float>(&self, tmp: &[T], nb: usize, gi: usize, y_block: &mut [MaybeUninit<T>]) {
         let (og, oc) = (self.og(), self.ocols());
         for i in 0..nb {
             for o in 0..og {
-                y_block[(i * self.o + gi * og + o) * oc..][..oc].copy_from_slice(&tmp[o * nb * oc + i * oc..][..oc]);
+                let (dst, src) =
+                    (&mut y_block[(i * self.o + gi * og + o) * oc..][..oc], &tmp[o * nb * oc + i * oc..][..oc]);
+                dst.iter_mut().zip(src).for_each(|(d, &v)| {
+                    d.write(v);
+                });
             }
         }
     }
@@ -295,8 +301,31 @@ fn gemm_w<T: Float>(
     c: &mut [T],
     ldc: usize,
 ) {
+    let [m, _, n] = dims;
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(c.len() >= (m - 1) * ldc + n);
+    // SAFETY: `c` is a unique borrow covering every element written.
+    unsafe { gemm_w_into(dims, packed, a, b, beta, c.as_mut_ptr(), ldc) }
+}
+
+/// `gemm_w` into a raw C (with beta 0, C is written and never read).
+///
+/// # Safety
+/// As `gemm_into`: `c + i·ldc + j` for i < m, j < n valid and unaliased.
+unsafe fn gemm_w_into<T: Float>(
+    dims: [usize; 3],
+    packed: Option<&PackedA>,
+    a: Mat<T>,
+    b: Mat<T>,
+    beta: T,
+    c: *mut T,
+    ldc: usize,
+) {
     let Some(pa) = packed else {
-        return gemm(dims, a, b, beta, c, ldc);
+        // SAFETY: forwarded.
+        return unsafe { gemm_into(dims, a, b, beta, c, ldc) };
     };
     #[cfg(target_arch = "x86_64")]
     {
@@ -304,14 +333,17 @@ fn gemm_w<T: Float>(
         if m == 0 || n == 0 {
             return;
         }
-        assert!(pa.dims() == (m, k) && b.data.len() >= b.span(k, n) && c.len() >= (m - 1) * ldc + n);
+        assert!(pa.dims() == (m, k) && b.data.len() >= b.span(k, n));
         assert!(std::mem::size_of::<T>() == 4 && (beta == T::zero() || beta == T::one()));
         let bv = View { ptr: b.data.as_ptr().cast(), rs: b.rs, cs: b.cs };
-        // SAFETY: T is f32 (packed weights exist only then); the asserts bound b and c.
-        unsafe { sgemm_packed(pa, n, bv, beta == T::one(), c.as_mut_ptr().cast(), ldc) }
+        // SAFETY: T is f32 (packed weights exist only then); the assert bounds b, the caller c.
+        unsafe { sgemm_packed(pa, n, bv, beta == T::one(), c.cast(), ldc) }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    match *pa {}
+    {
+        let _ = (dims, a, b, beta, c, ldc);
+        match *pa {}
+    }
 }
 
 /// dst[t] = src[t·stride]: im2col of a strided conv. Stride 2 (every
@@ -564,18 +596,25 @@ fn fwd_t<T: Float>(x: &[T], lx: &Layout, w: &[T], lw: &Layout, g: ConvGeom) -> V
     let nb = g.images_per_task();
     let packed = packed_weights(&w, &g, false);
     let table = g.small_map_table::<T>();
-    zeroed_rows(g.n * g.o * oc, nb * g.o * oc, |start, yb| {
+    // Every output element is written once (by the GEMM or scatter_out),
+    // so the output is not zeroed first (a fifth of the Cin = 1 layer's time).
+    build_rows(g.n * g.o * oc, nb * g.o * oc, |start, yb| {
         let (n0, nbi) = (start / (g.o * oc), yb.len() / (g.o * oc));
         with_scratch([kr * nbi * oc, if nbi > 1 { og * nbi * oc } else { 0 }], |cols: &mut [T], tmp: &mut [T]| {
             for gi in 0..groups {
                 g.im2col(&x, n0, nbi, gi, table.as_deref(), cols);
                 let wg = &w[gi * og * kr..][..og * kr];
-                // One image: its group's output rows are contiguous, no staging copy.
-                let out = if nbi == 1 { &mut yb[gi * og * oc..][..og * oc] } else { &mut tmp[..] };
                 let pw = packed.as_ref().map(|p| &p[gi]);
-                gemm_w([og, kr, nbi * oc], pw, Mat::rows(wg, kr), Mat::rows(cols, nbi * oc), T::zero(), out, nbi * oc);
+                let (a, b) = (Mat::rows(wg, kr), Mat::rows(cols, nbi * oc));
                 if nbi > 1 {
+                    gemm_w([og, kr, nbi * oc], pw, a, b, T::zero(), tmp, nbi * oc);
                     g.scatter_out(tmp, nbi, gi, yb);
+                } else {
+                    // One image: its group's output rows are contiguous, no staging copy.
+                    let out = &mut yb[gi * og * oc..][..og * oc];
+                    // SAFETY: `out` is a unique borrow of og·oc elements; with beta 0
+                    // the GEMM writes every one of them and reads none.
+                    unsafe { gemm_w_into([og, kr, oc], pw, a, b, T::zero(), out.as_mut_ptr().cast(), oc) };
                 }
             }
         });
