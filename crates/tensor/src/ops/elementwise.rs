@@ -87,7 +87,7 @@ impl UnaryOp {
     }
 
     fn is_piecewise_constant(&self) -> bool {
-        matches!(self, UnaryOp::Sign | UnaryOp::Step)
+        matches!(self, UnaryOp::Sign | UnaryOp::Step | UnaryOp::LeakyReluGrad(_))
     }
 }
 
