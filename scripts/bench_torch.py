@@ -3,6 +3,8 @@
 so `cargo xtask bench` can put both in one table measured in one run.
 
     python3 scripts/bench_torch.py > torch.json
+    python3 scripts/bench_torch.py --dcgan-step SIZE STEPS   # one size only
+
 
 Prints one JSON object {"<group>/<shape>": seconds}, where the keys match
 the criterion ids `<group>/cpu/<variant>/<shape>` without backend/variant.
@@ -10,6 +12,7 @@ Each time is the best of repeated calls after a warm-up (noise on a shared
 machine only adds time; kiln's side reports its best sample too).
 """
 import json
+import sys
 import time
 
 import torch
@@ -70,11 +73,11 @@ def main():
     print(json.dumps(out))
 
 
-def dcgan_steps():
+def dcgan_steps(sizes=(64, 32), min_time=3.0, min_reps=3):
     """One pytorch/examples DCGAN step (D real + fake, G; Adam; BCE) per size."""
     import torch.nn as nn
     res = {}
-    for size in (64, 32):
+    for size in sizes:
         stages = size.bit_length() - 3
         nz, ngf, ndf = 100, 64, 64
         g_layers, mult = [nn.ConvTranspose2d(nz, ngf * 2 ** (stages - 1), 4, 1, 0, bias=False)], 2 ** (stages - 1)
@@ -107,9 +110,14 @@ def dcgan_steps():
             loss(d(fake).view(-1), ones).backward()
             opt_g.step()
 
-        res[f"dcgan_step/n64_s{size}"] = timeit(step, min_time=3.0, min_reps=3)
+        res[f"dcgan_step/n64_s{size}"] = timeit(step, min_time=min_time, min_reps=min_reps)
     return res
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 4 and sys.argv[1] == "--dcgan-step":
+        # Best of STEPS steps after one warm-up: the PyTorch half of xtask's
+        # interleaved kiln / PyTorch rounds.
+        print(json.dumps(dcgan_steps((int(sys.argv[2]),), min_time=0.0, min_reps=int(sys.argv[3]))))
+    else:
+        main()

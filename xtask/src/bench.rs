@@ -53,6 +53,50 @@ fn criterion_results(dir: &Path, out: &mut BTreeMap<String, (f64, Option<f64>)>)
     }
 }
 
+/// The DCGAN step ratio measured in interleaved rounds (kiln's
+/// examples/dcgan_steps, then PyTorch's step, `ROUNDS` times, best of
+/// `STEPS` steps each): the machine's clock drifts over the minutes of a
+/// full run, and alternating short runs keeps that drift out of the ratio.
+/// Returns the per-round (kiln, PyTorch) seconds.
+fn interleaved_step(size: usize) -> Result<Vec<(f64, f64)>, String> {
+    const ROUNDS: usize = 5;
+    const STEPS: usize = 5;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("+ cargo build --release --example dcgan_steps");
+    let built = Command::new(&cargo)
+        .args(["build", "--quiet", "--release", "--example", "dcgan_steps"])
+        .status()
+        .map_err(|e| e.to_string())?;
+    if !built.success() {
+        return Err("building examples/dcgan_steps failed".into());
+    }
+    let run = |cmd: &mut Command| -> Result<String, String> {
+        let out = cmd.envs(crate::malloc_env()).output().map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!("{cmd:?} failed:\n{}", String::from_utf8_lossy(&out.stderr)));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    let (size_arg, steps_arg) = (size.to_string(), STEPS.to_string());
+    let mut rounds = Vec::new();
+    for round in 0..ROUNDS {
+        eprintln!("+ interleaved DCGAN step {size}x{size}, round {}/{ROUNDS}", round + 1);
+        let kiln = run(Command::new("target/release/examples/dcgan_steps").args([&steps_arg, &size_arg]))?;
+        // "best 812.3 ms median ..."
+        let kiln_ms: f64 = kiln
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("unexpected dcgan_steps output: {kiln}"))?;
+        let torch =
+            run(Command::new("python3").args(["scripts/bench_torch.py", "--dcgan-step", &size_arg, &steps_arg]))?;
+        let torch: BTreeMap<String, f64> = serde_json::from_str(&torch).map_err(|e| e.to_string())?;
+        let torch_s = *torch.values().next().ok_or("no PyTorch step time")?;
+        rounds.push((kiln_ms / 1e3, torch_s));
+    }
+    Ok(rounds)
+}
+
 /// "group/cpu/variant/shape" → "group/shape" (the PyTorch script's key).
 fn torch_key(id: &str) -> String {
     let parts: Vec<&str> = id.split('/').collect();
@@ -129,6 +173,21 @@ pub fn run(compare_torch: bool) -> Result<(), String> {
             .get(&torch_key(id))
             .map_or(String::new(), |t| format!(" vs PyTorch {:.0} ms: **{:.2}×**", t * 1e3, secs / t));
         md += &format!("**`{id}`** (batch 64): kiln {:.0} ms{vs}\n\n", secs * 1e3);
+    }
+    if compare_torch {
+        for size in [64, 32] {
+            let rounds = interleaved_step(size)?;
+            let mut ratios: Vec<f64> = rounds.iter().map(|(k, t)| k / t).collect();
+            let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+            ratios.sort_by(f64::total_cmp);
+            md += &format!(
+                "Interleaved (`examples/dcgan_steps` then PyTorch's step, {} rounds, best of 5 steps each) at {size}×{size}: \
+                 ratios {}; median **{:.2}×**.\n\n",
+                rounds.len(),
+                listed.join(", "),
+                ratios[ratios.len() / 2]
+            );
+        }
     }
     md += "| bench | kiln ms | kiln GFLOP/s | % of peak | PyTorch ms | kiln / PyTorch | accuracy |\n|---|---:|---:|---:|---:|---:|---|\n";
     for (id, (secs, flops)) in results.iter().filter(|(id, _)| !id.contains("/wgpu/") && !id.contains("/cuda/")) {
