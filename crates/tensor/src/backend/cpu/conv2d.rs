@@ -98,6 +98,7 @@ impl ConvGeom {
     /// `for_each_run` outweighs the copies): the input offset, within one
     /// image's group planes, of every column-matrix element (r, q), or
     /// `PAD` for a padding tap. Built once per call, shared by all images.
+    /// None where `short_rows` serves instead (f32 on AVX-512, stride ≤ 2).
     fn small_map_table<T: Float>(&self) -> Option<Vec<u32>> {
         let (oc, plane) = (self.ocols(), self.cg() * self.h * self.w);
         if self.short_rows::<T>() || self.ow > 8 || self.krows() * oc > 1 << 22 || plane >= PAD as usize {
