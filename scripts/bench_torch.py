@@ -5,7 +5,6 @@ so `cargo xtask bench` can put both in one table measured in one run.
     python3 scripts/bench_torch.py > torch.json
     python3 scripts/bench_torch.py --dcgan-step SIZE STEPS   # one size only
 
-
 Prints one JSON object {"<group>/<shape>": seconds}, where the keys match
 the criterion ids `<group>/cpu/<variant>/<shape>` without backend/variant.
 Each time is the best of repeated calls after a warm-up (noise on a shared

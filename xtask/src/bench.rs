@@ -57,19 +57,10 @@ fn criterion_results(dir: &Path, out: &mut BTreeMap<String, (f64, Option<f64>)>)
 /// examples/dcgan_steps, then PyTorch's step, `ROUNDS` times, best of
 /// `STEPS` steps each): the machine's clock drifts over the minutes of a
 /// full run, and alternating short runs keeps that drift out of the ratio.
-/// Returns the per-round (kiln, PyTorch) seconds.
+/// Returns the per-round (kiln, PyTorch) seconds; the example must be built.
 fn interleaved_step(size: usize) -> Result<Vec<(f64, f64)>, String> {
     const ROUNDS: usize = 5;
     const STEPS: usize = 5;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    eprintln!("+ cargo build --release --example dcgan_steps");
-    let built = Command::new(&cargo)
-        .args(["build", "--quiet", "--release", "--example", "dcgan_steps"])
-        .status()
-        .map_err(|e| e.to_string())?;
-    if !built.success() {
-        return Err("building examples/dcgan_steps failed".into());
-    }
     let run = |cmd: &mut Command| -> Result<String, String> {
         let out = cmd.envs(crate::malloc_env()).output().map_err(|e| e.to_string())?;
         if !out.status.success() {
@@ -175,6 +166,15 @@ pub fn run(compare_torch: bool) -> Result<(), String> {
         md += &format!("**`{id}`** (batch 64): kiln {:.0} ms{vs}\n\n", secs * 1e3);
     }
     if compare_torch {
+        eprintln!("+ cargo build --release --example dcgan_steps");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let built = Command::new(cargo)
+            .args(["build", "--quiet", "--release", "--example", "dcgan_steps"])
+            .status()
+            .map_err(|e| e.to_string())?;
+        if !built.success() {
+            return Err("building examples/dcgan_steps failed".into());
+        }
         for size in [64, 32] {
             let rounds = interleaved_step(size)?;
             let mut ratios: Vec<f64> = rounds.iter().map(|(k, t)| k / t).collect();
