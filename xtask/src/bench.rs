@@ -11,18 +11,22 @@ use serde_json::Value;
 
 const BENCHES: &[&str] = &["matmul", "conv2d", "conv_transpose2d", "batch_norm", "attention", "dcgan_step"];
 
+/// Runs a benchmark process (with the shared malloc settings) and returns
+/// its stdout, or an error carrying the command and its stderr.
+fn stdout_of(cmd: &mut Command) -> Result<String, String> {
+    let out = cmd.envs(crate::malloc_env()).output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!("{cmd:?} failed:\n{}", String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).to_string())
+}
+
 fn cargo_bench(name: &str) -> Result<String, String> {
     eprintln!("+ cargo bench --bench {name}");
-    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["bench", "--quiet", "--bench", name])
-        .envs(crate::malloc_env())
-        .output()
-        .map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    if !out.status.success() {
-        return Err(format!("cargo bench --bench {name} failed:\n{}", String::from_utf8_lossy(&out.stderr)));
-    }
-    Ok(text)
+    stdout_of(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["bench", "--quiet", "--bench", name]),
+    )
 }
 
 /// (full id → (best seconds per call, FLOPs per call)) from criterion's JSON:
@@ -61,18 +65,11 @@ fn criterion_results(dir: &Path, out: &mut BTreeMap<String, (f64, Option<f64>)>)
 fn interleaved_step(size: usize) -> Result<Vec<(f64, f64)>, String> {
     const ROUNDS: usize = 5;
     const STEPS: usize = 5;
-    let run = |cmd: &mut Command| -> Result<String, String> {
-        let out = cmd.envs(crate::malloc_env()).output().map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            return Err(format!("{cmd:?} failed:\n{}", String::from_utf8_lossy(&out.stderr)));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).to_string())
-    };
     let (size_arg, steps_arg) = (size.to_string(), STEPS.to_string());
     let mut rounds = Vec::new();
     for round in 0..ROUNDS {
         eprintln!("+ interleaved DCGAN step {size}x{size}, round {}/{ROUNDS}", round + 1);
-        let kiln = run(Command::new("target/release/examples/dcgan_steps").args([&steps_arg, &size_arg]))?;
+        let kiln = stdout_of(Command::new("target/release/examples/dcgan_steps").args([&steps_arg, &size_arg]))?;
         // "best 812.3 ms median ..."
         let kiln_ms: f64 = kiln
             .split_whitespace()
@@ -80,7 +77,7 @@ fn interleaved_step(size: usize) -> Result<Vec<(f64, f64)>, String> {
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| format!("unexpected dcgan_steps output: {kiln}"))?;
         let torch =
-            run(Command::new("python3").args(["scripts/bench_torch.py", "--dcgan-step", &size_arg, &steps_arg]))?;
+            stdout_of(Command::new("python3").args(["scripts/bench_torch.py", "--dcgan-step", &size_arg, &steps_arg]))?;
         let torch: BTreeMap<String, f64> = serde_json::from_str(&torch).map_err(|e| e.to_string())?;
         let torch_s = *torch.values().next().ok_or("no PyTorch step time")?;
         rounds.push((kiln_ms / 1e3, torch_s));
@@ -128,18 +125,9 @@ pub fn run(compare_torch: bool) -> Result<(), String> {
     criterion_results(Path::new("target/criterion"), &mut results);
     let torch: BTreeMap<String, f64> = if compare_torch {
         eprintln!("+ python3 scripts/bench_torch.py");
-        let out = Command::new("python3")
-            .arg("scripts/bench_torch.py")
-            .envs(crate::malloc_env())
-            .output()
-            .map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            return Err(format!(
-                "scripts/bench_torch.py failed (is torch installed?):\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?
+        let out = stdout_of(Command::new("python3").arg("scripts/bench_torch.py"))
+            .map_err(|e| format!("{e}\n(is torch installed?)"))?;
+        serde_json::from_str(&out).map_err(|e| e.to_string())?
     } else {
         BTreeMap::new()
     };
