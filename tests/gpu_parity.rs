@@ -59,12 +59,12 @@ fn max_abs(v: &[f64]) -> f64 {
     v.iter().fold(0.0f64, |a, &b| a.max(b.abs()))
 }
 
-/// |got − want| ≤ tol · (1 + max|want|): f32 sums of many terms lose
-/// precision relative to the largest magnitudes, not element by element.
-pub fn assert_near(what: &str, got: &Tensor, want: &Tensor, tol: f64) -> Result<(), TestCaseError> {
+/// |got − want| ≤ max(tol · (1 + max|want|), slack): f32 sums of many terms
+/// lose precision relative to the largest magnitudes, not element by element.
+pub fn assert_near(what: &str, got: &Tensor, want: &Tensor, tol: f64, slack: f64) -> Result<(), TestCaseError> {
     prop_assert_eq!(got.shape(), want.shape(), "{}: shape", what);
     let (g, w) = (got.to_vec_f64(), want.to_vec_f64());
-    let bound = tol * (1.0 + max_abs(&w));
+    let bound = (tol * (1.0 + max_abs(&w))).max(slack);
     for (i, (a, b)) in g.iter().zip(&w).enumerate() {
         let ok = (a - b).abs() <= bound || (a.is_nan() && b.is_nan()) || a == b;
         prop_assert!(ok, "{}: element {} of {:?}: gpu {} vs cpu {} (bound {:e})", what, i, want.shape(), a, b, bound);
@@ -72,18 +72,37 @@ pub fn assert_near(what: &str, got: &Tensor, want: &Tensor, tol: f64) -> Result<
     Ok(())
 }
 
-/// Runs `f` on the CPU in f64 and on wgpu in f32, compares the outputs and
+/// max |a − b| over finite pairs (an f32 run's distance from the oracle).
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    let (a, b) = (a.to_vec_f64(), b.to_vec_f64());
+    a.iter().zip(&b).map(|(x, y)| (x - y).abs()).filter(|d| d.is_finite()).fold(0.0, f64::max)
+}
+
+/// An output and the gradient of each input (None where it has none).
+type Run = (Tensor, Vec<Option<Tensor>>);
+
+/// Runs `f` on the CPU in f64 and on `dev` in f32, compares the outputs and
 /// the gradients of ⟨f(x), r⟩ (random cotangent r) for every float input.
+///
+/// The f64 oracle sees the f32-rounded inputs the GPU sees. Where the f32
+/// answer is ill-conditioned (batch_norm over two near-equal values: the
+/// true input gradient is the eps-sized residue of two large terms), the
+/// bound widens to 4× the CPU's own f32 error on the same inputs: the GPU
+/// must be as accurate as the CPU backend, never less.
 pub fn parity<F>(dev: Device, what: &str, f: F, inputs: &[Tensor], tol: f64) -> Result<(), TestCaseError>
 where
     F: Fn(&[Tensor]) -> kiln::Result<Tensor>,
 {
     let what = &format!("{what} on {dev:?}");
-    let run = |device: Option<Device>| -> kiln::Result<(Tensor, Vec<Option<Tensor>>)> {
+    let run = |device: Device, dtype: DType| -> kiln::Result<Run> {
+        let on = |t: &Tensor| -> kiln::Result<Tensor> {
+            let t = if t.dtype() == DType::F64 { t.to_dtype(DType::F32)?.to_dtype(dtype)? } else { t.clone() };
+            t.to_device(device)
+        };
         let xs: Vec<Tensor> = inputs
             .iter()
             .map(|t| {
-                let t = device.map_or_else(|| t.clone(), |d| to_dev(t, d));
+                let t = on(t)?;
                 if t.dtype().is_float() { Var::new(&t).map(|v| v.as_tensor().clone()) } else { Ok(t) }
             })
             .collect::<kiln::Result<_>>()?;
@@ -92,19 +111,23 @@ where
             // Piecewise-constant ops (sign, comparisons) have no gradient.
             return Ok((y, vec![None; xs.len()]));
         }
-        let r = randn(y.shape(), 7);
-        let r = device.map_or_else(|| r.clone(), |d| to_dev(&r, d));
+        let r = on(&randn(y.shape(), 7))?;
         let grads = y.mul(&r)?.sum_all()?.backward()?;
         Ok((y, xs.iter().map(|x| grads.get(x).cloned()).collect()))
     };
-    let (want, want_g) = run(None).map_err(|e| TestCaseError::fail(format!("{what} on cpu: {e}")))?;
-    let (got, got_g) = run(Some(dev)).map_err(|e| TestCaseError::fail(format!("{what}: {e}")))?;
-    assert_near(&format!("{what} forward"), &got, &want, tol)?;
-    for (i, (g, w)) in got_g.iter().zip(&want_g).enumerate() {
-        match (g, w) {
-            (Some(g), Some(w)) => assert_near(&format!("{what} gradient of input {i}"), g, w, tol)?,
-            (None, None) => {}
-            _ => prop_assert!(false, "{}: gradient of input {} present on one device only", what, i),
+    let (want, want_g) =
+        run(Device::Cpu, DType::F64).map_err(|e| TestCaseError::fail(format!("{what} on cpu: {e}")))?;
+    let (cpu, cpu_g) =
+        run(Device::Cpu, DType::F32).map_err(|e| TestCaseError::fail(format!("{what} on cpu f32: {e}")))?;
+    let (got, got_g) = run(dev, DType::F32).map_err(|e| TestCaseError::fail(format!("{what}: {e}")))?;
+    assert_near(&format!("{what} forward"), &got, &want, tol, 4.0 * max_diff(&cpu, &want))?;
+    for (i, ((g, w), c)) in got_g.iter().zip(&want_g).zip(&cpu_g).enumerate() {
+        match (g, w, c) {
+            (Some(g), Some(w), Some(c)) => {
+                assert_near(&format!("{what} gradient of input {i}"), g, w, tol, 4.0 * max_diff(c, w))?
+            }
+            (None, None, None) => {}
+            _ => prop_assert!(false, "{}: gradient of input {} present on some devices only", what, i),
         }
     }
     Ok(())
@@ -466,7 +489,7 @@ fn adam_update(dev: Device) {
             dev_t[0].adam_update(&dev_t[1], &dev_t[2], &dev_t[3], &step).unwrap();
         }
         for (a, b) in [&p, &m, &v].iter().zip(&dev_t[..1].iter().chain(&dev_t[2..]).collect::<Vec<_>>()) {
-            assert_near("adam", b, a, 1e-6).unwrap();
+            assert_near("adam", b, a, 1e-6, 0.0).unwrap();
         }
     }
 }
@@ -533,7 +556,7 @@ fn dcgan_steps_match_the_cpu(dev: Device) {
     let (pc, pg) = (cpu.g_store.trainable(), gpu.g_store.trainable());
     assert_eq!(pc.len(), pg.len());
     for ((name, a), (_, b)) in pc.iter().zip(&pg) {
-        assert_near(name, &b.to_device(Device::Cpu).unwrap(), a, 1e-3).unwrap();
+        assert_near(name, &b.to_device(Device::Cpu).unwrap(), a, 1e-3, 0.0).unwrap();
     }
 }
 
@@ -548,7 +571,7 @@ fn f16_storage_matmul_conv_and_casts(dev: Device) {
     let oracle = |t: &Tensor| h(t).to_dtype(DType::F64).unwrap();
     let close = |what: &str, got: &Tensor, want: &Tensor| {
         assert_eq!(got.dtype(), DType::F16, "{what} keeps f16 storage");
-        assert_near(what, &got.to_device(Device::Cpu).unwrap().to_dtype(DType::F64).unwrap(), want, 2e-3).unwrap();
+        assert_near(what, &got.to_device(Device::Cpu).unwrap().to_dtype(DType::F64).unwrap(), want, 2e-3, 0.0).unwrap();
     };
     for (m, k, n) in [(1, 1, 1), (17, 33, 70), (65, 130, 3)] {
         let (a, b) = (randn(&[2, m, k], 1), randn(&[k, n], 2));
