@@ -1,6 +1,7 @@
 //! The f32 kernels (GEMM paths, image-batched convolutions) against the
 //! same ops in f64: the gradient property tests run in f64 and would not
-//! see a wrong f32-only fast path.
+//! see a wrong f32-only fast path. batch_norm's fused sums are also checked
+//! against composed ops, since its f64 path shares the same code.
 
 use kiln::tensor::testing::strategies::{conv_transpose2d_case, conv2d_case, randn};
 use kiln::{DType, Tensor, Var};
@@ -181,5 +182,42 @@ fn attention_backward_forms_agree_bit_for_bit() {
             })
         };
         assert!(grads(1) == grads(8), "causal {causal}: one-pass and split backward differ");
+    }
+}
+
+/// The output and input gradients of `f` for cotangent `gy` (same dtype).
+fn value_and_grads(f: impl Fn(&[Tensor]) -> kiln::Result<Tensor>, inputs: &[Tensor], dtype: DType) -> Vec<Vec<f64>> {
+    let vars: Vec<Var> = inputs.iter().map(|t| Var::new(&t.to_dtype(dtype).unwrap()).unwrap()).collect();
+    let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+    let y = f(&ts).unwrap();
+    let g = y.backward_with(&randn(y.shape(), 99).to_dtype(dtype).unwrap(), false).unwrap();
+    std::iter::once(y.to_vec_f64()).chain(vars.iter().map(|v| g.get(v).unwrap().to_vec_f64())).collect()
+}
+
+#[test]
+fn batch_norm_matches_composed_ops_on_long_and_short_channels() {
+    // The fused kernel (f32 and f64) against mean/var/rsqrt composed in f64.
+    // Rows of 16 (lanes carried across many rows before each f64 total), 49
+    // (the 8-wide rest and the scalar tail) and 1024 (several totals per
+    // channel); the mean of 3 checks the shifted sums do not cancel.
+    for &(n, c, h, w) in &[(64, 8, 4, 4), (16, 3, 7, 7), (8, 2, 32, 32)] {
+        let x = randn(&[n, c, h, w], 5).affine(2.0, 3.0).unwrap();
+        let (g, b) = (randn(&[c], 6), randn(&[c], 7));
+        let fused = |t: &[Tensor]| t[0].batch_norm(None, None, Some(&t[1]), Some(&t[2]), true, 0.1, 1e-5);
+        let composed = |t: &[Tensor]| {
+            let mean = t[0].mean(&[0, 2, 3], true)?;
+            let invstd = t[0].var(&[0, 2, 3], false, true)?.affine(1.0, 1e-5)?.rsqrt()?;
+            let xhat = t[0].sub(&mean)?.mul(&invstd)?;
+            xhat.mul(&t[1].reshape(&[1, c, 1, 1])?)?.add(&t[2].reshape(&[1, c, 1, 1])?)
+        };
+        let inputs = [x, g, b];
+        let want = value_and_grads(composed, &inputs, DType::F64);
+        for (dtype, tol) in [(DType::F64, 1e-10), (DType::F32, 1e-5)] {
+            for (i, (got, want)) in value_and_grads(fused, &inputs, dtype).iter().zip(&want).enumerate() {
+                let scale = want.iter().fold(1e-3f64, |m, x| m.max(x.abs()));
+                let what = if i == 0 { "output".to_string() } else { format!("grad {}", i - 1) };
+                assert_close(&format!("batch_norm {n}x{c}x{h}x{w} {dtype:?} {what}"), got, want, tol * scale, 0.0);
+            }
+        }
     }
 }

@@ -13,49 +13,65 @@ fn ncm(l: &Layout) -> (usize, usize, usize) {
     (s[0], s[1], s[2..].iter().product())
 }
 
-/// Calls `f(value)` for every element of channel `c`.
-fn channel<T: Float>(x: &[T], (n, c, m): (usize, usize, usize), ch: usize) -> impl Iterator<Item = &[T]> {
-    (0..n).map(move |i| &x[(i * c + ch) * m..][..m])
-}
-
-/// (Σ u, Σ v) of f(i) = (u, v) for i in 0..len: 32 independent
-/// accumulators (two AVX-512 vectors per sum, so the adds overlap), then
-/// 8 for a shorter rest (rows of 4×4 maps are 16 long), totalled in f64.
-fn row_sums<T: Float>(len: usize, f: impl Fn(usize) -> (T, T)) -> (f64, f64) {
+/// (Σ u, Σ v) of f(p[j], q[j]) = (u, v) over the elements j of channel `ch`: 32
+/// independent T accumulators (two AVX-512 vectors per sum, so the adds
+/// overlap), 8 for a shorter rest (rows of 4×4 maps are 16 long). The lanes
+/// carry across rows and are totalled in f64 every `FLUSH` values, so short
+/// rows do not each pay a 64-lane reduction and no lane sums more than
+/// about 64 values (one row's share for rows over 2048). Inlined into the caller's `simd` build (alone, or as an
+/// iterator fold, it would compile 4 wide).
+#[inline(always)]
+fn channel_sums<T: Float>(
+    (n, c, m): (usize, usize, usize),
+    ch: usize,
+    p: &[T],
+    q: &[T],
+    f: impl Fn(T, T) -> (T, T),
+) -> (f64, f64) {
     const WIDE: usize = 32;
+    const FLUSH: usize = 2048;
     let (mut a, mut b) = ([T::zero(); WIDE], [T::zero(); WIDE]);
-    let mut base = 0;
-    while base + WIDE <= len {
-        for i in 0..WIDE {
-            let (u, v) = f(base + i);
-            a[i] += u;
-            b[i] += v;
-        }
-        base += WIDE;
-    }
-    while base + 8 <= len {
-        for i in 0..8 {
-            let (u, v) = f(base + i);
-            a[i] += u;
-            b[i] += v;
-        }
-        base += 8;
-    }
     let (mut sa, mut sb) = (0.0, 0.0);
-    for i in base..len {
-        let (u, v) = f(i);
-        sa += u.to_f64();
-        sb += v.to_f64();
-    }
-    for i in 0..WIDE {
-        sa += a[i].to_f64();
-        sb += b[i].to_f64();
+    let mut pending = 0;
+    for img in 0..n {
+        let at = (img * c + ch) * m;
+        let (p, q) = (&p[at..][..m], &q[at..][..m]);
+        let mut i = 0;
+        while i + WIDE <= m {
+            for l in 0..WIDE {
+                let (u, v) = f(p[i + l], q[i + l]);
+                a[l] += u;
+                b[l] += v;
+            }
+            i += WIDE;
+        }
+        while i + 8 <= m {
+            for l in 0..8 {
+                let (u, v) = f(p[i + l], q[i + l]);
+                a[l] += u;
+                b[l] += v;
+            }
+            i += 8;
+        }
+        for j in i..m {
+            let (u, v) = f(p[j], q[j]);
+            sa += u.to_f64();
+            sb += v.to_f64();
+        }
+        pending += m;
+        if pending >= FLUSH || img + 1 == n {
+            for l in 0..WIDE {
+                sa += a[l].to_f64();
+                sb += b[l].to_f64();
+            }
+            (a, b, pending) = ([T::zero(); WIDE], [T::zero(); WIDE], 0);
+        }
     }
     (sa, sb)
 }
 
 /// One pass per channel: sums of (x − K) and (x − K)² with K the channel's
-/// first value (the shift keeps E[d²] − E[d]² from cancelling), rows in T,
+/// first value (the shift keeps E[d²] − E[d]² from cancelling), lanes in T,
 /// totals in f64.
 fn stats_t<T: Float>(x: &[T], l: &Layout) -> (Vec<T>, Vec<T>) {
     let x = dense(x, l);
@@ -65,11 +81,7 @@ fn stats_t<T: Float>(x: &[T], l: &Layout) -> (Vec<T>, Vec<T>) {
         .into_par_iter()
         .map(|ch| {
             let k = x[ch * m];
-            let (s1, s2) = super::simd(|| {
-                channel(&x, dims, ch)
-                    .map(|r| row_sums(r.len(), |i| (r[i] - k, (r[i] - k) * (r[i] - k))))
-                    .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
-            });
+            let (s1, s2) = super::simd(|| channel_sums(dims, ch, &x, &x, |v, _| (v - k, (v - k) * (v - k))));
             let mean = s1 / count;
             (T::from_f64(k.to_f64() + mean), T::from_f64((s2 / count - mean * mean).max(0.0)))
         })
@@ -111,13 +123,9 @@ fn bwd_t<T: Float>(
     let (dw, db): (Vec<T>, Vec<T>) = (0..c)
         .into_par_iter()
         .map(|ch| {
-            let (mut sdy, mut sdyx) = (0.0, 0.0);
-            for (xr, dr) in channel(&x, dims, ch).zip(channel(&dy, dims, ch)) {
-                // Σdy and Σdy·(x − mean), eight lanes at a time.
-                let (a, b) = row_sums(xr.len(), |i| (dr[i], dr[i] * (xr[i] - mean[ch])));
-                sdy += a;
-                sdyx += b;
-            }
+            let mu = mean[ch];
+            // Σdy and Σdy·(x − mean), in the wide-vector build like stats_t.
+            let (sdy, sdyx) = super::simd(|| channel_sums(dims, ch, &x, &dy, |v, d| (d, d * (v - mu))));
             (T::from_f64(sdyx) * invstd[ch], T::from_f64(sdy))
         })
         .unzip();
