@@ -18,8 +18,9 @@ fn ncm(l: &Layout) -> (usize, usize, usize) {
 /// overlap), 8 for a shorter rest (rows of 4×4 maps are 16 long). The lanes
 /// carry across rows and are totalled in f64 every `FLUSH` values, so short
 /// rows do not each pay a 64-lane reduction and no lane sums more than
-/// about 64 values (one row's share for rows over 2048). Inlined into the caller's `simd` build (alone, or as an
-/// iterator fold, it would compile 4 wide).
+/// about 64 values (one row's share for rows over 2048). Inlined into the
+/// caller's `simd` build (alone, or as an iterator fold, it would compile
+/// 4 wide).
 #[inline(always)]
 fn channel_sums<T: Float>(
     (n, c, m): (usize, usize, usize),
