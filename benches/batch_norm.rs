@@ -1,5 +1,6 @@
-//! batch_norm in training mode, forward and forward+backward, on the DCGAN
-//! shape (64, 128, 16, 16). Bandwidth-bound: FLOPs counted as ~10 per element.
+//! batch_norm in training mode, forward and forward+backward, on DCGAN
+//! shapes: D's (64, 128, 16, 16) and G's first (64, 512, 4, 4), whose rows
+//! are 16 long. Bandwidth-bound: FLOPs counted as ~10 per element.
 //! `cargo bench --bench batch_norm`
 
 mod common;
@@ -11,10 +12,16 @@ use kiln::{DType, Var};
 
 fn batch_norm(c: &mut Criterion) {
     let gpus = common::gpus();
-    let shape = [64, 128, 16, 16];
-    let id = "n64_c128_h16";
+    for (ch, h) in [(128, 16), (512, 4)] {
+        shape_benches(c, &gpus, ch, h);
+    }
+}
+
+fn shape_benches(c: &mut Criterion, gpus: &[kiln::Device], ch: usize, h: usize) {
+    let shape = [64, ch, h, h];
+    let id = &format!("n64_c{ch}_h{h}");
     let x = randn(&shape, 1, DType::F32);
-    let (w, b) = (randn(&[128], 2, DType::F32), randn(&[128], 3, DType::F32));
+    let (w, b) = (randn(&[ch], 2, DType::F32), randn(&[ch], 3, DType::F32));
     let numel = x.numel() as f64;
     report_error(&format!("batch_norm_fwd/{id}"), |d| {
         let t = |v: &kiln::Tensor| v.to_dtype(d).unwrap();
@@ -29,7 +36,7 @@ fn batch_norm(c: &mut Criterion) {
     bench(c, "batch_norm_fwd_bwd", "one_pass", id, 10.0 * numel, || {
         xv.batch_norm(None, None, Some(&wv), Some(&bv), true, 0.1, 1e-5).unwrap().backward_with(&gy, false).unwrap();
     });
-    for &dev in &gpus {
+    for &dev in gpus {
         report_gpu_error(&format!("batch_norm_fwd/{id}"), dev, |d, dt| {
             let t = |v: &kiln::Tensor| v.to_dtype(dt).unwrap().to_device(d).unwrap();
             t(&x).batch_norm(None, None, Some(&t(&w)), Some(&t(&b)), true, 0.1, 1e-5).unwrap().to_vec_f64()

@@ -58,9 +58,10 @@ def main():
         x, w = torch.randn(n, cin, h, h), torch.randn(cin, cout, 4, 4) * 0.05
         fwd_and_fwd_bwd(out, ("conv_transpose2d", f"n{n}_c{cin}_h{h}_o{cout}_k4s2p1"),
                         lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1), (x, w), (n, cout, 2 * h, 2 * h))
-    x, w, b = torch.randn(64, 128, 16, 16), torch.randn(128), torch.randn(128)
-    fwd_and_fwd_bwd(out, ("batch_norm", "n64_c128_h16"),
-                    lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True), (x, w, b), x.shape)
+    for c, h in [(128, 16), (512, 4)]:
+        x, w, b = torch.randn(64, c, h, h), torch.randn(c), torch.randn(c)
+        fwd_and_fwd_bwd(out, ("batch_norm", f"n64_c{c}_h{h}"),
+                        lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True), (x, w, b), x.shape)
     for d in (64, 32):
         q, k, v = (torch.randn(8, 4, 256, d) for _ in range(3))
         fwd_and_fwd_bwd(out, ("attention", f"b8_h4_l256_d{d}"), F.scaled_dot_product_attention, (q, k, v), q.shape)

@@ -4,7 +4,9 @@
 
 use rayon::prelude::*;
 
-use super::{CpuStorage, build_rows, dense};
+use std::mem::MaybeUninit;
+
+use super::{CHUNK, CpuStorage, build_rows, dense};
 use crate::{Float, Layout, Result};
 
 /// (N, C, M) sizes of an input of shape (N, C, spatial...).
@@ -37,25 +39,27 @@ fn channel_sums<T: Float>(
     for img in 0..n {
         let at = (img * c + ch) * m;
         let (p, q) = (&p[at..][..m], &q[at..][..m]);
-        let mut i = 0;
-        while i + WIDE <= m {
+        // Exact chunks: fixed-length slices keep the lanes in registers.
+        let (wide, rest) = (p.chunks_exact(WIDE), q.chunks_exact(WIDE));
+        let (p, q) = (wide.remainder(), rest.remainder());
+        for (pc, qc) in wide.zip(rest) {
             for l in 0..WIDE {
-                let (u, v) = f(p[i + l], q[i + l]);
+                let (u, v) = f(pc[l], qc[l]);
                 a[l] += u;
                 b[l] += v;
             }
-            i += WIDE;
         }
-        while i + 8 <= m {
+        let (eight, rest) = (p.chunks_exact(8), q.chunks_exact(8));
+        let (p, q) = (eight.remainder(), rest.remainder());
+        for (pc, qc) in eight.zip(rest) {
             for l in 0..8 {
-                let (u, v) = f(p[i + l], q[i + l]);
+                let (u, v) = f(pc[l], qc[l]);
                 a[l] += u;
                 b[l] += v;
             }
-            i += 8;
         }
-        for j in i..m {
-            let (u, v) = f(p[j], q[j]);
+        for (&pv, &qv) in p.iter().zip(q) {
+            let (u, v) = f(pv, qv);
             sa += u.to_f64();
             sb += v.to_f64();
         }
@@ -69,6 +73,22 @@ fn channel_sums<T: Float>(
         }
     }
     (sa, sb)
+}
+
+/// A Vec of `n` elements built row by row (rows of `m`, m > 0): `f(row,
+/// out)` fills one row. Tasks take whole rows, about `CHUNK` elements each,
+/// and run them in one `simd` call, so 4×4 maps do not pay a task and a
+/// dispatch per 16 values.
+#[inline(always)]
+fn per_row<T: Float>(n: usize, m: usize, f: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync) -> Vec<T> {
+    let rows = (CHUNK / m).max(1);
+    build_rows(n, rows * m, |start, out| {
+        super::simd(|| {
+            for (i, row) in out.chunks_mut(m).enumerate() {
+                f(start / m + i, row)
+            }
+        })
+    })
 }
 
 /// One pass per channel: sums of (x − K) and (x − K)² with K the channel's
@@ -95,16 +115,13 @@ fn apply_t<T: Float>(x: &[T], l: &Layout, mean: &[T], invstd: &[T], w: Option<&[
     if m == 0 {
         return vec![T::zero(); x.len()];
     }
-    build_rows(x.len(), m, |start, yr| {
-        let row = start / m;
+    per_row(x.len(), m, |row, yr| {
         let ch = row % c;
         let scale = invstd[ch] * w.map_or(T::one(), |w| w[ch]);
         let shift = b.map_or(T::zero(), |b| b[ch]) - mean[ch] * scale;
-        super::simd(|| {
-            for (o, &v) in yr.iter_mut().zip(&x[row * m..][..m]) {
-                o.write(v * scale + shift);
-            }
-        })
+        for (o, &v) in yr.iter_mut().zip(&x[row * m..][..m]) {
+            o.write(v * scale + shift);
+        }
     })
 }
 
@@ -134,22 +151,17 @@ fn bwd_t<T: Float>(
     let dx = if m == 0 {
         vec![T::zero(); x.len()]
     } else {
-        build_rows(x.len(), m, |start, dr| {
-            let row = start / m;
+        per_row(x.len(), m, |row, dr| {
             let ch = row % c;
             let k = invstd[ch] * w.map_or(T::one(), |w| w[ch]);
             let (mdb, mdw) = (db[ch] / count, dw[ch] / count);
-            let xs = &x[row * m..][..m];
-            let ds = &dy[row * m..][..m];
             // Locals, not loads through the captured slices inside the loop
             // (which may alias the output as far as the compiler knows).
             let (mu, is) = (mean[ch], invstd[ch]);
-            super::simd(|| {
-                for ((o, &xv), &dv) in dr.iter_mut().zip(xs).zip(ds) {
-                    let xhat = (xv - mu) * is;
-                    o.write(k * (dv - mdb - xhat * mdw));
-                }
-            })
+            for ((o, &xv), &dv) in dr.iter_mut().zip(&x[row * m..][..m]).zip(&dy[row * m..][..m]) {
+                let xhat = (xv - mu) * is;
+                o.write(k * (dv - mdb - xhat * mdw));
+            }
         })
     };
     (dx, dw, db)
