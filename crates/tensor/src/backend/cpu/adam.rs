@@ -18,22 +18,25 @@ fn adam_t<T: Float>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], step: &AdamS
     let parts =
         p.par_chunks_mut(chunk).zip(m.par_chunks_mut(chunk)).zip(v.par_chunks_mut(chunk)).zip(g.par_chunks(chunk));
     parts.for_each(|(((p, m), v), g)| {
-        super::simd(|| {
-            for i in 0..p.len() {
-                let mut gi = g[i];
-                if s.weight_decay != 0.0 {
-                    if s.decoupled {
-                        p[i] *= decay;
-                    } else {
-                        gi += p[i] * wd;
+        super::simd(
+            #[inline(always)]
+            || {
+                for i in 0..p.len() {
+                    let mut gi = g[i];
+                    if s.weight_decay != 0.0 {
+                        if s.decoupled {
+                            p[i] *= decay;
+                        } else {
+                            gi += p[i] * wd;
+                        }
                     }
+                    m[i] = m[i] * b1 + gi * one_b1;
+                    v[i] = v[i] * b2 + gi * gi * one_b2;
+                    let denom = v[i].sqrt() * inv_sqrt_bc2 + eps;
+                    p[i] -= m[i] / denom * step;
                 }
-                m[i] = m[i] * b1 + gi * one_b1;
-                v[i] = v[i] * b2 + gi * gi * one_b2;
-                let denom = v[i].sqrt() * inv_sqrt_bc2 + eps;
-                p[i] -= m[i] / denom * step;
-            }
-        })
+            },
+        )
     });
 }
 

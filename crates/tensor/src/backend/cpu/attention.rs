@@ -73,24 +73,27 @@ impl<T: Float> Qkv<'_, T> {
         let k = Mat::t(&self.k[(b * g.s + j0) * g.e..], g.e);
         gemm([ni, g.e, nj], q, k, T::zero(), out, nj);
         let scale = T::from_f64(g.scale);
-        super::simd(|| {
-            for ii in 0..ni {
-                let row = &mut out[ii * nj..(ii + 1) * nj];
-                // Causal: keys j > i are masked out; the rest stay live.
-                let live = if g.causal { (i0 + ii + 1).saturating_sub(j0).min(nj) } else { nj };
-                let (live, dead) = row.split_at_mut(live);
-                dead.fill(T::neg_infinity());
-                match self.mask.as_ref().map(|m| (m, m.row(b, i0 + ii))) {
-                    Some((m, (off, cs))) => {
-                        for (jj, x) in live.iter_mut().enumerate() {
-                            *x = *x * scale + m.data[off + (j0 + jj) * cs];
+        super::simd(
+            #[inline(always)]
+            || {
+                for ii in 0..ni {
+                    let row = &mut out[ii * nj..(ii + 1) * nj];
+                    // Causal: keys j > i are masked out; the rest stay live.
+                    let live = if g.causal { (i0 + ii + 1).saturating_sub(j0).min(nj) } else { nj };
+                    let (live, dead) = row.split_at_mut(live);
+                    dead.fill(T::neg_infinity());
+                    match self.mask.as_ref().map(|m| (m, m.row(b, i0 + ii))) {
+                        Some((m, (off, cs))) => {
+                            for (jj, x) in live.iter_mut().enumerate() {
+                                *x = *x * scale + m.data[off + (j0 + jj) * cs];
+                            }
                         }
+                        // A plain loop (vectorises): the branchy per-element form was ~9% of attention.
+                        None => live.iter_mut().for_each(|x| *x = *x * scale + T::zero()),
                     }
-                    // A plain loop (vectorises): the branchy per-element form was ~9% of attention.
-                    None => live.iter_mut().for_each(|x| *x = *x * scale + T::zero()),
                 }
-            }
-        })
+            },
+        )
     }
 
     fn v_block(&self, b: usize, j0: usize) -> &[T] {
@@ -118,23 +121,26 @@ fn fwd_t<T: Float>(t: &Qkv<T>) -> (Vec<T>, Vec<T>) {
                 let st = &mut st[..ni * nj];
                 t.scores(b, i0, ni, j0, nj, st);
                 // Online softmax: rescale what was accumulated to the new row max.
-                super::simd(|| {
-                    for ii in 0..ni {
-                        let row = &mut st[ii * nj..(ii + 1) * nj];
-                        let new_m = row.iter().fold(m[ii], |a, &x| a.max(x));
-                        if new_m == T::neg_infinity() {
-                            row.fill(T::zero());
-                            continue;
+                super::simd(
+                    #[inline(always)]
+                    || {
+                        for ii in 0..ni {
+                            let row = &mut st[ii * nj..(ii + 1) * nj];
+                            let new_m = row.iter().fold(m[ii], |a, &x| a.max(x));
+                            if new_m == T::neg_infinity() {
+                                row.fill(T::zero());
+                                continue;
+                            }
+                            let corr = (m[ii] - new_m).exp();
+                            sum[ii] *= corr;
+                            o[ii * g.ev..(ii + 1) * g.ev].iter_mut().for_each(|x| *x *= corr);
+                            // Two plain loops (map, then a lane-parallel sum) vectorise.
+                            row.iter_mut().for_each(|x| *x = (*x - new_m).exp_fast());
+                            sum[ii] += super::reduce::sum_run(row);
+                            m[ii] = new_m;
                         }
-                        let corr = (m[ii] - new_m).exp();
-                        sum[ii] *= corr;
-                        o[ii * g.ev..(ii + 1) * g.ev].iter_mut().for_each(|x| *x *= corr);
-                        // Two plain loops (map, then a lane-parallel sum) vectorise.
-                        row.iter_mut().for_each(|x| *x = (*x - new_m).exp_fast());
-                        sum[ii] += super::reduce::sum_run(row);
-                        m[ii] = new_m;
-                    }
-                });
+                    },
+                );
                 gemm([ni, nj, g.ev], Mat::rows(st, nj), Mat::rows(t.v_block(b, j0), g.ev), T::one(), o, g.ev);
             }
             // A fully masked row gives 0/0 = NaN, as PyTorch does.
@@ -174,16 +180,19 @@ fn p_and_ds<T: Float>(
     t.scores(b, i0, ni, j0, nj, p);
     let dout = Mat::rows(&sv.dout[(b * g.l + i0) * g.ev..], g.ev);
     gemm([ni, g.ev, nj], dout, Mat::t(t.v_block(b, j0), g.ev), T::zero(), ds, nj);
-    super::simd(|| {
-        for ii in 0..ni {
-            let row = b * g.l + i0 + ii;
-            let (lse, dr) = (sv.lse[row], d[row]);
-            let (pr, dsr) = (&mut p[ii * nj..(ii + 1) * nj], &mut ds[ii * nj..(ii + 1) * nj]);
-            // exp_fast(−inf) = 0: masked scores need no branch.
-            pr.iter_mut().for_each(|x| *x = (*x - lse).exp_fast());
-            dsr.iter_mut().zip(pr.iter()).for_each(|(s, &x)| *s = x * (*s - dr));
-        }
-    })
+    super::simd(
+        #[inline(always)]
+        || {
+            for ii in 0..ni {
+                let row = b * g.l + i0 + ii;
+                let (lse, dr) = (sv.lse[row], d[row]);
+                let (pr, dsr) = (&mut p[ii * nj..(ii + 1) * nj], &mut ds[ii * nj..(ii + 1) * nj]);
+                // exp_fast(−inf) = 0: masked scores need no branch.
+                pr.iter_mut().for_each(|x| *x = (*x - lse).exp_fast());
+                dsr.iter_mut().zip(pr.iter()).for_each(|(s, &x)| *s = x * (*s - dr));
+            }
+        },
+    )
 }
 
 /// The ni×nj dS tile at column j0 of `out`, an (ni.. × s) matrix whose

@@ -17,12 +17,12 @@ fn ncm(l: &Layout) -> (usize, usize, usize) {
 
 /// (Σ u, Σ v) of f(p[j], q[j]) = (u, v) over the elements j of channel `ch`: 32
 /// independent T accumulators (two AVX-512 vectors per sum, so the adds
-/// overlap), 8 for a shorter rest (rows of 4×4 maps are 16 long). The lanes
+/// overlap), 16 for a shorter rest (rows of 4×4 maps: one vector; 8 lanes
+/// would sit in half a register and cost a shuffle per add). The lanes
 /// carry across rows and are totalled in f64 every `FLUSH` values, so short
 /// rows do not each pay a 64-lane reduction and no lane sums more than
 /// about 64 values (one row's share for rows over 2048). Inlined into the
-/// caller's `simd` build (alone, or as an iterator fold, it would compile
-/// 4 wide).
+/// caller's `simd` build.
 #[inline(always)]
 fn channel_sums<T: Float>(
     (n, c, m): (usize, usize, usize),
@@ -49,10 +49,10 @@ fn channel_sums<T: Float>(
                 b[l] += v;
             }
         }
-        let (eight, rest) = (p.chunks_exact(8), q.chunks_exact(8));
-        let (p, q) = (eight.remainder(), rest.remainder());
-        for (pc, qc) in eight.zip(rest) {
-            for l in 0..8 {
+        let (short, rest) = (p.chunks_exact(16), q.chunks_exact(16));
+        let (p, q) = (short.remainder(), rest.remainder());
+        for (pc, qc) in short.zip(rest) {
+            for l in 0..16 {
                 let (u, v) = f(pc[l], qc[l]);
                 a[l] += u;
                 b[l] += v;
@@ -83,11 +83,14 @@ fn channel_sums<T: Float>(
 fn per_row<T: Float>(n: usize, m: usize, f: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync) -> Vec<T> {
     let rows = (CHUNK / m).max(1);
     build_rows(n, rows * m, |start, out| {
-        super::simd(|| {
-            for (i, row) in out.chunks_mut(m).enumerate() {
-                f(start / m + i, row)
-            }
-        })
+        super::simd(
+            #[inline(always)]
+            || {
+                for (i, row) in out.chunks_mut(m).enumerate() {
+                    f(start / m + i, row)
+                }
+            },
+        )
     })
 }
 
@@ -102,7 +105,10 @@ fn stats_t<T: Float>(x: &[T], l: &Layout) -> (Vec<T>, Vec<T>) {
         .into_par_iter()
         .map(|ch| {
             let k = x[ch * m];
-            let (s1, s2) = super::simd(|| channel_sums(dims, ch, &x, &x, |v, _| (v - k, (v - k) * (v - k))));
+            let (s1, s2) = super::simd(
+                #[inline(always)]
+                || channel_sums(dims, ch, &x, &x, |v, _| (v - k, (v - k) * (v - k))),
+            );
             let mean = s1 / count;
             (T::from_f64(k.to_f64() + mean), T::from_f64((s2 / count - mean * mean).max(0.0)))
         })
@@ -143,7 +149,10 @@ fn bwd_t<T: Float>(
         .map(|ch| {
             let mu = mean[ch];
             // Σdy and Σdy·(x − mean), in the wide-vector build like stats_t.
-            let (sdy, sdyx) = super::simd(|| channel_sums(dims, ch, &x, &dy, |v, d| (d, d * (v - mu))));
+            let (sdy, sdyx) = super::simd(
+                #[inline(always)]
+                || channel_sums(dims, ch, &x, &dy, |v, d| (d, d * (v - mu))),
+            );
             (T::from_f64(sdyx) * invstd[ch], T::from_f64(sdy))
         })
         .unzip();

@@ -13,11 +13,14 @@ fn map<T: Float>(v: &[T], l: &Layout, f: impl Fn(T) -> T + Sync + Copy) -> Vec<T
     let x = dense(v, l);
     build_chunks(x.len(), |start, chunk| {
         let op = f;
-        super::simd(|| {
-            for (o, &xi) in chunk.iter_mut().zip(&x[start..]) {
-                o.write(op(xi));
-            }
-        })
+        super::simd(
+            #[inline(always)]
+            || {
+                for (o, &xi) in chunk.iter_mut().zip(&x[start..]) {
+                    o.write(op(xi));
+                }
+            },
+        )
     })
 }
 
@@ -119,11 +122,14 @@ fn zip_map<T: Copy + Send + Sync + Default>(
             let (a, b) = (&a[ra], &b[rb]);
             build_chunks(n, |s, chunk| {
                 let op = f;
-                super::simd(|| {
-                    for ((o, &x), &y) in chunk.iter_mut().zip(&a[s..]).zip(&b[s..]) {
-                        o.write(op(x, y));
-                    }
-                })
+                super::simd(
+                    #[inline(always)]
+                    || {
+                        for ((o, &x), &y) in chunk.iter_mut().zip(&a[s..]).zip(&b[s..]) {
+                            o.write(op(x, y));
+                        }
+                    },
+                )
             })
         }
         _ => build_chunks(n, |s, chunk| {

@@ -212,6 +212,8 @@ pub fn build_rows<T: Copy + Send + Sync>(
 /// a plain loop vectorises only 4 f32 wide; inlined here it runs 16 wide.
 /// IEEE operations round the same at any width, nothing is contracted to
 /// FMA and no loop is reassociated, so results are bit-identical.
+/// Callers mark the closure `#[inline(always)]`: a large one is otherwise
+/// called, not inlined, and then runs as the baseline 4-wide code.
 #[inline(always)]
 pub fn simd<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]

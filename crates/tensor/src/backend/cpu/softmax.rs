@@ -17,21 +17,24 @@ fn softmax_t<T: Float>(v: &[T], l: &Layout, dim: usize, log: bool) -> Vec<T> {
         return out;
     }
     out.par_chunks_mut(n).with_min_len((4096 / n).max(1)).for_each(|row| {
-        super::simd(|| {
-            let m = row.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
-            // A row of -inf gives NaN, as PyTorch does.
-            let m = if m == T::neg_infinity() { T::zero() } else { m };
-            // Separate map and lane-parallel sum loops so both vectorise.
-            if log {
-                let sum = row.iter().fold(T::zero(), |s, &x| s + (x - m).exp_fast());
-                let lse = m + sum.ln();
-                row.iter_mut().for_each(|x| *x -= lse);
-            } else {
-                row.iter_mut().for_each(|x| *x = (*x - m).exp_fast());
-                let inv = T::one() / super::reduce::sum_run(row);
-                row.iter_mut().for_each(|x| *x *= inv);
-            }
-        })
+        super::simd(
+            #[inline(always)]
+            || {
+                let m = row.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
+                // A row of -inf gives NaN, as PyTorch does.
+                let m = if m == T::neg_infinity() { T::zero() } else { m };
+                // Separate map and lane-parallel sum loops so both vectorise.
+                if log {
+                    let sum = row.iter().fold(T::zero(), |s, &x| s + (x - m).exp_fast());
+                    let lse = m + sum.ln();
+                    row.iter_mut().for_each(|x| *x -= lse);
+                } else {
+                    row.iter_mut().for_each(|x| *x = (*x - m).exp_fast());
+                    let inv = T::one() / super::reduce::sum_run(row);
+                    row.iter_mut().for_each(|x| *x *= inv);
+                }
+            },
+        )
     });
     out
 }
