@@ -58,6 +58,32 @@ impl ConvGeom {
         }
     }
 
+    /// `for_each_run` with output rows oy, oy + 1 of one column-matrix row
+    /// handed over together, `f(row, oy·ow, run, Some(next run))` (runs as
+    /// [lo, hi, x0]), when two rows fit one 16-lane vector (ow ≤ 8); an odd
+    /// last row, or every row when ow > 8, comes alone with None.
+    #[cfg(target_arch = "x86_64")]
+    fn for_each_run_pair(&self, rows: Range<usize>, mut f: impl FnMut(usize, usize, [usize; 3], Option<[usize; 3]>)) {
+        let pairs = 2 * self.ow <= 16;
+        let mut pending: Option<(usize, usize, [usize; 3])> = None;
+        self.for_each_run(rows, |r, c, lo, hi, x0| match pending.take() {
+            Some((pr, pc, run)) if pr == r && pc + self.ow == c => f(pr, pc, run, Some([lo, hi, x0])),
+            held => {
+                if let Some((pr, pc, run)) = held {
+                    f(pr, pc, run, None);
+                }
+                if pairs {
+                    pending = Some((r, c, [lo, hi, x0]));
+                } else {
+                    f(r, c, [lo, hi, x0], None);
+                }
+            }
+        });
+        if let Some((pr, pc, run)) = pending {
+            f(pr, pc, run, None);
+        }
+    }
+
     /// Images per forward / input-gradient task. Candidates run from half
     /// of what gives the GEMM ~256 columns up to 768 columns (fewer when
     /// the column buffer would pass 4 MB); the pick
@@ -156,10 +182,15 @@ impl ConvGeom {
         if self.short_rows::<T>() {
             // SAFETY: T is f32 (`short_rows`).
             let (xs, cs) = unsafe { (as_f32(x), as_f32_mut(cols)) };
-            self.for_each_run(rows, |r, c, lo, hi, x0| {
+            self.for_each_run_pair(rows, |r, c, [lo, hi, x0], next| {
                 let dst = &mut cs[(r - r0) * ld + c..];
                 // SAFETY: the CPU has AVX-512 (`short_rows`); the bounds are checked inside.
-                unsafe { short_rows::gather(dst, oc, xs, chw, nb, [ow, lo, hi, x0, sw]) }
+                unsafe {
+                    match next {
+                        Some(b) => short_rows::gather_pair(dst, oc, xs, chw, nb, ow, sw, [[lo, hi, x0], b]),
+                        None => short_rows::gather(dst, oc, xs, chw, nb, [ow, lo, hi, x0, sw]),
+                    }
+                }
             });
             return;
         }
@@ -205,9 +236,16 @@ impl ConvGeom {
         if self.short_rows::<T>() {
             // SAFETY: T is f32 (`short_rows`).
             let (cs, dxs) = unsafe { (as_f32(cols), as_f32_mut(dx)) };
-            self.for_each_run(0..self.krows(), |r, c, lo, hi, x0| {
+            let ow = self.ow;
+            self.for_each_run_pair(0..self.krows(), |r, c, [lo, hi, x0], next| {
+                let src = &cs[r * ld + c..];
                 // SAFETY: the CPU has AVX-512 (`short_rows`); the bounds are checked inside.
-                unsafe { short_rows::scatter_add(dxs, chw, &cs[r * ld + c..], oc, nb, [lo, hi, x0, sw]) }
+                unsafe {
+                    match next {
+                        Some(b) => short_rows::scatter_add_pair(dxs, chw, src, oc, nb, ow, sw, [[lo, hi, x0], b]),
+                        None => short_rows::scatter_add(dxs, chw, src, oc, nb, [lo, hi, x0, sw]),
+                    }
+                }
             });
             return;
         }
@@ -507,6 +545,111 @@ mod short_rows {
         }
     }
 
+    /// Lane j of a pair's index vector: element sw·(ox − lo) of the first
+    /// run's 16 loaded values (lanes 0..ow) or of the second's (lanes
+    /// ow..2·ow, offset 16 in the two-source permute), with the pair's lane
+    /// mask. Out-of-run lanes get stray indices; the mask zeroes them.
+    #[target_feature(enable = "avx512f")]
+    fn pair_lanes(ow: usize, sw: usize, [a, b]: [[usize; 3]; 2]) -> (__m512i, __mmask16) {
+        let step = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        let second = first(2 * ow) & !first(ow);
+        // j − lo_a in the first half, j − ow − lo_b + 16/sw in the second: ·sw.
+        let shift = _mm512_mask_blend_epi32(
+            second,
+            _mm512_set1_epi32(a[0] as i32),
+            _mm512_set1_epi32((ow + b[0]) as i32 - (16 / sw) as i32),
+        );
+        let idx = _mm512_mullo_epi32(_mm512_sub_epi32(step, shift), _mm512_set1_epi32(sw as i32));
+        (idx, lanes(a[0], a[1]) | lanes(ow + b[0], ow + b[1]))
+    }
+
+    /// `gather` of two output rows at once (ow ≤ 8): lanes 0..ow from run
+    /// a, lanes ow..2·ow from run b, one 2·ow-lane store per image.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn gather_pair(
+        dst: &mut [f32],
+        ldd: usize,
+        src: &[f32],
+        lds: usize,
+        nb: usize,
+        ow: usize,
+        sw: usize,
+        runs: [[usize; 3]; 2],
+    ) {
+        assert!(ow <= 8 && (sw == 1 || sw == 2) && runs.iter().all(|r| r[0] <= r[1] && r[1] <= ow));
+        if nb == 0 {
+            return;
+        }
+        assert!(dst.len() >= (nb - 1) * ldd + 2 * ow);
+        // Each run reads at most (8 − 1)·2 + 1 = 15 values: one vector.
+        let need = runs.map(|[lo, hi, _]| if hi == lo { 0 } else { (hi - lo - 1) * sw + 1 });
+        for (r, n) in runs.iter().zip(need) {
+            assert!(n == 0 || src.len() >= (nb - 1) * lds + r[2] + n);
+        }
+        let (idx, run) = pair_lanes(ow, sw, runs);
+        let (ma, mb) = (first(need[0]), first(need[1]));
+        for i in 0..nb {
+            // SAFETY: each load reads only its run's `need` values, the store
+            // only dst[i·ldd..][..2·ow] (all checked above).
+            unsafe {
+                let a = _mm512_maskz_loadu_ps(ma, src.as_ptr().wrapping_add(i * lds + runs[0][2]));
+                let b = _mm512_maskz_loadu_ps(mb, src.as_ptr().wrapping_add(i * lds + runs[1][2]));
+                _mm512_mask_storeu_ps(
+                    dst.as_mut_ptr().add(i * ldd),
+                    first(2 * ow),
+                    _mm512_maskz_permutex2var_ps(run, a, idx, b),
+                );
+            }
+        }
+    }
+
+    /// The adjoint of `gather_pair`: run a's input row += lanes 0..ow of
+    /// src, run b's += lanes ow..2·ow (different input rows: no overlap).
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn scatter_add_pair(
+        dst: &mut [f32],
+        ldd: usize,
+        src: &[f32],
+        lds: usize,
+        nb: usize,
+        ow: usize,
+        sw: usize,
+        runs: [[usize; 3]; 2],
+    ) {
+        assert!(ow <= 8 && (sw == 1 || sw == 2) && runs.iter().all(|r| r[0] <= r[1] && r[1] <= ow));
+        if nb == 0 {
+            return;
+        }
+        assert!(src.len() >= (nb - 1) * lds + 2 * ow);
+        let step = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        // Destination lane j takes source lane base + lo + j/sw where j is a
+        // multiple of sw (base 0 for run a, ow for run b).
+        let from = if sw == 1 { step } else { _mm512_srli_epi32::<1>(step) };
+        let (mut idx, mut mask, mut at) = ([from; 2], [0; 2], [0; 2]);
+        for (k, &[lo, hi, x0]) in runs.iter().enumerate() {
+            if lo < hi {
+                let span = (hi - lo - 1) * sw + 1;
+                assert!(dst.len() >= (nb - 1) * ldd + x0 + span);
+                idx[k] = _mm512_add_epi32(from, _mm512_set1_epi32((k * ow + lo) as i32));
+                mask[k] = first(span) & if sw == 1 { 0xffff } else { 0x5555 };
+                at[k] = x0;
+            }
+        }
+        for i in 0..nb {
+            // SAFETY: the masks keep every access inside the checked spans.
+            unsafe {
+                let v = _mm512_maskz_loadu_ps(first(2 * ow), src.as_ptr().add(i * lds));
+                for k in 0..2 {
+                    let p = dst.as_mut_ptr().wrapping_add(i * ldd + at[k]);
+                    let d = _mm512_maskz_loadu_ps(mask[k], p);
+                    _mm512_mask_storeu_ps(p, mask[k], _mm512_add_ps(d, _mm512_permutexvar_ps(idx[k], v)));
+                }
+            }
+        }
+    }
+
     /// The adjoint: dst[i·ldd + x0 + (ox − lo)·sw] += src[i·lds + ox] for
     /// lo ≤ ox < hi. Untouched lanes keep their bits (−0 stays −0).
     #[target_feature(enable = "avx512f")]
@@ -801,6 +944,12 @@ mod tests {
             (9, 17, 3, 2, 3, 2, 1),
             (4, 4, 4, 2, 1, 1, 1),
             (1, 5, 1, 1, 0, 1, 3),
+            // Rows of ≤ 8 go two per vector: even and odd row counts,
+            // padding rows at the top and bottom, stride 1 with dilation.
+            (16, 16, 4, 2, 1, 1, 1),
+            (8, 8, 4, 2, 1, 1, 1),
+            (7, 9, 3, 2, 2, 1, 1),
+            (5, 6, 3, 1, 1, 2, 2),
         ] {
             let (n, c, o) = (3, 6, 6);
             let out = |len: usize| (len + 2 * pad - dil * (k - 1) - 1) / stride + 1;
