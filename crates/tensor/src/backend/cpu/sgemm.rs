@@ -117,20 +117,26 @@ impl PackedA {
     pub unsafe fn new(m: usize, k: usize, a: View) -> PackedA {
         use rayon::prelude::*;
         let m_pad = padded(m);
-        let mut data = vec![0.0f32; m_pad * k];
+        // Not zeroed first: pack_a writes every element, the pad rows too.
+        let mut data: Vec<f32> = Vec::with_capacity(m_pad * k);
         struct Src(View);
         // SAFETY: the view is only read, and the caller keeps it valid for this call.
         unsafe impl Sync for Src {}
         let src = Src(a);
         // KC blocks in parallel: block p0 is the m_pad·kc elements from p0·m_pad.
-        data.par_chunks_mut((m_pad * KC).max(1)).enumerate().for_each(|(blk, out)| {
-            let (p0, a) = (blk * KC, &src);
-            let kc = KC.min(k - p0);
-            for i0 in (0..m).step_by(MR) {
-                // SAFETY: panel i0 is out[i0·kc..][..MR·kc]; `a` is the caller's.
-                unsafe { pack_a(a.0, i0, MR.min(m - i0), p0, kc, out.as_mut_ptr().add(i0 * kc)) };
-            }
-        });
+        data.spare_capacity_mut()[..m_pad * k].par_chunks_mut((m_pad * KC).max(1)).enumerate().for_each(
+            |(blk, out)| {
+                let (p0, a) = (blk * KC, &src);
+                let kc = KC.min(k - p0);
+                for i0 in (0..m).step_by(MR) {
+                    // SAFETY: panel i0 is out[i0·kc..][..MR·kc]; `a` is the caller's.
+                    unsafe { pack_a(a.0, i0, MR.min(m - i0), p0, kc, out.as_mut_ptr().add(i0 * kc).cast()) };
+                }
+            },
+        );
+        // SAFETY: the panels (MR rows each, up to m_pad) of every KC block
+        // wrote all m_pad·k elements.
+        unsafe { data.set_len(m_pad * k) };
         PackedA { data, m, k }
     }
 
