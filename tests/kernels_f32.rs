@@ -84,6 +84,36 @@ fn convs_with_one_vector_rows_f32_match_f64() {
 }
 
 #[test]
+fn stride1_convs_without_im2col_f32_match_f64() {
+    // Maps of >= 256 outputs at stride 1 read the GEMM's B rows straight
+    // from a padded copy of the image (forward, and the input gradient as a
+    // forward with flipped weights): padding on one side only, none,
+    // dilation with groups, 1x1, a non-square kernel, batch 1.
+    use kiln::tensor::Conv2dParams;
+    for (x, w, p) in [
+        ([2, 6, 20, 18], [5, 6, 3, 3], Conv2dParams { padding: [1, 1], ..Default::default() }),
+        ([2, 3, 18, 20], [4, 3, 3, 3], Conv2dParams { padding: [0, 2], ..Default::default() }),
+        (
+            [1, 4, 17, 23],
+            [6, 2, 3, 3],
+            Conv2dParams { padding: [2, 2], dilation: [2, 2], groups: 2, ..Default::default() },
+        ),
+        ([3, 8, 16, 16], [7, 8, 1, 1], Conv2dParams::default()),
+        ([2, 3, 21, 21], [4, 3, 5, 5], Conv2dParams::default()),
+        ([1, 5, 20, 24], [9, 5, 3, 5], Conv2dParams { padding: [1, 2], ..Default::default() }),
+    ] {
+        let name = format!("conv2d {x:?} * {w:?} {p:?}");
+        f32_vs_f64(&name, |t| t[0].conv2d(&t[1], None, p), &[randn(&x, 1), randn(&w, 2)]);
+    }
+    // conv_transpose2d at stride 1 is the input gradient, which at stride 1
+    // runs as a forward convolution with flipped weights.
+    use kiln::tensor::ConvTranspose2dParams;
+    let pt = ConvTranspose2dParams { padding: [1, 2], groups: 2, ..Default::default() };
+    let (x, w) = (randn(&[2, 4, 18, 17], 3), randn(&[4, 3, 3, 5], 4));
+    f32_vs_f64("conv_transpose2d stride 1", |t| t[0].conv_transpose2d(&t[1], None, pt), &[x, w]);
+}
+
+#[test]
 fn wide_stride2_convs_f32_match_f64() {
     // Output rows of 35: the vectorised stride-2 im2col/col2im plus their tails.
     let p = kiln::tensor::Conv2dParams { stride: [2, 2], padding: [1, 1], ..Default::default() };

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use super::matmul::{Mat, SharedOut, gemm, gemm_into};
 #[cfg(target_arch = "x86_64")]
-use super::sgemm::{PackedA, View, sgemm_packed};
+use super::sgemm::{PackedA, Rows, View, sgemm_packed, sgemm_packed_rows};
 use super::{CHUNK, CpuStorage, build_rows, dense, with_float2, zeroed_rows};
 use crate::ops::conv2d::ConvGeom;
 use crate::{Float, Layout, Result};
@@ -137,6 +137,62 @@ impl ConvGeom {
             }
         });
         Some(table)
+    }
+
+    /// Whether the forward skips im2col (`fwd_shifted_rows`): stride 1,
+    /// one image per task (maps of ≥ 256 outputs), f32 on the AVX-512 GEMM.
+    #[cfg(target_arch = "x86_64")]
+    fn shifted_rows<T>(&self) -> bool {
+        f32_on_avx512::<T>() && super::sgemm::available() && self.p.stride == [1, 1] && self.images_per_task() == 1
+    }
+
+    /// The forward of image `img` without a column matrix. With stride 1,
+    /// column-matrix row (c, i, j) is the zero-padded input shifted by
+    /// (i·dh, j·dw), read with the padded row width wp: so the GEMM reads
+    /// its B rows straight from one padded copy of the image (`Rows`) and
+    /// computes outputs on the padded-width grid, oh × wp, of which the
+    /// first ow of each row are kept (the other (kw − 1)·dw are discarded:
+    /// 6% extra work for 3×3 on 32-wide maps, against an im2col that
+    /// wrote every input value kh·kw times).
+    #[cfg(target_arch = "x86_64")]
+    fn fwd_shifted_rows(&self, x: &[f32], img: usize, packed: &[PackedA], y: &mut [MaybeUninit<f32>]) {
+        let ([ph, pw], [dh, dw]) = (self.p.padding, self.p.dilation);
+        let (hp, wp) = (self.h + 2 * ph, self.w + 2 * pw);
+        let (cg, og, plane) = (self.cg(), self.og(), hp * wp);
+        let cols = self.oh * wp;
+        // The last row's shifts read up to (kw − 1)·dw past the planes.
+        let padded_len = cg * plane + (self.kw - 1) * dw;
+        let offsets: Vec<usize> = (0..self.krows())
+            .map(|r| {
+                let (c, i, j) = (r / (self.kh * self.kw), r / self.kw % self.kh, r % self.kw);
+                c * plane + i * dh * wp + j * dw
+            })
+            .collect();
+        with_scratch([padded_len, og * cols], |xp: &mut [f32], tmp: &mut [f32]| {
+            for gi in 0..self.p.groups {
+                let src = &x[(img * self.c + gi * cg) * self.h * self.w..][..cg * self.h * self.w];
+                xp.fill(0.0);
+                for (c, plane_in) in src.chunks_exact(self.h * self.w).enumerate() {
+                    for (yy, row) in plane_in.chunks_exact(self.w).enumerate() {
+                        xp[c * plane + (yy + ph) * wp + pw..][..self.w].copy_from_slice(row);
+                    }
+                }
+                // Highest read: offsets[kr − 1] + cols − 1 = cg·plane + (kw − 1)·dw − 1
+                // (oh = hp − (kh − 1)·dh at stride 1), inside xp.
+                let rows = Rows { ptr: xp.as_ptr(), offsets: &offsets };
+                // SAFETY: the CPU check is in `shifted_rows`; B's reads stay in xp
+                // (above) and tmp holds og × cols.
+                unsafe { sgemm_packed_rows(&packed[gi], cols, rows, false, tmp.as_mut_ptr(), cols) };
+                for o in 0..og {
+                    for oy in 0..self.oh {
+                        let dst = &mut y[((gi * og + o) * self.oh + oy) * self.ow..][..self.ow];
+                        for (d, &v) in dst.iter_mut().zip(&tmp[o * cols + oy * wp..][..self.ow]) {
+                            d.write(v);
+                        }
+                    }
+                }
+            }
+        });
     }
 
     /// Whether im2col / col2im run each output row as one AVX-512 vector
@@ -739,6 +795,16 @@ fn fwd_t<T: Float>(x: &[T], lx: &Layout, w: &[T], lw: &Layout, g: ConvGeom) -> V
     }
     let nb = g.images_per_task();
     let packed = packed_weights(&w, &g, false);
+    #[cfg(target_arch = "x86_64")]
+    if let Some(packed) = packed.as_ref().filter(|_| g.shifted_rows::<T>()) {
+        // SAFETY: T is f32 (`shifted_rows`).
+        let xs = unsafe { as_f32(&x) };
+        return build_rows(g.n * g.o * oc, g.o * oc, |start, yb| {
+            // SAFETY: T is f32, and MaybeUninit<T> has T's layout.
+            let yb = unsafe { std::slice::from_raw_parts_mut(yb.as_mut_ptr().cast(), yb.len()) };
+            g.fwd_shifted_rows(xs, start / (g.o * oc), packed, yb);
+        });
+    }
     let table = g.small_map_table::<T>();
     // Every output element is written once (by the GEMM or scatter_out),
     // so the output is not zeroed first (a fifth of the Cin = 1 layer's time).
@@ -765,8 +831,44 @@ fn fwd_t<T: Float>(x: &[T], lx: &Layout, w: &[T], lw: &Layout, g: ConvGeom) -> V
     })
 }
 
+/// At stride 1, dx is the forward convolution of dy with the weights
+/// flipped in space and transposed within each group, padded by
+/// dilation·(k − 1) − padding: when that forward runs without im2col
+/// (`shifted_rows`), the flipped weights (one small copy) replace a
+/// column matrix and its col2im.
+#[cfg(target_arch = "x86_64")]
+fn bwd_input_as_forward<T: Float>(dy: &[T], ldy: &Layout, w: &[T], g: &ConvGeom) -> Option<Vec<T>> {
+    let ([ph, pw], [dh, dw]) = (g.p.padding, g.p.dilation);
+    let full = [dh * (g.kh - 1), dw * (g.kw - 1)];
+    if g.p.stride != [1, 1] || ph > full[0] || pw > full[1] {
+        return None;
+    }
+    let p = crate::Conv2dParams { padding: [full[0] - ph, full[1] - pw], ..g.p };
+    let back = ConvGeom { n: g.n, c: g.o, h: g.oh, w: g.ow, o: g.c, kh: g.kh, kw: g.kw, oh: g.h, ow: g.w, p };
+    if !back.shifted_rows::<T>() {
+        return None;
+    }
+    // flipped[gi·cg + c][o][i][j] = w[gi·og + o][c][kh−1−i][kw−1−j]
+    let (cg, og, k2) = (g.cg(), g.og(), g.kh * g.kw);
+    let mut flipped = Vec::with_capacity(w.len());
+    for gi in 0..g.p.groups {
+        for c in 0..cg {
+            for o in 0..og {
+                let src = &w[((gi * og + o) * cg + c) * k2..][..k2];
+                flipped.extend(src.iter().rev());
+            }
+        }
+    }
+    let lf = Layout::contiguous(&back.weight_shape());
+    Some(fwd_t(dy, ldy, &flipped, &lf, back))
+}
+
 fn bwd_input_t<T: Float>(dy: &[T], ldy: &Layout, w: &[T], lw: &Layout, g: ConvGeom) -> Vec<T> {
     let (dy, w) = (dense(dy, ldy), dense(w, lw));
+    #[cfg(target_arch = "x86_64")]
+    if let Some(dx) = bwd_input_as_forward(&dy, &Layout::contiguous(&g.output_shape()), &w, &g) {
+        return dx;
+    }
     let (groups, og, kr, oc) = (g.p.groups, g.og(), g.krows(), g.ocols());
     let plane = g.c * g.h * g.w;
     if g.n * plane == 0 || og * oc == 0 {

@@ -70,7 +70,7 @@ pub unsafe fn sgemm([m, k, n]: [usize; 3], a: View, b: View, accumulate: bool, c
     with_scratch(KC * NB + padded(m) * KC, |bp| {
         // SAFETY: every packed write stays inside the scratch (panel
         // counts × KC); the caller guarantees the operands.
-        unsafe { blocked(m, k, n, Operand::View(a), b, accumulate, c, ldc, bp.add(KC * NB), bp) }
+        unsafe { blocked(m, k, n, Operand::View(a), BOperand::View(b), accumulate, c, ldc, bp.add(KC * NB), bp) }
     })
 }
 
@@ -157,8 +157,68 @@ pub unsafe fn sgemm_packed(a: &PackedA, n: usize, b: View, accumulate: bool, c: 
     }
     with_scratch(KC * NB, |bp| {
         // SAFETY: as in `sgemm`; A is only read.
-        unsafe { blocked(m, k, n, Operand::Packed(a.data.as_ptr()), b, accumulate, c, ldc, std::ptr::null_mut(), bp) }
+        unsafe {
+            blocked(
+                m,
+                k,
+                n,
+                Operand::Packed(a.data.as_ptr()),
+                BOperand::View(b),
+                accumulate,
+                c,
+                ldc,
+                std::ptr::null_mut(),
+                bp,
+            )
+        }
     })
+}
+
+/// B given row by row: element (p, j) at `ptr + offsets[p] + j`. A
+/// stride-1 convolution's column matrix is of this form over its padded
+/// input (row (c, i, j) is the input shifted by (i, j)), so it needs no
+/// im2col buffer: `pack_rows` reads the input itself, a KC×NB block at a
+/// time, while that block is packed anyway.
+#[derive(Clone, Copy)]
+pub struct Rows<'a> {
+    pub ptr: *const f32,
+    pub offsets: &'a [usize],
+}
+
+/// `sgemm_packed` with B as `Rows` (k = `a.dims().1` offsets).
+///
+/// # Safety
+/// As `sgemm_packed`; `ptr + offsets[p] + j` must be readable for p < k,
+/// j < n.
+pub unsafe fn sgemm_packed_rows(a: &PackedA, n: usize, b: Rows, accumulate: bool, c: *mut f32, ldc: usize) {
+    let (m, k) = (a.m, a.k);
+    assert!(b.offsets.len() >= k);
+    if m == 0 || n == 0 {
+        return;
+    }
+    with_scratch(KC * NB, |bp| {
+        // SAFETY: as in `sgemm`; A is only read, B's rows are the caller's.
+        unsafe {
+            blocked(
+                m,
+                k,
+                n,
+                Operand::Packed(a.data.as_ptr()),
+                BOperand::Rows(b),
+                accumulate,
+                c,
+                ldc,
+                std::ptr::null_mut(),
+                bp,
+            )
+        }
+    })
+}
+
+#[derive(Clone, Copy)]
+enum BOperand<'a> {
+    View(View),
+    Rows(Rows<'a>),
 }
 
 /// A as a strided view (packed per call into the scratch strip) or already packed.
@@ -175,7 +235,7 @@ unsafe fn blocked(
     k: usize,
     n: usize,
     a: Operand,
-    b: View,
+    b: BOperand,
     accumulate: bool,
     c: *mut f32,
     ldc: usize,
@@ -200,7 +260,11 @@ unsafe fn blocked(
                 let nb = NB.min(n - j0);
                 let panels = nb.div_ceil(NR);
                 for jp in 0..panels {
-                    pack_b(b, p0, kc, j0 + jp * NR, NR.min(nb - jp * NR), bp.add(jp * kc * NR));
+                    let (j, nr, out) = (j0 + jp * NR, NR.min(nb - jp * NR), bp.add(jp * kc * NR));
+                    match b {
+                        BOperand::View(b) => pack_b(b, p0, kc, j, nr, out),
+                        BOperand::Rows(b) => pack_rows(b, p0, kc, j, nr, out),
+                    }
                 }
                 for i0 in (0..m).step_by(MR) {
                     let mr = MR.min(m - i0);
@@ -290,6 +354,27 @@ unsafe fn pack_b(b: View, p0: usize, kc: usize, j0: usize, nr: usize, bp: *mut f
         for p in p..kc {
             for j in 0..NR {
                 *bp.add(p * NR + j) = if j < nr { *src.add(p * b.rs + j * b.cs) } else { 0.0 };
+            }
+        }
+    }
+}
+
+/// `pack_b` for `Rows`: each k step is one contiguous run of nr values.
+#[inline(never)]
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_rows(b: Rows, p0: usize, kc: usize, j0: usize, nr: usize, bp: *mut f32) {
+    let masks: [__mmask16; NV] = std::array::from_fn(|v| match nr.saturating_sub(16 * v) {
+        0 => 0,
+        n if n >= 16 => 0xffff,
+        n => (1u16 << n) - 1,
+    });
+    for (p, &off) in b.offsets[p0..p0 + kc].iter().enumerate() {
+        // SAFETY: the caller makes ptr + off + j readable for j < n (the
+        // masks stop at nr); the panel has kc·NR floats.
+        unsafe {
+            let src = b.ptr.add(off + j0);
+            for (v, &mask) in masks.iter().enumerate() {
+                _mm512_storeu_ps(bp.add(p * NR + 16 * v), _mm512_maskz_loadu_ps(mask, src.add(16 * v)));
             }
         }
     }
