@@ -110,7 +110,17 @@ fn stride1_convs_without_im2col_f32_match_f64() {
     use kiln::tensor::ConvTranspose2dParams;
     let pt = ConvTranspose2dParams { padding: [1, 2], groups: 2, ..Default::default() };
     let (x, w) = (randn(&[2, 4, 18, 17], 3), randn(&[4, 3, 3, 5], 4));
-    f32_vs_f64("conv_transpose2d stride 1", |t| t[0].conv_transpose2d(&t[1], None, pt), &[x, w]);
+    f32_vs_f64("conv_transpose2d stride 1", |t| t[0].conv_transpose2d(&t[1], None, pt), &[x.clone(), w.clone()]);
+    // output_padding at stride 1 (with dilation) adds rows no output reads:
+    // the input gradient falls back to col2im there.
+    let pt = ConvTranspose2dParams {
+        padding: [1, 2],
+        output_padding: [1, 0],
+        dilation: [2, 1],
+        groups: 2,
+        ..Default::default()
+    };
+    f32_vs_f64("conv_transpose2d stride 1, output_padding", |t| t[0].conv_transpose2d(&t[1], None, pt), &[x, w]);
 }
 
 #[test]

@@ -840,7 +840,14 @@ fn fwd_t<T: Float>(x: &[T], lx: &Layout, w: &[T], lw: &Layout, g: ConvGeom) -> V
 fn bwd_input_as_forward<T: Float>(dy: &[T], ldy: &Layout, w: &[T], g: &ConvGeom) -> Option<Vec<T>> {
     let ([ph, pw], [dh, dw]) = (g.p.padding, g.p.dilation);
     let full = [dh * (g.kh - 1), dw * (g.kw - 1)];
-    if g.p.stride != [1, 1] || ph > full[0] || pw > full[1] {
+    // conv_transpose2d's output_padding (allowed at stride 1 with dilation)
+    // adds input rows that no output reads: the forward would not cover them.
+    if g.p.stride != [1, 1]
+        || ph > full[0]
+        || pw > full[1]
+        || g.oh + full[0] != g.h + 2 * ph
+        || g.ow + full[1] != g.w + 2 * pw
+    {
         return None;
     }
     let p = crate::Conv2dParams { padding: [full[0] - ph, full[1] - pw], ..g.p };
