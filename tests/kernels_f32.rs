@@ -86,9 +86,10 @@ fn convs_with_one_vector_rows_f32_match_f64() {
 #[test]
 fn stride1_convs_without_im2col_f32_match_f64() {
     // Maps of >= 256 outputs at stride 1 read the GEMM's B rows straight
-    // from a padded copy of the image (forward, and the input gradient as a
-    // forward with flipped weights): padding on one side only, none,
-    // dilation with groups, 1x1, a non-square kernel, batch 1.
+    // from a padded copy of the image (forward, the input gradient as a
+    // forward with flipped weights, and the weight gradient when the column
+    // matrix is 192+ rows): padding on one side only, none, dilation with
+    // groups, 1x1, a non-square kernel, batch 1.
     use kiln::tensor::Conv2dParams;
     for (x, w, p) in [
         ([2, 6, 20, 18], [5, 6, 3, 3], Conv2dParams { padding: [1, 1], ..Default::default() }),
@@ -101,6 +102,13 @@ fn stride1_convs_without_im2col_f32_match_f64() {
         ([3, 8, 16, 16], [7, 8, 1, 1], Conv2dParams::default()),
         ([2, 3, 21, 21], [4, 3, 5, 5], Conv2dParams::default()),
         ([1, 5, 20, 24], [9, 5, 3, 5], Conv2dParams { padding: [1, 2], ..Default::default() }),
+        // 192+ column-matrix rows: the weight gradient reads the padded copy too.
+        ([2, 24, 17, 19], [5, 24, 3, 3], Conv2dParams { padding: [1, 1], ..Default::default() }),
+        (
+            [1, 48, 16, 18],
+            [4, 24, 3, 3],
+            Conv2dParams { padding: [2, 0], dilation: [2, 1], groups: 2, ..Default::default() },
+        ),
     ] {
         let name = format!("conv2d {x:?} * {w:?} {p:?}");
         f32_vs_f64(&name, |t| t[0].conv2d(&t[1], None, p), &[randn(&x, 1), randn(&w, 2)]);

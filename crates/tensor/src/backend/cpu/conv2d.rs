@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use super::matmul::{Mat, SharedOut, gemm, gemm_into};
 #[cfg(target_arch = "x86_64")]
-use super::sgemm::{PackedA, Rows, View, sgemm_packed, sgemm_packed_rows};
+use super::sgemm::{PackedA, Rows, View, sgemm_cols, sgemm_packed, sgemm_packed_rows};
 use super::{CHUNK, CpuStorage, build_rows, dense, with_float2, zeroed_rows};
 use crate::ops::conv2d::ConvGeom;
 use crate::{Float, Layout, Result};
@@ -156,29 +156,12 @@ impl ConvGeom {
     /// wrote every input value kh·kw times).
     #[cfg(target_arch = "x86_64")]
     fn fwd_shifted_rows(&self, x: &[f32], img: usize, packed: &[PackedA], y: &mut [MaybeUninit<f32>]) {
-        let ([ph, pw], [dh, dw]) = (self.p.padding, self.p.dilation);
-        let (hp, wp) = (self.h + 2 * ph, self.w + 2 * pw);
-        let (cg, og, plane) = (self.cg(), self.og(), hp * wp);
+        let og = self.og();
+        let (padded_len, wp, offsets) = self.shifted_layout();
         let cols = self.oh * wp;
-        // The last row's shifts read up to (kw − 1)·dw past the planes.
-        let padded_len = cg * plane + (self.kw - 1) * dw;
-        let offsets: Vec<usize> = (0..self.krows())
-            .map(|r| {
-                let (c, i, j) = (r / (self.kh * self.kw), r / self.kw % self.kh, r % self.kw);
-                c * plane + i * dh * wp + j * dw
-            })
-            .collect();
         with_scratch([padded_len, og * cols], |xp: &mut [f32], tmp: &mut [f32]| {
             for gi in 0..self.p.groups {
-                let src = &x[(img * self.c + gi * cg) * self.h * self.w..][..cg * self.h * self.w];
-                xp.fill(0.0);
-                for (c, plane_in) in src.chunks_exact(self.h * self.w).enumerate() {
-                    for (yy, row) in plane_in.chunks_exact(self.w).enumerate() {
-                        xp[c * plane + (yy + ph) * wp + pw..][..self.w].copy_from_slice(row);
-                    }
-                }
-                // Highest read: offsets[kr − 1] + cols − 1 = cg·plane + (kw − 1)·dw − 1
-                // (oh = hp − (kh − 1)·dh at stride 1), inside xp.
+                self.pad_image(x, img, gi, wp, xp);
                 let rows = Rows { ptr: xp.as_ptr(), offsets: &offsets };
                 // SAFETY: the CPU check is in `shifted_rows`; B's reads stay in xp
                 // (above) and tmp holds og × cols.
@@ -193,6 +176,39 @@ impl ConvGeom {
                 }
             }
         });
+    }
+
+    /// The padded copy's length, its row width wp, and the offset of each
+    /// column-matrix row (c, i, j) in it: c·plane + i·dh·wp + j·dw. The
+    /// last row's shifts read up to (kw − 1)·dw past the planes: the
+    /// highest read is offsets[kr − 1] + oh·wp − 1 = cg·plane + (kw − 1)·dw
+    /// − 1 (oh ≤ hp − (kh − 1)·dh at stride 1), inside the copy.
+    #[cfg(target_arch = "x86_64")]
+    fn shifted_layout(&self) -> (usize, usize, Vec<usize>) {
+        let ([ph, pw], [dh, dw]) = (self.p.padding, self.p.dilation);
+        let (hp, wp) = (self.h + 2 * ph, self.w + 2 * pw);
+        let plane = hp * wp;
+        let offsets = (0..self.krows())
+            .map(|r| {
+                let (c, i, j) = (r / (self.kh * self.kw), r / self.kw % self.kh, r % self.kw);
+                c * plane + i * dh * wp + j * dw
+            })
+            .collect();
+        (self.cg() * plane + (self.kw - 1) * dw, wp, offsets)
+    }
+
+    /// Group `gi` of image `img` into `xp`, zero-padded, rows wp wide.
+    #[cfg(target_arch = "x86_64")]
+    fn pad_image(&self, x: &[f32], img: usize, gi: usize, wp: usize, xp: &mut [f32]) {
+        let (cg, [ph, pw]) = (self.cg(), self.p.padding);
+        let plane = (self.h + 2 * ph) * wp;
+        let src = &x[(img * self.c + gi * cg) * self.h * self.w..][..cg * self.h * self.w];
+        xp.fill(0.0);
+        for (c, plane_in) in src.chunks_exact(self.h * self.w).enumerate() {
+            for (yy, row) in plane_in.chunks_exact(self.w).enumerate() {
+                xp[c * plane + (yy + ph) * wp + pw..][..self.w].copy_from_slice(row);
+            }
+        }
     }
 
     /// Whether im2col / col2im run each output row as one AVX-512 vector
@@ -910,6 +926,14 @@ fn bwd_weight_t<T: Float>(x: &[T], lx: &Layout, dy: &[T], ldy: &Layout, g: ConvG
     let threads = rayon::current_num_threads();
     // (The path depends on the geometry only, never on the thread count.)
     if kr >= 4 * 48 {
+        #[cfg(target_arch = "x86_64")]
+        if g.shifted_rows::<T>() {
+            // SAFETY: T is f32 (`shifted_rows`); the result is moved back as T.
+            let dw = bwd_weight_shifted_rows(unsafe { as_f32(&x) }, unsafe { as_f32(&dy) }, &g, threads);
+            let mut dw = std::mem::ManuallyDrop::new(dw);
+            // SAFETY: T is f32: same size, alignment and allocation.
+            return unsafe { Vec::from_raw_parts(dw.as_mut_ptr().cast(), dw.len(), dw.capacity()) };
+        }
         return bwd_weight_by_columns(&x, &dy, &g, threads);
     }
     // Few columns: a fixed split of the images, each block summed serially
@@ -945,6 +969,46 @@ fn bwd_weight_t<T: Float>(x: &[T], lx: &Layout, dy: &[T], ldy: &Layout, g: ConvG
             out.iter_mut().zip(&p[start..]).for_each(|(a, b)| *a += *b);
         }
     })
+}
+
+/// `bwd_weight_by_columns` without im2col (geometries where the forward
+/// is `shifted_rows`): dW_g[:, cols] += dY (og × oh·wp, on the padded-width
+/// grid, zero past ow) · Bᵀ, where column j of B is the padded image from
+/// offset j (`sgemm_cols`): the zeros make the discarded grid columns add
+/// nothing. The same split and summation order as by_columns.
+#[cfg(target_arch = "x86_64")]
+fn bwd_weight_shifted_rows(x: &[f32], dy: &[f32], g: &ConvGeom, tasks: usize) -> Vec<f32> {
+    let (og, kr, ow) = (g.og(), g.krows(), g.ow);
+    let (padded_len, wp, offsets) = g.shifted_layout();
+    let cols = g.oh * wp;
+    let mut dw = vec![0.0f32; g.o * kr];
+    let width = kr.div_ceil(48).div_ceil(tasks) * 48;
+    let shared = SharedOut(dw.as_mut_ptr());
+    let col0s: Vec<usize> = (0..kr).step_by(width).collect();
+    col0s.into_par_iter().for_each(|r0| {
+        let r1 = kr.min(r0 + width);
+        with_scratch([padded_len, og * cols], |xp: &mut [f32], dyp: &mut [f32]| {
+            for img in 0..g.n {
+                for gi in 0..g.p.groups {
+                    g.pad_image(x, img, gi, wp, xp);
+                    for (o, grid) in dyp.chunks_exact_mut(cols).enumerate() {
+                        let src = &dy[((img * g.o + gi * og + o) * g.oh) * ow..][..g.oh * ow];
+                        for (row, s) in grid.chunks_exact_mut(wp).zip(src.chunks_exact(ow)) {
+                            row[..ow].copy_from_slice(s);
+                            row[ow..].fill(0.0);
+                        }
+                    }
+                    let a = View { ptr: dyp.as_ptr(), rs: cols, cs: 1 };
+                    let b = Rows { ptr: xp.as_ptr(), offsets: &offsets[r0..r1] };
+                    // SAFETY: B reads stay in xp (`shifted_layout`); rows r0..r1 of
+                    // group gi's og×kr block lie inside dw, and no other task
+                    // writes these columns; the CPU check is in `shifted_rows`.
+                    unsafe { sgemm_cols([og, cols, r1 - r0], a, b, img > 0, shared.ptr().add(gi * og * kr + r0), kr) };
+                }
+            }
+        });
+    });
+    dw
 }
 
 /// The weight gradient split by columns of dW (column-matrix rows): each

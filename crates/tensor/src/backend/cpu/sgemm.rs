@@ -215,10 +215,29 @@ pub unsafe fn sgemm_packed_rows(a: &PackedA, n: usize, b: Rows, accumulate: bool
     })
 }
 
+/// `sgemm` with B given by columns: element (p, j) at `b.ptr +
+/// b.offsets[j] + p` (the transpose of `Rows`: a stride-1 convolution's
+/// column matrix as the right operand of its weight gradient, dY · colsᵀ).
+///
+/// # Safety
+/// As `sgemm`; `ptr + offsets[j] + p` must be readable for j < n, p < k.
+pub unsafe fn sgemm_cols([m, k, n]: [usize; 3], a: View, b: Rows, accumulate: bool, c: *mut f32, ldc: usize) {
+    assert!(b.offsets.len() >= n);
+    if m == 0 || n == 0 || k == 0 {
+        // SAFETY: forwarded; B is not read when k = 0.
+        return unsafe { sgemm([m, k, n], a, View { ptr: b.ptr, rs: 0, cs: 0 }, accumulate, c, ldc) };
+    }
+    with_scratch(KC * NB + padded(m) * KC, |bp| {
+        // SAFETY: as in `sgemm`; B's columns are the caller's.
+        unsafe { blocked(m, k, n, Operand::View(a), BOperand::Cols(b), accumulate, c, ldc, bp.add(KC * NB), bp) }
+    })
+}
+
 #[derive(Clone, Copy)]
 enum BOperand<'a> {
     View(View),
     Rows(Rows<'a>),
+    Cols(Rows<'a>),
 }
 
 /// A as a strided view (packed per call into the scratch strip) or already packed.
@@ -264,6 +283,7 @@ unsafe fn blocked(
                     match b {
                         BOperand::View(b) => pack_b(b, p0, kc, j, nr, out),
                         BOperand::Rows(b) => pack_rows(b, p0, kc, j, nr, out),
+                        BOperand::Cols(b) => pack_cols(b, p0, kc, j, nr, out),
                     }
                 }
                 for i0 in (0..m).step_by(MR) {
@@ -376,6 +396,38 @@ unsafe fn pack_rows(b: Rows, p0: usize, kc: usize, j0: usize, nr: usize, bp: *mu
             for (v, &mask) in masks.iter().enumerate() {
                 _mm512_storeu_ps(bp.add(p * NR + 16 * v), _mm512_maskz_loadu_ps(mask, src.add(16 * v)));
             }
+        }
+    }
+}
+
+/// `pack_b` for `BOperand::Cols`: each column is a contiguous run of k
+/// values, so 16×16 blocks are transposed in registers (columns nr..NR
+/// zero).
+#[inline(never)]
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_cols(b: Rows, p0: usize, kc: usize, j0: usize, nr: usize, bp: *mut f32) {
+    let col = |j: usize| b.ptr.wrapping_add(b.offsets[j0 + j] + p0);
+    let mut p = 0;
+    while p + 16 <= kc {
+        for v in 0..NV {
+            let mut rows = [_mm512_setzero_ps(); 16];
+            for (j, row) in rows.iter_mut().enumerate() {
+                if 16 * v + j < nr {
+                    // SAFETY: column 16v + j < nr is readable for kc values from p0.
+                    *row = unsafe { _mm512_loadu_ps(col(16 * v + j).add(p)) };
+                }
+            }
+            for (q, c) in transpose16(rows).iter().enumerate() {
+                // SAFETY: the panel has kc·NR floats.
+                unsafe { _mm512_storeu_ps(bp.add((p + q) * NR + 16 * v), *c) };
+            }
+        }
+        p += 16;
+    }
+    for p in p..kc {
+        for j in 0..NR {
+            // SAFETY: as above.
+            unsafe { *bp.add(p * NR + j) = if j < nr { *col(j).add(p) } else { 0.0 } };
         }
     }
 }
