@@ -150,27 +150,24 @@ impl PackedA {
 /// # Safety
 /// As `sgemm`, for `b` k×n and `c` m×n with (m, k) = `a.dims()`.
 pub unsafe fn sgemm_packed(a: &PackedA, n: usize, b: View, accumulate: bool, c: *mut f32, ldc: usize) {
+    // SAFETY: forwarded.
+    unsafe { packed_times(a, n, BOperand::View(b), accumulate, c, ldc) }
+}
+
+/// Pre-packed A times any B operand (`sgemm_packed`, `sgemm_packed_rows`).
+///
+/// # Safety
+/// As `sgemm_packed`, for the operand's own addressing.
+unsafe fn packed_times(a: &PackedA, n: usize, b: BOperand, accumulate: bool, c: *mut f32, ldc: usize) {
     let (m, k) = (a.m, a.k);
     if m == 0 || n == 0 || k == 0 {
-        // SAFETY: forwarded; A is not read when k = 0.
-        return unsafe { sgemm([m, k, n], View { ptr: a.data.as_ptr(), rs: 0, cs: 0 }, b, accumulate, c, ldc) };
+        // SAFETY: forwarded; with k = 0 no operand is read (C is zeroed or kept).
+        let none = View { ptr: a.data.as_ptr(), rs: 0, cs: 0 };
+        return unsafe { sgemm([m, k, n], none, none, accumulate, c, ldc) };
     }
     with_scratch(KC * NB, |bp| {
-        // SAFETY: as in `sgemm`; A is only read.
-        unsafe {
-            blocked(
-                m,
-                k,
-                n,
-                Operand::Packed(a.data.as_ptr()),
-                BOperand::View(b),
-                accumulate,
-                c,
-                ldc,
-                std::ptr::null_mut(),
-                bp,
-            )
-        }
+        // SAFETY: as in `sgemm`; A is only read, B is the caller's.
+        unsafe { blocked(m, k, n, Operand::Packed(a.data.as_ptr()), b, accumulate, c, ldc, std::ptr::null_mut(), bp) }
     })
 }
 
@@ -191,28 +188,9 @@ pub struct Rows<'a> {
 /// As `sgemm_packed`; `ptr + offsets[p] + j` must be readable for p < k,
 /// j < n.
 pub unsafe fn sgemm_packed_rows(a: &PackedA, n: usize, b: Rows, accumulate: bool, c: *mut f32, ldc: usize) {
-    let (m, k) = (a.m, a.k);
-    assert!(b.offsets.len() >= k);
-    if m == 0 || n == 0 {
-        return;
-    }
-    with_scratch(KC * NB, |bp| {
-        // SAFETY: as in `sgemm`; A is only read, B's rows are the caller's.
-        unsafe {
-            blocked(
-                m,
-                k,
-                n,
-                Operand::Packed(a.data.as_ptr()),
-                BOperand::Rows(b),
-                accumulate,
-                c,
-                ldc,
-                std::ptr::null_mut(),
-                bp,
-            )
-        }
-    })
+    assert!(b.offsets.len() >= a.k);
+    // SAFETY: forwarded.
+    unsafe { packed_times(a, n, BOperand::Rows(b), accumulate, c, ldc) }
 }
 
 /// `sgemm` with B given by columns: element (p, j) at `b.ptr +
