@@ -53,7 +53,16 @@ pub struct View {
 /// # Safety
 /// `available()` must be true; `a`, `b` must address valid m×k and k×n
 /// matrices and `c` a valid m×n one that aliases neither.
-pub unsafe fn sgemm([m, k, n]: [usize; 3], a: View, b: View, accumulate: bool, c: *mut f32, ldc: usize) {
+pub unsafe fn sgemm(dims: [usize; 3], a: View, b: View, accumulate: bool, c: *mut f32, ldc: usize) {
+    // SAFETY: forwarded.
+    unsafe { view_times(dims, a, BOperand::View(b), accumulate, c, ldc) }
+}
+
+/// A strided A (packed per call) times any B operand (`sgemm`, `sgemm_cols`).
+///
+/// # Safety
+/// As `sgemm`, for the B operand's own addressing.
+unsafe fn view_times([m, k, n]: [usize; 3], a: View, b: BOperand, accumulate: bool, c: *mut f32, ldc: usize) {
     if m == 0 || n == 0 {
         return;
     }
@@ -70,7 +79,7 @@ pub unsafe fn sgemm([m, k, n]: [usize; 3], a: View, b: View, accumulate: bool, c
     with_scratch(KC * NB + padded(m) * KC, |bp| {
         // SAFETY: every packed write stays inside the scratch (panel
         // counts × KC); the caller guarantees the operands.
-        unsafe { blocked(m, k, n, Operand::View(a), BOperand::View(b), accumulate, c, ldc, bp.add(KC * NB), bp) }
+        unsafe { blocked(m, k, n, Operand::View(a), b, accumulate, c, ldc, bp.add(KC * NB), bp) }
     })
 }
 
@@ -199,16 +208,10 @@ pub unsafe fn sgemm_packed_rows(a: &PackedA, n: usize, b: Rows, accumulate: bool
 ///
 /// # Safety
 /// As `sgemm`; `ptr + offsets[j] + p` must be readable for j < n, p < k.
-pub unsafe fn sgemm_cols([m, k, n]: [usize; 3], a: View, b: Rows, accumulate: bool, c: *mut f32, ldc: usize) {
-    assert!(b.offsets.len() >= n);
-    if m == 0 || n == 0 || k == 0 {
-        // SAFETY: forwarded; B is not read when k = 0.
-        return unsafe { sgemm([m, k, n], a, View { ptr: b.ptr, rs: 0, cs: 0 }, accumulate, c, ldc) };
-    }
-    with_scratch(KC * NB + padded(m) * KC, |bp| {
-        // SAFETY: as in `sgemm`; B's columns are the caller's.
-        unsafe { blocked(m, k, n, Operand::View(a), BOperand::Cols(b), accumulate, c, ldc, bp.add(KC * NB), bp) }
-    })
+pub unsafe fn sgemm_cols(dims: [usize; 3], a: View, b: Rows, accumulate: bool, c: *mut f32, ldc: usize) {
+    assert!(b.offsets.len() >= dims[2]);
+    // SAFETY: forwarded.
+    unsafe { view_times(dims, a, BOperand::Cols(b), accumulate, c, ldc) }
 }
 
 #[derive(Clone, Copy)]
