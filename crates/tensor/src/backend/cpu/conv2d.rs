@@ -971,6 +971,13 @@ fn bwd_weight_t<T: Float>(x: &[T], lx: &Layout, dy: &[T], ldy: &Layout, g: ConvG
     })
 }
 
+/// The dW column ranges of the by-columns weight gradients: one per task,
+/// each a whole number of 48-column register tiles (the last may be short).
+fn dw_column_blocks(kr: usize, tasks: usize) -> Vec<Range<usize>> {
+    let width = kr.div_ceil(48).div_ceil(tasks.max(1)) * 48;
+    (0..kr).step_by(width.max(1)).map(|r0| r0..kr.min(r0 + width)).collect()
+}
+
 /// `bwd_weight_by_columns` without im2col (geometries where the forward
 /// is `shifted_rows`): dW_g[:, cols] += dY (og × oh·wp, on the padded-width
 /// grid, zero past ow) · Bᵀ, where column j of B is the padded image from
@@ -982,11 +989,8 @@ fn bwd_weight_shifted_rows(x: &[f32], dy: &[f32], g: &ConvGeom, tasks: usize) ->
     let (padded_len, wp, offsets) = g.shifted_layout();
     let cols = g.oh * wp;
     let mut dw = vec![0.0f32; g.o * kr];
-    let width = kr.div_ceil(48).div_ceil(tasks) * 48;
     let shared = SharedOut(dw.as_mut_ptr());
-    let col0s: Vec<usize> = (0..kr).step_by(width).collect();
-    col0s.into_par_iter().for_each(|r0| {
-        let r1 = kr.min(r0 + width);
+    dw_column_blocks(kr, tasks).into_par_iter().for_each(|Range { start: r0, end: r1 }| {
         with_scratch([padded_len, og * cols], |xp: &mut [f32], dyp: &mut [f32]| {
             for img in 0..g.n {
                 for gi in 0..g.p.groups {
@@ -1020,14 +1024,11 @@ fn bwd_weight_shifted_rows(x: &[f32], dy: &[f32], g: &ConvGeom, tasks: usize) ->
 fn bwd_weight_by_columns<T: Float>(x: &[T], dy: &[T], g: &ConvGeom, tasks: usize) -> Vec<T> {
     let (groups, og, kr, oc) = (g.p.groups, g.og(), g.krows(), g.ocols());
     let mut dw = vec![T::zero(); g.o * kr];
-    let width = kr.div_ceil(48).div_ceil(tasks) * 48;
     let nb = g.images_per_weight_block();
     let table = g.small_map_table::<T>();
     let shared = SharedOut(dw.as_mut_ptr());
-    let col0s: Vec<usize> = (0..kr).step_by(width).collect();
-    col0s.into_par_iter().for_each(|r0| {
-        let rows = r0..kr.min(r0 + width);
-        let w = rows.len();
+    dw_column_blocks(kr, tasks).into_par_iter().for_each(|rows| {
+        let (r0, w) = (rows.start, rows.len());
         with_scratch([w * nb * oc, og * nb * oc], |cols_all: &mut [T], dyg_all: &mut [T]| {
             for (blk, n0) in (0..g.n).step_by(nb).enumerate() {
                 let nbi = nb.min(g.n - n0);
