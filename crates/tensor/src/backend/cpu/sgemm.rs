@@ -272,7 +272,14 @@ unsafe fn blocked(
                     for jp in 0..panels {
                         let nr = NR.min(nb - jp * NR);
                         let cij = c.add(i0 * ldc + j0 + jp * NR);
-                        kernel(kc, ap.add(i0 * kc), bp.add(jp * kc * NR), cij, ldc, acc, mr, nr);
+                        let (a, b) = (ap.add(i0 * kc), bp.add(jp * kc * NR));
+                        // A narrow last panel computes only its live vectors
+                        // (n = 64 would otherwise spend 96 columns of work).
+                        match nr.div_ceil(16) {
+                            1 => kernel::<1>(kc, a, b, cij, ldc, acc, mr, nr),
+                            2 => kernel::<2>(kc, a, b, cij, ldc, acc, mr, nr),
+                            _ => kernel::<NV>(kc, a, b, cij, ldc, acc, mr, nr),
+                        }
                     }
                 }
             }
@@ -413,26 +420,36 @@ unsafe fn pack_cols(b: Rows, p0: usize, kc: usize, j0: usize, nr: usize, bp: *mu
     }
 }
 
-/// C tile (mr×nr of an MR×NR tile) = Ap·Bp over kc steps (+ C if `acc`).
+/// C tile (mr×nr of an MR×NR tile, nr ≤ 16·`V`) = Ap·Bp over kc steps (+
+/// C if `acc`), reading only the first `V` vectors of each packed B row.
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
 #[target_feature(enable = "avx512f")]
-unsafe fn kernel(kc: usize, ap: *const f32, bp: *const f32, c: *mut f32, ldc: usize, acc: bool, mr: usize, nr: usize) {
+unsafe fn kernel<const V: usize>(
+    kc: usize,
+    ap: *const f32,
+    bp: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    acc: bool,
+    mr: usize,
+    nr: usize,
+) {
     unsafe {
-        let mut sum = [[_mm512_setzero_ps(); NV]; MR];
+        let mut sum = [[_mm512_setzero_ps(); V]; MR];
         let (mut a, mut b) = (ap, bp);
         for _ in 0..kc {
-            for v in 0..NV {
+            for v in 0..V {
                 // Past the panel's end this only touches the next panel or scratch.
                 _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(PREFETCH * NR + 16 * v).cast());
             }
-            let mut bv = [_mm512_setzero_ps(); NV];
+            let mut bv = [_mm512_setzero_ps(); V];
             for (v, x) in bv.iter_mut().enumerate() {
                 *x = _mm512_loadu_ps(b.add(16 * v));
             }
             for (r, row) in sum.iter_mut().enumerate() {
                 let av = _mm512_set1_ps(*a.add(r));
-                for v in 0..NV {
+                for v in 0..V {
                     row[v] = _mm512_fmadd_ps(av, bv[v], row[v]);
                 }
             }
