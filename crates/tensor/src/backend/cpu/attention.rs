@@ -62,11 +62,13 @@ struct Qkv<'a, T> {
     v: &'a [T],
     mask: Option<Mask<'a, T>>,
     g: AttnGeom,
+    /// Set by the forward (see `scale_in_exp`).
+    fold_scale: bool,
 }
 
 impl<T: Float> Qkv<'_, T> {
     /// out (ni × nj) = scale · q[b, i0..] · k[b, j0..]ᵀ + mask, −inf where
-    /// masked or (causal) j > i.
+    /// masked or (causal) j > i. Unscaled where `self.scale_in_exp()`.
     fn scores(&self, b: usize, i0: usize, ni: usize, j0: usize, nj: usize, out: &mut [T]) {
         let g = &self.g;
         let q = Mat::rows(&self.q[(b * g.l + i0) * g.e..], g.e);
@@ -88,6 +90,8 @@ impl<T: Float> Qkv<'_, T> {
                                 *x = *x * scale + m.data[off + (j0 + jj) * cs];
                             }
                         }
+                        // The forward's exp applies the scale itself.
+                        None if self.scale_in_exp() => {}
                         // A plain loop (vectorises): the branchy per-element form was ~9% of attention.
                         None => live.iter_mut().for_each(|x| *x = *x * scale + T::zero()),
                     }
@@ -96,13 +100,36 @@ impl<T: Float> Qkv<'_, T> {
         )
     }
 
+    /// Whether the forward folds the scale into its exp, exp(scale·s − m),
+    /// sparing a pass over the score tile: only without a mask (added after
+    /// scaling) and for scale > 0 (so the row max of s gives that of scale·s).
+    fn scale_in_exp(&self) -> bool {
+        self.fold_scale && self.mask.is_none() && self.g.scale > 0.0
+    }
+
     fn v_block(&self, b: usize, j0: usize) -> &[T] {
         &self.v[(b * self.g.s + j0) * self.g.ev..]
     }
 }
 
+/// The largest of `init` and `x` (NaNs are skipped; the exp turns them back into NaN).
+#[inline(always)]
+fn max_run<T: Float>(x: &[T], init: T) -> T {
+    let mut acc = [init; 16];
+    let mut chunks = x.chunks_exact(16);
+    for c in &mut chunks {
+        for i in 0..16 {
+            // A compare-select vectorises to one max; `T::max`'s NaN rule does not.
+            acc[i] = if c[i] > acc[i] { c[i] } else { acc[i] };
+        }
+    }
+    acc.iter().chain(chunks.remainder()).fold(init, |a, &x| if x > a { x } else { a })
+}
+
 fn fwd_t<T: Float>(t: &Qkv<T>) -> (Vec<T>, Vec<T>) {
     let g = t.g;
+    // Scale 1 where the score tiles are already scaled.
+    let exp_scale = if t.scale_in_exp() { T::from_f64(g.scale) } else { T::one() };
     let mut out = vec![T::zero(); g.b * g.l * g.ev];
     let mut lse = vec![T::zero(); g.b * g.l];
     if g.l == 0 {
@@ -126,7 +153,7 @@ fn fwd_t<T: Float>(t: &Qkv<T>) -> (Vec<T>, Vec<T>) {
                     || {
                         for ii in 0..ni {
                             let row = &mut st[ii * nj..(ii + 1) * nj];
-                            let new_m = row.iter().fold(m[ii], |a, &x| a.max(x));
+                            let new_m = m[ii].max(exp_scale * max_run(row, T::neg_infinity()));
                             if new_m == T::neg_infinity() {
                                 row.fill(T::zero());
                                 continue;
@@ -135,7 +162,7 @@ fn fwd_t<T: Float>(t: &Qkv<T>) -> (Vec<T>, Vec<T>) {
                             sum[ii] *= corr;
                             o[ii * g.ev..(ii + 1) * g.ev].iter_mut().for_each(|x| *x *= corr);
                             // Two plain loops (map, then a lane-parallel sum) vectorise.
-                            row.iter_mut().for_each(|x| *x = (*x - new_m).exp_fast());
+                            row.iter_mut().for_each(|x| *x = x.mul_add(exp_scale, -new_m).exp_fast());
                             sum[ii] += super::reduce::sum_run(row);
                             m[ii] = new_m;
                         }
@@ -367,7 +394,7 @@ pub fn attention_fwd(
                 }
                 None => None,
             };
-            let (o, lse) = fwd_t(&Qkv { q: &qd, k: &kd, v: &vd, mask, g });
+            let (o, lse) = fwd_t(&Qkv { q: &qd, k: &kd, v: &vd, mask, g, fold_scale: true });
             Ok((CpuStorage::$var(o), CpuStorage::$var(lse)))
         }};
     }
@@ -414,7 +441,7 @@ pub fn attention_bwd(
                 }
                 None => None,
             };
-            let qkv = Qkv { q: &d[0], k: &d[1], v: &d[2], mask, g };
+            let qkv = Qkv { q: &d[0], k: &d[1], v: &d[2], mask, g, fold_scale: false };
             let saved = Saved { o: &d[3], dout: &d[4], lse: &d[5] };
             let (a, b, c, e) = bwd_t(&qkv, &saved, want_ds);
             Ok([CpuStorage::$var(a), CpuStorage::$var(b), CpuStorage::$var(c), CpuStorage::$var(e)])
