@@ -84,6 +84,30 @@ fn convs_with_one_vector_rows_f32_match_f64() {
 }
 
 #[test]
+fn convs_packed_from_the_input_f32_match_f64() {
+    // Forwards whose GEMM packs B straight from the input (stride_w ≤ 2,
+    // rows of ≥ 8 outputs, not the stride-1 shifted-rows path): rows of 8
+    // (two per permute, padding on either side), 16, 20 and 33 (split at 16
+    // lanes, panels crossing rows and images), stride 1 on small maps,
+    // unequal strides, dilation, groups, and K past one GEMM depth block.
+    use kiln::tensor::Conv2dParams;
+    let s = |stride: [usize; 2], padding: [usize; 2]| Conv2dParams { stride, padding, ..Default::default() };
+    for (x, w, p) in [
+        ([3, 5, 16, 16], [7, 5, 4, 4], s([2, 2], [1, 1])),
+        ([2, 3, 15, 17], [4, 3, 3, 3], s([2, 2], [2, 1])),
+        ([2, 4, 32, 32], [6, 4, 4, 4], s([2, 2], [1, 1])),
+        ([1, 3, 9, 40], [5, 3, 3, 3], s([1, 2], [1, 1])),
+        ([2, 2, 12, 66], [3, 2, 2, 2], s([3, 2], [0, 0])),
+        ([3, 6, 10, 9], [4, 6, 3, 3], s([1, 1], [1, 1])),
+        ([2, 40, 8, 16], [8, 40, 4, 4], s([2, 2], [1, 1])),
+        ([2, 4, 20, 26], [6, 2, 3, 3], Conv2dParams { stride: [2, 2], padding: [2, 2], dilation: [2, 2], groups: 2 }),
+    ] {
+        let name = format!("conv2d {x:?} * {w:?} {p:?}");
+        f32_vs_f64(&name, |t| t[0].conv2d(&t[1], None, p), &[randn(&x, 11), randn(&w, 12)]);
+    }
+}
+
+#[test]
 fn stride1_convs_without_im2col_f32_match_f64() {
     // Maps of >= 256 outputs at stride 1 read the GEMM's B rows straight
     // from a padded copy of the image (forward, the input gradient as a

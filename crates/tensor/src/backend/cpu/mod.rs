@@ -8,6 +8,8 @@ pub mod adam;
 pub mod attention;
 pub mod batch_norm;
 pub mod conv2d;
+#[cfg(target_arch = "x86_64")]
+mod conv2d_gather;
 pub mod copy;
 pub mod elementwise;
 pub mod index;

@@ -214,11 +214,35 @@ pub unsafe fn sgemm_cols(dims: [usize; 3], a: View, b: Rows, accumulate: bool, c
     unsafe { view_times(dims, a, BOperand::Cols(b), accumulate, c, ldc) }
 }
 
+/// Columns of B per packed panel: a `PackB` fills kc×PANEL blocks.
+pub const PANEL: usize = NR;
+
+/// A B operand that packs itself (a convolution's column matrix gathered
+/// straight from its input, with no im2col buffer between).
+pub trait PackB {
+    /// Writes rows p0..p0+kc, columns j0..j0+nr (nr ≤ PANEL) of B as
+    /// bp[p·PANEL + j], with zeros in columns nr..PANEL.
+    ///
+    /// # Safety
+    /// `bp` holds kc·PANEL floats; the rows and columns lie inside B.
+    unsafe fn pack(&self, p0: usize, kc: usize, j0: usize, nr: usize, bp: *mut f32);
+}
+
+/// `sgemm_packed` with a self-packing B (k×n).
+///
+/// # Safety
+/// As `sgemm_packed`, for `b`'s own addressing.
+pub unsafe fn sgemm_packed_with(a: &PackedA, n: usize, b: &dyn PackB, accumulate: bool, c: *mut f32, ldc: usize) {
+    // SAFETY: forwarded.
+    unsafe { packed_times(a, n, BOperand::Custom(b), accumulate, c, ldc) }
+}
+
 #[derive(Clone, Copy)]
 enum BOperand<'a> {
     View(View),
     Rows(Rows<'a>),
     Cols(Rows<'a>),
+    Custom(&'a dyn PackB),
 }
 
 /// A as a strided view (packed per call into the scratch strip) or already packed.
@@ -265,6 +289,7 @@ unsafe fn blocked(
                         BOperand::View(b) => pack_b(b, p0, kc, j, nr, out),
                         BOperand::Rows(b) => pack_rows(b, p0, kc, j, nr, out),
                         BOperand::Cols(b) => pack_cols(b, p0, kc, j, nr, out),
+                        BOperand::Custom(b) => b.pack(p0, kc, j, nr, out),
                     }
                 }
                 for i0 in (0..m).step_by(MR) {
