@@ -8,7 +8,7 @@
 use rayon::prelude::*;
 
 use super::matmul::{Mat, gemm};
-use super::{CpuStorage, dense};
+use super::{CpuStorage, dense, with_scratch};
 use crate::{Float, Layout, Result};
 
 /// Shapes of one attention call, batch dims flattened into `b`.
@@ -142,34 +142,36 @@ fn fwd_t<T: Float>(t: &Qkv<T>) -> (Vec<T>, Vec<T>) {
             let (i0, ni) = (blk * BR, lse_blk.len());
             let mut m = vec![T::neg_infinity(); ni];
             let mut sum = vec![T::zero(); ni];
-            let mut st = vec![T::zero(); ni * BC];
-            for j0 in (0..g.s).step_by(BC) {
-                let nj = BC.min(g.s - j0);
-                let st = &mut st[..ni * nj];
-                t.scores(b, i0, ni, j0, nj, st);
-                // Online softmax: rescale what was accumulated to the new row max.
-                super::simd(
-                    #[inline(always)]
-                    || {
-                        for ii in 0..ni {
-                            let row = &mut st[ii * nj..(ii + 1) * nj];
-                            let new_m = m[ii].max(exp_scale * max_run(row, T::neg_infinity()));
-                            if new_m == T::neg_infinity() {
-                                row.fill(T::zero());
-                                continue;
+            // The score tile is scratch: each GEMM writes it whole before it is read.
+            with_scratch([ni * BC, 0], |st: &mut [T], _: &mut [T]| {
+                for j0 in (0..g.s).step_by(BC) {
+                    let nj = BC.min(g.s - j0);
+                    let st = &mut st[..ni * nj];
+                    t.scores(b, i0, ni, j0, nj, st);
+                    // Online softmax: rescale what was accumulated to the new row max.
+                    super::simd(
+                        #[inline(always)]
+                        || {
+                            for ii in 0..ni {
+                                let row = &mut st[ii * nj..(ii + 1) * nj];
+                                let new_m = m[ii].max(exp_scale * max_run(row, T::neg_infinity()));
+                                if new_m == T::neg_infinity() {
+                                    row.fill(T::zero());
+                                    continue;
+                                }
+                                let corr = (m[ii] - new_m).exp();
+                                sum[ii] *= corr;
+                                o[ii * g.ev..(ii + 1) * g.ev].iter_mut().for_each(|x| *x *= corr);
+                                // Two plain loops (map, then a lane-parallel sum) vectorise.
+                                row.iter_mut().for_each(|x| *x = x.mul_add(exp_scale, -new_m).exp_fast());
+                                sum[ii] += super::reduce::sum_run(row);
+                                m[ii] = new_m;
                             }
-                            let corr = (m[ii] - new_m).exp();
-                            sum[ii] *= corr;
-                            o[ii * g.ev..(ii + 1) * g.ev].iter_mut().for_each(|x| *x *= corr);
-                            // Two plain loops (map, then a lane-parallel sum) vectorise.
-                            row.iter_mut().for_each(|x| *x = x.mul_add(exp_scale, -new_m).exp_fast());
-                            sum[ii] += super::reduce::sum_run(row);
-                            m[ii] = new_m;
-                        }
-                    },
-                );
-                gemm([ni, nj, g.ev], Mat::rows(st, nj), Mat::rows(t.v_block(b, j0), g.ev), T::one(), o, g.ev);
-            }
+                        },
+                    );
+                    gemm([ni, nj, g.ev], Mat::rows(st, nj), Mat::rows(t.v_block(b, j0), g.ev), T::one(), o, g.ev);
+                }
+            });
             // A fully masked row gives 0/0 = NaN, as PyTorch does.
             for ii in 0..ni {
                 let inv = T::one() / sum[ii];
@@ -285,16 +287,17 @@ fn bwd_t<T: Float>(t: &Qkv<T>, sv: &Saved<T>, want_ds: bool) -> (Vec<T>, Vec<T>,
         dq_blocks.into_par_iter().zip(ds_blocks).enumerate().for_each(|(task, (dq_blk, mut ds_blk))| {
             let (b, i0) = (task / blocks_per_b, (task % blocks_per_b) * BR);
             let ni = BR.min(g.l - i0);
-            let (mut p, mut ds) = (vec![T::zero(); ni * BC], vec![T::zero(); ni * BC]);
-            for j0 in (0..g.s).step_by(BC) {
-                let nj = BC.min(g.s - j0);
-                let (p, ds) = (&mut p[..ni * nj], &mut ds[..ni * nj]);
-                p_and_ds(t, sv, &d, b, i0, ni, j0, nj, p, ds);
-                if let Some(out) = ds_blk.as_deref_mut() {
-                    store_ds(out, g.s, j0, [ni, nj], ds);
+            with_scratch([ni * BC; 2], |p: &mut [T], ds: &mut [T]| {
+                for j0 in (0..g.s).step_by(BC) {
+                    let nj = BC.min(g.s - j0);
+                    let (p, ds) = (&mut p[..ni * nj], &mut ds[..ni * nj]);
+                    p_and_ds(t, sv, &d, b, i0, ni, j0, nj, p, ds);
+                    if let Some(out) = ds_blk.as_deref_mut() {
+                        store_ds(out, g.s, j0, [ni, nj], ds);
+                    }
+                    add_dq(t, b, j0, [ni, nj], ds, dq_blk);
                 }
-                add_dq(t, b, j0, [ni, nj], ds, dq_blk);
-            }
+            });
             dq_blk.iter_mut().for_each(|x| *x *= scale);
         });
     }
@@ -310,13 +313,14 @@ fn bwd_t<T: Float>(t: &Qkv<T>, sv: &Saved<T>, want_ds: bool) -> (Vec<T>, Vec<T>,
         dk_blocks.into_par_iter().zip(dv_blocks).enumerate().for_each(|(task, (dk_blk, dv_blk))| {
             let (b, j0) = (task / kb, (task % kb) * BC);
             let nj = BC.min(g.s - j0);
-            let (mut p, mut ds) = (vec![T::zero(); BR * nj], vec![T::zero(); BR * nj]);
-            for i0 in (0..g.l).step_by(BR) {
-                let ni = BR.min(g.l - i0);
-                let (p, ds) = (&mut p[..ni * nj], &mut ds[..ni * nj]);
-                p_and_ds(t, sv, &d, b, i0, ni, j0, nj, p, ds);
-                add_dk_dv(t, sv, (b, i0), [ni, nj], (p, ds), (&mut *dk_blk, &mut *dv_blk));
-            }
+            with_scratch([BR * nj; 2], |p: &mut [T], ds: &mut [T]| {
+                for i0 in (0..g.l).step_by(BR) {
+                    let ni = BR.min(g.l - i0);
+                    let (p, ds) = (&mut p[..ni * nj], &mut ds[..ni * nj]);
+                    p_and_ds(t, sv, &d, b, i0, ni, j0, nj, p, ds);
+                    add_dk_dv(t, sv, (b, i0), [ni, nj], (p, ds), (&mut *dk_blk, &mut *dv_blk));
+                }
+            });
             dk_blk.iter_mut().for_each(|x| *x *= scale);
         });
     }
@@ -345,20 +349,21 @@ fn bwd_by_batch<T: Float>(
     };
     let per_batch = dq.par_chunks_mut(g.l * g.e).zip(dk.par_chunks_mut(g.s * g.e)).zip(dv.par_chunks_mut(g.s * g.ev));
     per_batch.zip(ds_chunks).enumerate().for_each(|(b, (((dqb, dkb), dvb), mut dsb))| {
-        let (mut p, mut ds) = (vec![T::zero(); BR * BC], vec![T::zero(); BR * BC]);
-        for i0 in (0..g.l).step_by(BR) {
-            let ni = BR.min(g.l - i0);
-            for j0 in (0..g.s).step_by(BC) {
-                let nj = BC.min(g.s - j0);
-                let (p, ds) = (&mut p[..ni * nj], &mut ds[..ni * nj]);
-                p_and_ds(t, sv, d, b, i0, ni, j0, nj, p, ds);
-                if let Some(out) = dsb.as_deref_mut() {
-                    store_ds(&mut out[i0 * g.s..], g.s, j0, [ni, nj], ds);
+        with_scratch([BR * BC; 2], |p: &mut [T], ds: &mut [T]| {
+            for i0 in (0..g.l).step_by(BR) {
+                let ni = BR.min(g.l - i0);
+                for j0 in (0..g.s).step_by(BC) {
+                    let nj = BC.min(g.s - j0);
+                    let (p, ds) = (&mut p[..ni * nj], &mut ds[..ni * nj]);
+                    p_and_ds(t, sv, d, b, i0, ni, j0, nj, p, ds);
+                    if let Some(out) = dsb.as_deref_mut() {
+                        store_ds(&mut out[i0 * g.s..], g.s, j0, [ni, nj], ds);
+                    }
+                    add_dq(t, b, j0, [ni, nj], ds, &mut dqb[i0 * g.e..]);
+                    add_dk_dv(t, sv, (b, i0), [ni, nj], (p, ds), (&mut dkb[j0 * g.e..], &mut dvb[j0 * g.ev..]));
                 }
-                add_dq(t, b, j0, [ni, nj], ds, &mut dqb[i0 * g.e..]);
-                add_dk_dv(t, sv, (b, i0), [ni, nj], (p, ds), (&mut dkb[j0 * g.e..], &mut dvb[j0 * g.ev..]));
             }
-        }
+        });
         dqb.iter_mut().chain(dkb.iter_mut()).for_each(|x| *x *= scale);
     });
 }

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use super::matmul::{Mat, SharedOut, gemm, gemm_into};
 #[cfg(target_arch = "x86_64")]
 use super::sgemm::{PackedA, Rows, View, sgemm_cols, sgemm_packed, sgemm_packed_rows, sgemm_packed_with};
-use super::{CHUNK, CpuStorage, build_rows, dense, with_float2, zeroed_rows};
+use super::{CHUNK, CpuStorage, build_rows, dense, with_float2, with_scratch, zeroed_rows};
 use crate::ops::conv2d::ConvGeom;
 use crate::{Float, Layout, Result};
 
@@ -767,40 +767,6 @@ mod short_rows {
             }
         }
     }
-}
-
-/// Runs `f` with two per-thread scratch slices of `lens` elements. Column
-/// matrices and staging tiles are fully overwritten before they are read,
-/// so reusing them across tasks saves an allocation and a memset each
-/// (the memsets were ~7% of a DCGAN training step). Falls back to fresh
-/// buffers if the thread's scratch is already in use.
-fn with_scratch<T: Float, R>(lens: [usize; 2], f: impl FnOnce(&mut [T], &mut [T]) -> R) -> R {
-    thread_local! {
-        static SCRATCH: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    // Float is implemented for f32 and f64 only: plain old data, size 4 or
-    // 8, alignment dividing 8, every bit pattern a valid value.
-    assert!(std::mem::size_of::<T>() <= 8 && 8 % std::mem::align_of::<T>() == 0);
-    let words = |n: usize| (n * std::mem::size_of::<T>()).div_ceil(8);
-    SCRATCH.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => {
-            let need = words(lens[0]) + words(lens[1]);
-            if buf.len() < need {
-                buf.resize(need, 0);
-            }
-            let (a, b) = buf.split_at_mut(words(lens[0]));
-            // SAFETY: see above; the u64 words are initialised and aligned for T,
-            // and each slice lies inside its own part of the buffer.
-            let (a, b) = unsafe {
-                (
-                    std::slice::from_raw_parts_mut(a.as_mut_ptr().cast::<T>(), lens[0]),
-                    std::slice::from_raw_parts_mut(b.as_mut_ptr().cast::<T>(), lens[1]),
-                )
-            };
-            f(a, b)
-        }
-        Err(_) => f(&mut vec![T::zero(); lens[0]], &mut vec![T::zero(); lens[1]]),
-    })
 }
 
 fn fwd_t<T: Float>(x: &[T], lx: &Layout, w: &[T], lw: &Layout, g: ConvGeom) -> Vec<T> {
