@@ -239,21 +239,32 @@ fn add_dq<T: Float>(t: &Qkv<T>, b: usize, j0: usize, [ni, nj]: [usize; 2], ds: &
     gemm([ni, nj, g.e], Mat::rows(ds, nj), k, T::one(), dq_blk, g.e);
 }
 
-/// dV and dK rows of the tile's key block += Pᵀ · dO[b, i0..] and
-/// dSᵀ · Q[b, i0..] (both backward forms).
-fn add_dk_dv<T: Float>(
+/// dVᵀ and dKᵀ columns of the tile's key block += dO[b, i0..]ᵀ · P and
+/// Q[b, i0..]ᵀ · dS (both backward forms). Transposed, so the GEMMs are
+/// wide (n = nj, not the head size: n = 64 left a third of the register
+/// tile idle) and both read P and dS as stored.
+fn add_dk_dv_t<T: Float>(
     t: &Qkv<T>,
     sv: &Saved<T>,
     (b, i0): (usize, usize),
     [ni, nj]: [usize; 2],
     (p, ds): (&[T], &[T]),
-    (dk_blk, dv_blk): (&mut [T], &mut [T]),
+    (dkt, dvt, ld): (&mut [T], &mut [T], usize),
 ) {
     let g = &t.g;
-    let dout = Mat::rows(&sv.dout[(b * g.l + i0) * g.ev..], g.ev);
-    gemm([nj, ni, g.ev], Mat::t(p, nj), dout, T::one(), dv_blk, g.ev);
-    let q = Mat::rows(&t.q[(b * g.l + i0) * g.e..], g.e);
-    gemm([nj, ni, g.e], Mat::t(ds, nj), q, T::one(), dk_blk, g.e);
+    let dout_t = Mat::t(&sv.dout[(b * g.l + i0) * g.ev..], g.ev);
+    gemm([g.ev, ni, nj], dout_t, Mat::rows(p, nj), T::one(), dvt, ld);
+    let q_t = Mat::t(&t.q[(b * g.l + i0) * g.e..], g.e);
+    gemm([g.e, ni, nj], q_t, Mat::rows(ds, nj), T::one(), dkt, ld);
+}
+
+/// dst (rows × cols) = scale · srcᵀ, src being cols × rows with row stride `ld`.
+fn untranspose<T: Float>(src: &[T], ld: usize, [rows, cols]: [usize; 2], scale: T, dst: &mut [T]) {
+    for (r, row) in dst.chunks_mut(cols.max(1)).take(rows).enumerate() {
+        for (c, x) in row.iter_mut().enumerate() {
+            *x = src[c * ld + r] * scale;
+        }
+    }
 }
 
 /// Returns (dq, dk, dv, dscores if `want_ds`: the gradient of the
@@ -313,15 +324,17 @@ fn bwd_t<T: Float>(t: &Qkv<T>, sv: &Saved<T>, want_ds: bool) -> (Vec<T>, Vec<T>,
         dk_blocks.into_par_iter().zip(dv_blocks).enumerate().for_each(|(task, (dk_blk, dv_blk))| {
             let (b, j0) = (task / kb, (task % kb) * BC);
             let nj = BC.min(g.s - j0);
+            let (mut dkt, mut dvt) = (vec![T::zero(); g.e * nj], vec![T::zero(); g.ev * nj]);
             with_scratch([BR * nj; 2], |p: &mut [T], ds: &mut [T]| {
                 for i0 in (0..g.l).step_by(BR) {
                     let ni = BR.min(g.l - i0);
                     let (p, ds) = (&mut p[..ni * nj], &mut ds[..ni * nj]);
                     p_and_ds(t, sv, &d, b, i0, ni, j0, nj, p, ds);
-                    add_dk_dv(t, sv, (b, i0), [ni, nj], (p, ds), (&mut *dk_blk, &mut *dv_blk));
+                    add_dk_dv_t(t, sv, (b, i0), [ni, nj], (p, ds), (&mut dkt, &mut dvt, nj));
                 }
             });
-            dk_blk.iter_mut().for_each(|x| *x *= scale);
+            untranspose(&dkt, nj, [nj, g.e], scale, dk_blk);
+            untranspose(&dvt, nj, [nj, g.ev], T::one(), dv_blk);
         });
     }
     (dq, dk, dv, ds_all)
@@ -349,6 +362,7 @@ fn bwd_by_batch<T: Float>(
     };
     let per_batch = dq.par_chunks_mut(g.l * g.e).zip(dk.par_chunks_mut(g.s * g.e)).zip(dv.par_chunks_mut(g.s * g.ev));
     per_batch.zip(ds_chunks).enumerate().for_each(|(b, (((dqb, dkb), dvb), mut dsb))| {
+        let (mut dkt, mut dvt) = (vec![T::zero(); g.e * g.s], vec![T::zero(); g.ev * g.s]);
         with_scratch([BR * BC; 2], |p: &mut [T], ds: &mut [T]| {
             for i0 in (0..g.l).step_by(BR) {
                 let ni = BR.min(g.l - i0);
@@ -360,11 +374,13 @@ fn bwd_by_batch<T: Float>(
                         store_ds(&mut out[i0 * g.s..], g.s, j0, [ni, nj], ds);
                     }
                     add_dq(t, b, j0, [ni, nj], ds, &mut dqb[i0 * g.e..]);
-                    add_dk_dv(t, sv, (b, i0), [ni, nj], (p, ds), (&mut dkb[j0 * g.e..], &mut dvb[j0 * g.ev..]));
+                    add_dk_dv_t(t, sv, (b, i0), [ni, nj], (p, ds), (&mut dkt[j0..], &mut dvt[j0..], g.s));
                 }
             }
         });
-        dqb.iter_mut().chain(dkb.iter_mut()).for_each(|x| *x *= scale);
+        dqb.iter_mut().for_each(|x| *x *= scale);
+        untranspose(&dkt, g.s, [g.s, g.e], scale, dkb);
+        untranspose(&dvt, g.s, [g.s, g.ev], T::one(), dvb);
     });
 }
 
