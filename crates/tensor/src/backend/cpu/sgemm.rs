@@ -280,6 +280,26 @@ unsafe fn blocked(
                 }
                 Operand::Packed(packed) => packed.add(p0 * padded(m)),
             };
+            if let BOperand::Rows(b) = b {
+                // B rows are read in place: nothing to pack.
+                let offsets = b.offsets[p0..p0 + kc].as_ptr();
+                for j0 in (0..n).step_by(NB) {
+                    let nb = NB.min(n - j0);
+                    for i0 in (0..m).step_by(MR) {
+                        let mr = MR.min(m - i0);
+                        for jp in 0..nb.div_ceil(NR) {
+                            let (j, nr) = (j0 + jp * NR, NR.min(nb - jp * NR));
+                            let (a, bj, cij) = (ap.add(i0 * kc), b.ptr.add(j), c.add(i0 * ldc + j));
+                            match nr.div_ceil(16) {
+                                1 => kernel_rows::<1>(kc, a, bj, offsets, cij, ldc, acc, mr, nr),
+                                2 => kernel_rows::<2>(kc, a, bj, offsets, cij, ldc, acc, mr, nr),
+                                _ => kernel_rows::<NV>(kc, a, bj, offsets, cij, ldc, acc, mr, nr),
+                            }
+                        }
+                    }
+                }
+                continue;
+            }
             for j0 in (0..n).step_by(NB) {
                 let nb = NB.min(n - j0);
                 let panels = nb.div_ceil(NR);
@@ -287,7 +307,7 @@ unsafe fn blocked(
                     let (j, nr, out) = (j0 + jp * NR, NR.min(nb - jp * NR), bp.add(jp * kc * NR));
                     match b {
                         BOperand::View(b) => pack_b(b, p0, kc, j, nr, out),
-                        BOperand::Rows(b) => pack_rows(b, p0, kc, j, nr, out),
+                        BOperand::Rows(_) => unreachable!("read in place above"),
                         BOperand::Cols(b) => pack_cols(b, p0, kc, j, nr, out),
                         BOperand::Custom(b) => b.pack(p0, kc, j, nr, out),
                     }
@@ -392,27 +412,6 @@ unsafe fn pack_b(b: View, p0: usize, kc: usize, j0: usize, nr: usize, bp: *mut f
     }
 }
 
-/// `pack_b` for `Rows`: each k step is one contiguous run of nr values.
-#[inline(never)]
-#[target_feature(enable = "avx512f")]
-unsafe fn pack_rows(b: Rows, p0: usize, kc: usize, j0: usize, nr: usize, bp: *mut f32) {
-    let masks: [__mmask16; NV] = std::array::from_fn(|v| match nr.saturating_sub(16 * v) {
-        0 => 0,
-        n if n >= 16 => 0xffff,
-        n => (1u16 << n) - 1,
-    });
-    for (p, &off) in b.offsets[p0..p0 + kc].iter().enumerate() {
-        // SAFETY: the caller makes ptr + off + j readable for j < n (the
-        // masks stop at nr); the panel has kc·NR floats.
-        unsafe {
-            let src = b.ptr.add(off + j0);
-            for (v, &mask) in masks.iter().enumerate() {
-                _mm512_storeu_ps(bp.add(p * NR + 16 * v), _mm512_maskz_loadu_ps(mask, src.add(16 * v)));
-            }
-        }
-    }
-}
-
 /// `pack_b` for `BOperand::Cols`: each column is a contiguous run of k
 /// values, so 16×16 blocks are transposed in registers (columns nr..NR
 /// zero).
@@ -443,6 +442,27 @@ unsafe fn pack_cols(b: Rows, p0: usize, kc: usize, j0: usize, nr: usize, bp: *mu
             unsafe { *bp.add(p * NR + j) = if j < nr { *col(j).add(p) } else { 0.0 } };
         }
     }
+}
+
+/// Writes (or with `acc` adds) the mr×nr corner of register tile `sum`
+/// to C: a macro, as a function taking the tile was not inlined (its
+/// accumulators went through the stack).
+macro_rules! store_tile {
+    ($sum:expr, $c:expr, $ldc:expr, $acc:expr, $mr:expr, $nr:expr) => {
+        for (r, row) in $sum.iter().enumerate().take($mr) {
+            let out = $c.add(r * $ldc);
+            for (v, s) in row.iter().enumerate() {
+                let lo = 16 * v;
+                if $nr <= lo {
+                    break;
+                }
+                let mask: __mmask16 = if $nr - lo >= 16 { 0xffff } else { (1 << ($nr - lo)) - 1 };
+                let p = out.add(lo);
+                let val = if $acc { _mm512_add_ps(*s, _mm512_maskz_loadu_ps(mask, p)) } else { *s };
+                _mm512_mask_storeu_ps(p, mask, val);
+            }
+        }
+    };
 }
 
 /// C tile (mr×nr of an MR×NR tile, nr ≤ 16·`V`) = Ap·Bp over kc steps (+
@@ -481,19 +501,50 @@ unsafe fn kernel<const V: usize>(
             a = a.add(MR);
             b = b.add(NR);
         }
-        for (r, row) in sum.iter().enumerate().take(mr) {
-            let out = c.add(r * ldc);
-            for (v, s) in row.iter().enumerate() {
-                let lo = 16 * v;
-                if nr <= lo {
-                    break;
-                }
-                let mask: __mmask16 = if nr - lo >= 16 { 0xffff } else { (1 << (nr - lo)) - 1 };
-                let p = out.add(lo);
-                let val = if acc { _mm512_add_ps(*s, _mm512_maskz_loadu_ps(mask, p)) } else { *s };
-                _mm512_mask_storeu_ps(p, mask, val);
+        store_tile!(sum, c, ldc, acc, mr, nr);
+    }
+}
+
+/// `kernel` with B's rows read in place (`Rows`, no packed panel): k step
+/// p reads row `b + offsets[p]`, its last vector masked to nr (the rows
+/// are shifted copies of one padded image, so a tile's B stays in L1).
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+#[target_feature(enable = "avx512f")]
+unsafe fn kernel_rows<const V: usize>(
+    kc: usize,
+    ap: *const f32,
+    b: *const f32,
+    offsets: *const usize,
+    c: *mut f32,
+    ldc: usize,
+    acc: bool,
+    mr: usize,
+    nr: usize,
+) {
+    unsafe {
+        let last: __mmask16 = if nr >= 16 * V { 0xffff } else { (1 << (nr - 16 * (V - 1))) - 1 };
+        let mut sum = [[_mm512_setzero_ps(); V]; MR];
+        let mut a = ap;
+        for p in 0..kc {
+            let row = b.add(*offsets.add(p));
+            let mut bv = [_mm512_setzero_ps(); V];
+            for (v, x) in bv.iter_mut().enumerate() {
+                *x = if v + 1 < V {
+                    _mm512_loadu_ps(row.add(16 * v))
+                } else {
+                    _mm512_maskz_loadu_ps(last, row.add(16 * v))
+                };
             }
+            for (r, row) in sum.iter_mut().enumerate() {
+                let av = _mm512_set1_ps(*a.add(r));
+                for v in 0..V {
+                    row[v] = _mm512_fmadd_ps(av, bv[v], row[v]);
+                }
+            }
+            a = a.add(MR);
         }
+        store_tile!(sum, c, ldc, acc, mr, nr);
     }
 }
 
