@@ -183,8 +183,8 @@ unsafe fn packed_times(a: &PackedA, n: usize, b: BOperand, accumulate: bool, c: 
 /// B given row by row: element (p, j) at `ptr + offsets[p] + j`. A
 /// stride-1 convolution's column matrix is of this form over its padded
 /// input (row (c, i, j) is the input shifted by (i, j)), so it needs no
-/// im2col buffer: `pack_rows` reads the input itself, a KC×NB block at a
-/// time, while that block is packed anyway.
+/// im2col buffer, and no packing either: `kernel_rows` reads the rows in
+/// place (a tile's rows overlap, so they stay in L1).
 #[derive(Clone, Copy)]
 pub struct Rows<'a> {
     pub ptr: *const f32,
