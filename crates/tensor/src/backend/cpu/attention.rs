@@ -163,7 +163,8 @@ fn fwd_t<T: Float>(t: &Qkv<T>) -> (Vec<T>, Vec<T>) {
                                 sum[ii] *= corr;
                                 o[ii * g.ev..(ii + 1) * g.ev].iter_mut().for_each(|x| *x *= corr);
                                 // Two plain loops (map, then a lane-parallel sum) vectorise.
-                                row.iter_mut().for_each(|x| *x = x.mul_add(exp_scale, -new_m).exp_fast());
+                                // (Not mul_add: without FMA hardware that is a libm call per element.)
+                                row.iter_mut().for_each(|x| *x = (*x * exp_scale - new_m).exp_fast());
                                 sum[ii] += super::reduce::sum_run(row);
                                 m[ii] = new_m;
                             }
