@@ -677,6 +677,52 @@ mod tests {
         }
     }
 
+    /// B as `Rows` (read in place by `kernel_rows`, last vector masked) and
+    /// as `Cols` (its transpose), over one buffer whose rows overlap like a
+    /// convolution's shifted rows; against the same B copied dense.
+    fn check_rows(m: usize, k: usize, n: usize, acc: bool, seed: u64) -> std::result::Result<(), String> {
+        // Row p starts at 3p + (p % 5): rows overlap and are unaligned.
+        let offsets: Vec<usize> = (0..k.max(n)).map(|p| 3 * p + p % 5).collect();
+        let len = offsets.last().map_or(0, |o| o + k.max(n));
+        // The buffer ends where the last row (or column) does.
+        let buf = values(len, seed);
+        let dense: Vec<f32> = (0..k).flat_map(|p| (0..n).map(|j| buf[offsets[p] + j]).collect::<Vec<_>>()).collect();
+        let dense_t: Vec<f32> = (0..k).flat_map(|p| (0..n).map(|j| buf[offsets[j] + p]).collect::<Vec<_>>()).collect();
+        let a = values(m * k, seed + 1);
+        let c0 = if acc { values(m * n, seed + 2) } else { vec![f32::NAN; m * n] };
+        let va = View { ptr: a.as_ptr(), rs: k, cs: 1 };
+        let rows = Rows { ptr: buf.as_ptr(), offsets: &offsets };
+        let (mut c_rows, mut c_cols) = (c0.clone(), c0.clone());
+        // SAFETY: every row and column read lies inside `buf` (len above).
+        unsafe {
+            sgemm_packed_rows(&PackedA::new(m, k, va), n, rows, acc, c_rows.as_mut_ptr(), n);
+            sgemm_cols([m, k, n], va, rows, acc, c_cols.as_mut_ptr(), n);
+        }
+        let tol = 1e-6 * (k as f64 + 1.0);
+        for (what, got, b) in [("rows", &c_rows, &dense), ("cols", &c_cols, &dense_t)] {
+            let want = reference(m, k, n, &a, (k, 1), b, (n, 1), &c0, acc);
+            for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                if (g as f64 - w).abs() > tol {
+                    return Err(format!("{what} {m}x{k}x{n} acc {acc}: C[{i}] = {g}, want {w}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn rows_and_cols_operands() {
+        if !available() {
+            return;
+        }
+        // Narrow last panels (1, 2, 3 vectors, partial), NB and KC edges.
+        for &(m, k, n) in &[(1, 1, 1), (8, 20, 16), (9, 33, 17), (5, 300, 40), (16, 257, 530), (3, 0, 7)] {
+            for acc in [false, true] {
+                check_rows(m, k, n, acc, (m + 3 * k + 7 * n) as u64).unwrap();
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]
         #[test]
