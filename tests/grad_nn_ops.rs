@@ -155,6 +155,32 @@ fn gradient_penalty_through_conv_and_batch_norm() {
     assert!(gw.to_vec_f64().iter().any(|v| v.abs() > 1e-8));
 }
 
+/// Empty head dims: with E = 0 the scores are the mask alone (and the
+/// output is still an average of V); with Ev = 0 nothing flows back. Both
+/// backward forms (one task per batch, and the split one for few batches).
+#[test]
+fn attention_with_empty_head_dims_matches_the_composed_ops() {
+    for (b, e, ev) in [(1, 0, 3), (8, 0, 3), (1, 4, 0), (8, 4, 0)] {
+        let (l, s) = (5, 7);
+        let q = kiln::Var::new(&randn(&[b, l, e], 1)).unwrap();
+        let k = kiln::Var::new(&randn(&[b, s, e], 2)).unwrap();
+        let v = kiln::Var::new(&randn(&[b, s, ev], 3)).unwrap();
+        let mask = kiln::Var::new(&randn(&[l, s], 4)).unwrap();
+        let fused = Tensor::scaled_dot_product_attention(&q, &k, &v, Some(&mask), false, Some(0.5)).unwrap();
+        let scores = q.matmul(&k.t().unwrap()).unwrap().mul_scalar(0.5).unwrap().add(&mask).unwrap();
+        let plain = scores.softmax(2).unwrap().matmul(&v).unwrap();
+        let what = format!("attention b {b} e {e} ev {ev}");
+        crate::common::assert_close(&what, &fused.to_vec_f64(), &plain.to_vec_f64(), 1e-12, 1e-10);
+        let gy = randn(&[b, l, ev], 5);
+        let gf = fused.backward_with(&gy, false).unwrap();
+        let gp = plain.backward_with(&gy, false).unwrap();
+        for (name, t) in [("q", q.as_tensor()), ("k", &k), ("v", &v), ("mask", &mask)] {
+            let (f, p) = (gf.get(t).unwrap().to_vec_f64(), gp.get(t).unwrap().to_vec_f64());
+            crate::common::assert_close(&format!("{what}: grad {name}"), &f, &p, 1e-11, 1e-9);
+        }
+    }
+}
+
 /// Sizes that span two query and two key tiles (128 × 256 per tile): the
 /// fused forward and backward against the same attention written with
 /// plain ops.

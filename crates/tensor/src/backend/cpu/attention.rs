@@ -104,7 +104,8 @@ impl<T: Float> Qkv<'_, T> {
     /// sparing a pass over the score tile: only without a mask (added after
     /// scaling) and for scale > 0 (so the row max of s gives that of scale·s).
     fn scale_in_exp(&self) -> bool {
-        self.fold_scale && self.mask.is_none() && self.g.scale > 0.0
+        // In T: an f64 scale that rounds to 0 in f32 would turn −inf·0 into NaN.
+        self.fold_scale && self.mask.is_none() && T::from_f64(self.g.scale) > T::zero()
     }
 
     fn v_block(&self, b: usize, j0: usize) -> &[T] {
@@ -272,6 +273,21 @@ fn untranspose<T: Float>(src: &[T], ld: usize, [rows, cols]: [usize; 2], scale: 
 /// pre-softmax scores, i.e. of an additive mask before broadcasting).
 fn bwd_t<T: Float>(t: &Qkv<T>, sv: &Saved<T>, want_ds: bool) -> (Vec<T>, Vec<T>, Vec<T>, Vec<T>) {
     let g = t.g;
+    if g.ev == 0 {
+        // dO is empty: dP = dO·Vᵀ = 0 and D = 0, so dS and every gradient are 0.
+        let z = |n: usize| vec![T::zero(); n];
+        return (z(g.b * g.l * g.e), z(g.b * g.s * g.e), vec![], z(if want_ds { g.b * g.l * g.s } else { 0 }));
+    }
+    if g.e == 0 {
+        // No query/key features (the scores are the mask alone): the tiled
+        // passes split dQ and dK, which are empty here, so run them with one
+        // zero feature (the same scores) and drop its gradients.
+        let (q, k) = (vec![T::zero(); g.b * g.l], vec![T::zero(); g.b * g.s]);
+        let mask = t.mask.as_ref().map(|m| Mask { data: m.data, layout: m.layout });
+        let one = Qkv { q: &q, k: &k, v: t.v, mask, g: AttnGeom { e: 1, ..g }, fold_scale: false };
+        let (_, _, dv, ds) = bwd_t(&one, sv, want_ds);
+        return (vec![], vec![], dv, ds);
+    }
     let scale = T::from_f64(g.scale);
     // D_i = do_i · o_i
     let d: Vec<T> =
