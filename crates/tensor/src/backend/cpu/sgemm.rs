@@ -349,15 +349,15 @@ unsafe fn pack_a(a: View, i0: usize, mr: usize, p0: usize, kc: usize, ap: *mut f
             return;
         }
         if a.cs == 1 {
-            // Row-major A: 16 k steps of every row at once, transposed in registers.
+            // Row-major A: 16 k steps of every row at once, transposed in
+            // registers into 8 full vectors of 2 k steps × MR rows each.
             while p + 16 <= kc {
-                let mut rows = [_mm512_setzero_ps(); 16];
+                let mut rows = [_mm512_setzero_ps(); MR];
                 for (r, row) in rows.iter_mut().enumerate().take(mr) {
                     *row = _mm512_loadu_ps(src.add(r * a.rs + p));
                 }
-                let cols = transpose16(rows);
-                for (q, col) in cols.iter().enumerate() {
-                    _mm512_mask_storeu_ps(ap.add((p + q) * MR), (1 << MR) - 1, *col);
+                for (q, v) in transpose8x16(rows).iter().enumerate() {
+                    _mm512_storeu_ps(ap.add((p + 2 * q) * MR), *v);
                 }
                 p += 16;
             }
@@ -546,6 +546,47 @@ unsafe fn kernel_rows<const V: usize>(
         }
         store_tile!(sum, c, ldc, acc, mr, nr);
     }
+}
+
+/// 8×16 transpose in registers: out[j] holds columns 2j and 2j + 1 of the
+/// 8 rows, as [r0[2j], …, r7[2j], r0[2j+1], …, r7[2j+1]] (an A panel's
+/// layout for 2 k steps).
+#[target_feature(enable = "avx512f")]
+fn transpose8x16(r: [__m512; 8]) -> [__m512; 8] {
+    let pd = _mm512_castps_pd;
+    let ps = _mm512_castpd_ps;
+    // Per 128-bit lane L, u[m] = rows 0–3 at column 4L + m and w[m] = rows 4–7.
+    let quads = |a: __m512, b: __m512, c: __m512, d: __m512| {
+        let (t0, t1) = (_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+        let (t2, t3) = (_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
+        [
+            ps(_mm512_unpacklo_pd(pd(t0), pd(t2))),
+            ps(_mm512_unpackhi_pd(pd(t0), pd(t2))),
+            ps(_mm512_unpacklo_pd(pd(t1), pd(t3))),
+            ps(_mm512_unpackhi_pd(pd(t1), pd(t3))),
+        ]
+    };
+    let u = quads(r[0], r[1], r[2], r[3]);
+    let w = quads(r[4], r[5], r[6], r[7]);
+    // lo[m] = all 8 rows at columns m and 4 + m; hi[m] at 8 + m and 12 + m.
+    let mut lo = [_mm512_setzero_ps(); 4];
+    let mut hi = [_mm512_setzero_ps(); 4];
+    for m in 0..4 {
+        let (a, b) = (_mm512_shuffle_f32x4::<0x44>(u[m], w[m]), _mm512_shuffle_f32x4::<0xEE>(u[m], w[m]));
+        lo[m] = _mm512_shuffle_f32x4::<0xD8>(a, a);
+        hi[m] = _mm512_shuffle_f32x4::<0xD8>(b, b);
+    }
+    let (low, high) = (_mm512_shuffle_f32x4::<0x44>, _mm512_shuffle_f32x4::<0xEE>);
+    [
+        low(lo[0], lo[1]),
+        low(lo[2], lo[3]),
+        high(lo[0], lo[1]),
+        high(lo[2], lo[3]),
+        low(hi[0], hi[1]),
+        low(hi[2], hi[3]),
+        high(hi[0], hi[1]),
+        high(hi[2], hi[3]),
+    ]
 }
 
 /// 16×16 transpose in registers: lane i of out[j] = lane j of r[i].
