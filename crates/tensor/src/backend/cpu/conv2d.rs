@@ -506,7 +506,7 @@ unsafe fn as_f32_mut<T>(v: &mut [T]) -> &mut [f32] {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod stride2 {
+pub(super) mod stride2 {
     use std::arch::x86_64::*;
 
     /// Mask of the first `n` lanes (all 16 for n ≥ 16).

@@ -6,6 +6,7 @@
 
 use std::arch::x86_64::*;
 
+use super::conv2d::stride2::first;
 use super::sgemm::{PANEL, PackB};
 use crate::ops::conv2d::ConvGeom;
 
@@ -106,11 +107,6 @@ impl Gather<'_> {
         }
         n
     }
-}
-
-/// Mask of the first `n` lanes (all 16 for n ≥ 16).
-fn first(n: usize) -> __mmask16 {
-    if n >= 16 { 0xffff } else { (1u16 << n) - 1 }
 }
 
 /// What a piece reads for one tap: the source pointer (its first in-bounds
