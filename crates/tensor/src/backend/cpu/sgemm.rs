@@ -444,6 +444,19 @@ unsafe fn pack_cols(b: Rows, p0: usize, kc: usize, j0: usize, nr: usize, bp: *mu
     }
 }
 
+/// sum[r][v] += A[r] · B[v] for one k step: the register tile's update,
+/// shared by both kernels.
+macro_rules! rank1 {
+    ($sum:expr, $a:expr, $bv:expr) => {
+        for (r, row) in $sum.iter_mut().enumerate() {
+            let av = _mm512_set1_ps(*$a.add(r));
+            for (acc, b) in row.iter_mut().zip(&$bv) {
+                *acc = _mm512_fmadd_ps(av, *b, *acc);
+            }
+        }
+    };
+}
+
 /// Writes (or with `acc` adds) the mr×nr corner of register tile `sum`
 /// to C: a macro, as a function taking the tile was not inlined (its
 /// accumulators went through the stack).
@@ -492,12 +505,7 @@ unsafe fn kernel<const V: usize>(
             for (v, x) in bv.iter_mut().enumerate() {
                 *x = _mm512_loadu_ps(b.add(16 * v));
             }
-            for (r, row) in sum.iter_mut().enumerate() {
-                let av = _mm512_set1_ps(*a.add(r));
-                for v in 0..V {
-                    row[v] = _mm512_fmadd_ps(av, bv[v], row[v]);
-                }
-            }
+            rank1!(sum, a, bv);
             a = a.add(MR);
             b = b.add(NR);
         }
@@ -536,12 +544,7 @@ unsafe fn kernel_rows<const V: usize>(
                     _mm512_maskz_loadu_ps(last, row.add(16 * v))
                 };
             }
-            for (r, row) in sum.iter_mut().enumerate() {
-                let av = _mm512_set1_ps(*a.add(r));
-                for v in 0..V {
-                    row[v] = _mm512_fmadd_ps(av, bv[v], row[v]);
-                }
-            }
+            rank1!(sum, a, bv);
             a = a.add(MR);
         }
         store_tile!(sum, c, ldc, acc, mr, nr);
