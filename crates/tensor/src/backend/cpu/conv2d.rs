@@ -1,7 +1,10 @@
 //! conv2d forward, backward-input and backward-weight as im2col + GEMM.
 //! A rayon task takes a block of images (several when the feature maps are
 //! small, so each GEMM stays wide) and loops over the groups, with column
-//! buffers bounded by the block.
+//! buffers bounded by the block. On AVX-512 (f32) most forwards need no
+//! column buffer: stride 1 reads shifted rows of a padded copy in place
+//! (`fwd_shifted_rows`), stride_w ≤ 2 packs the GEMM's panels straight
+//! from the input (`fwd_gathered`, `conv2d_gather.rs`).
 //! conv_transpose2d is conv2d_bwd_input (and its weight gradient is
 //! conv2d_bwd_weight with the roles of input and output swapped).
 
