@@ -793,7 +793,9 @@ fn fwd_t<T: Float>(x: &[T], lx: &Layout, w: &[T], lw: &Layout, g: ConvGeom) -> V
     #[cfg(target_arch = "x86_64")]
     // Rows under 8 outputs stay with im2col: their paired gathers, shared by
     // a block's images, beat per-tap packing (4×4 maps: 17 vs 18 ms).
-    if let Some(packed) = packed.as_ref().filter(|_| g.p.stride[1] <= 2 && g.ow >= 8) {
+    if let Some(packed) =
+        packed.as_ref().filter(|_| g.p.stride[1] <= 2 && g.ow >= 8 && g.kw <= super::conv2d_gather::MAX_KW)
+    {
         // SAFETY: T is f32 (packed weights exist only then).
         return unsafe { fwd_gathered(as_f32(&x), &g, packed, nb) };
     }
