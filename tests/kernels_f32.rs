@@ -91,7 +91,7 @@ fn convs_packed_from_the_input_f32_match_f64() {
     // lanes, panels crossing rows and images), stride 1 on small maps,
     // unequal strides, dilation, groups, and K past one GEMM depth block;
     // a kernel row whose taps share their loads (the 4×4 stride-2 rows)
-    // and ones too wide to (rows of 20 and 33, dilation).
+    // and ones too wide to (a 3-wide kernel over 16 stride-2 outputs, dilation).
     use kiln::tensor::Conv2dParams;
     let s = |stride: [usize; 2], padding: [usize; 2]| Conv2dParams { stride, padding, ..Default::default() };
     for (x, w, p) in [
