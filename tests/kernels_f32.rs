@@ -110,6 +110,33 @@ fn convs_packed_from_the_input_f32_match_f64() {
 }
 
 #[test]
+fn weight_gradients_gathered_from_the_input_f32_match_f64() {
+    // Weight gradients of 192+ column-matrix rows whose 16-position chunks
+    // are whole output rows (ow = 16, 32) or row pairs (ow = 8) gather the
+    // column matrix straight into the GEMM's left operand: two images
+    // (blocks summed in order), groups, a 5-wide kernel (the second task
+    // starts mid kernel row, and its last panel is short), dilation,
+    // stride 1 along a row.
+    use kiln::tensor::Conv2dParams;
+    let p = |stride: [usize; 2], padding: [usize; 2], dilation: [usize; 2], groups: usize| Conv2dParams {
+        stride,
+        padding,
+        dilation,
+        groups,
+    };
+    for (x, w, p) in [
+        ([2, 16, 32, 32], [5, 16, 4, 4], p([2, 2], [1, 1], [1, 1], 1)),
+        ([1, 24, 9, 34], [3, 24, 3, 3], p([2, 1], [0, 0], [1, 1], 1)),
+        ([2, 48, 16, 16], [6, 24, 3, 3], p([2, 2], [1, 1], [1, 1], 2)),
+        ([2, 10, 32, 32], [4, 10, 5, 5], p([2, 2], [2, 2], [1, 1], 1)),
+        ([1, 12, 32, 32], [4, 12, 4, 4], p([2, 2], [3, 3], [2, 2], 1)),
+    ] {
+        let name = format!("conv2d {x:?} * {w:?} {p:?}");
+        f32_vs_f64(&name, |t| t[0].conv2d(&t[1], None, p), &[randn(&x, 13), randn(&w, 14)]);
+    }
+}
+
+#[test]
 fn stride1_convs_without_im2col_f32_match_f64() {
     // Maps of >= 256 outputs at stride 1 read the GEMM's B rows straight
     // from a padded copy of the image (forward, the input gradient as a
@@ -211,9 +238,10 @@ fn conv_gradients_do_not_depend_on_the_thread_count() {
     // gradient (column split for wide column matrices, image partials for
     // narrow ones) and the input gradient, at 1, 2 and 3 threads.
     let p = kiln::tensor::Conv2dParams { stride: [2, 2], padding: [1, 1], ..Default::default() };
-    for (c, o) in [(16, 24), (1, 8)] {
+    // 32×32 inputs: 16-wide output rows, the gathered weight gradient.
+    for (c, o, hw) in [(16, 24, 20), (16, 24, 32), (1, 8, 20)] {
         let (x, w) = (
-            randn(&[6, c, 20, 20], 5).to_dtype(DType::F32).unwrap(),
+            randn(&[6, c, hw, hw], 5).to_dtype(DType::F32).unwrap(),
             randn(&[o, c, 4, 4], 6).to_dtype(DType::F32).unwrap(),
         );
         let grads = |threads: usize| {

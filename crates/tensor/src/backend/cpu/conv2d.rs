@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use super::matmul::{Mat, SharedOut, gemm, gemm_into};
 #[cfg(target_arch = "x86_64")]
-use super::sgemm::{PackedA, Rows, View, sgemm_cols, sgemm_packed, sgemm_packed_rows, sgemm_packed_with};
+use super::sgemm::{PackedA, Rows, View, sgemm_cols, sgemm_packed, sgemm_packed_rows, sgemm_packed_with, sgemm_with_a};
 use super::{CHUNK, CpuStorage, build_rows, dense, with_float2, with_scratch, zeroed_rows};
 use crate::ops::conv2d::ConvGeom;
 use crate::{Float, Layout, Result};
@@ -945,6 +945,14 @@ fn bwd_weight_t<T: Float>(x: &[T], lx: &Layout, dy: &[T], ldy: &Layout, g: ConvG
             // SAFETY: T is f32: same size, alignment and allocation.
             return unsafe { Vec::from_raw_parts(dw.as_mut_ptr().cast(), dw.len(), dw.capacity()) };
         }
+        #[cfg(target_arch = "x86_64")]
+        if f32_on_avx512::<T>() && super::sgemm::available() && super::conv2d_gather::GatherA::fits(&g) {
+            // SAFETY: T is f32 (checked); the result is moved back as T.
+            let dw = unsafe { bwd_weight_gathered(as_f32(&x), as_f32(&dy), &g, threads) };
+            let mut dw = std::mem::ManuallyDrop::new(dw);
+            // SAFETY: T is f32: same size, alignment and allocation.
+            return unsafe { Vec::from_raw_parts(dw.as_mut_ptr().cast(), dw.len(), dw.capacity()) };
+        }
         return bwd_weight_by_columns(&x, &dy, &g, threads);
     }
     // Few columns: a fixed split of the images, each block summed serially
@@ -1019,6 +1027,53 @@ fn bwd_weight_shifted_rows(x: &[f32], dy: &[f32], g: &ConvGeom, tasks: usize) ->
                     // group gi's og×kr block lie inside dw, and no other task
                     // writes these columns; the CPU check is in `shifted_rows`.
                     unsafe { sgemm_cols([og, cols, r1 - r0], a, b, img > 0, shared.ptr().add(gi * og * kr + r0), kr) };
+                }
+            }
+        });
+    });
+    dw
+}
+
+/// `bwd_weight_by_columns` with the column matrix as the GEMM's left
+/// operand, gathered straight from the input (`GatherA`): each task
+/// computes its rows of dW_gᵀ = cols · dY_gᵀ over every image block in
+/// order, then transposes them into its columns of dW. No column buffer
+/// and no transposed pack of it; the same split and summation order.
+///
+/// # Safety
+/// The CPU has AVX-512 and `sgemm::available()`; `GatherA::fits(g)`.
+#[cfg(target_arch = "x86_64")]
+unsafe fn bwd_weight_gathered(x: &[f32], dy: &[f32], g: &ConvGeom, tasks: usize) -> Vec<f32> {
+    use super::conv2d_gather::{Gather, GatherA, taps};
+    let (groups, og, kr, oc) = (g.p.groups, g.og(), g.krows(), g.ocols());
+    let (chw, plane) = (g.c * g.h * g.w, g.cg() * g.h * g.w);
+    let mut dw = vec![0.0f32; g.o * kr];
+    let nb = g.images_per_weight_block();
+    let taps = taps(g);
+    let shared = SharedOut(dw.as_mut_ptr());
+    dw_column_blocks(kr, tasks).into_par_iter().for_each(|rows| {
+        let (r0, w) = (rows.start, rows.len());
+        with_scratch([groups * w * og, og * nb * oc], |dwt: &mut [f32], dyg_all: &mut [f32]| {
+            for (blk, n0) in (0..g.n).step_by(nb).enumerate() {
+                let nbi = nb.min(g.n - n0);
+                for gi in 0..groups {
+                    let dyg = g.out_rows(dy, n0, nbi, gi, &mut dyg_all[..og * nbi * oc]);
+                    let from = n0 * chw + gi * plane;
+                    let x = &x[from..from + (nbi - 1) * chw + plane];
+                    let a = GatherA { src: Gather { x, taps: &taps, g }, rows: rows.clone() };
+                    // dyᵀ: element (p, o) at dyg[o·nbi·oc + p].
+                    let b = View { ptr: dyg.as_ptr(), rs: 1, cs: nbi * oc };
+                    // SAFETY: dW_gᵀ[rows] is this task's w × og scratch; the CPU
+                    // and geometry checks are the caller's.
+                    unsafe { sgemm_with_a([w, nbi * oc, og], &a, b, blk > 0, dwt[gi * w * og..].as_mut_ptr(), og) };
+                }
+            }
+            for (gi, t) in dwt.chunks_exact(w * og).enumerate() {
+                for o in 0..og {
+                    // SAFETY: columns r0..r0+w of row gi·og + o lie inside dw,
+                    // and no other task writes these columns.
+                    let out = unsafe { std::slice::from_raw_parts_mut(shared.ptr().add((gi * og + o) * kr + r0), w) };
+                    out.iter_mut().zip(t[o..].iter().step_by(og)).for_each(|(d, s)| *d = *s);
                 }
             }
         });

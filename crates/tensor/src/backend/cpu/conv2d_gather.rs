@@ -7,7 +7,7 @@
 use std::arch::x86_64::*;
 
 use super::conv2d::stride2::first;
-use super::sgemm::{PANEL, PackB};
+use super::sgemm::{PANEL, PANEL_ROWS, PackA, PackB, transpose8x16};
 use crate::ops::conv2d::ConvGeom;
 
 /// Where column-matrix row (c, i, j) reads: output (oy, ox) takes input
@@ -144,7 +144,8 @@ impl Gather<'_> {
         ((a * sw) as isize + tap.ix0, (b - a - 1) * sw + 1, first(l1) & !first(l0), l0)
     }
 
-    /// Fills `cols[j]` with group `grp`'s reads for kernel column j, and
+    /// Fills `cols[j]` with group `grp`'s reads for kernel column j (taps[j],
+    /// channel 0 and kernel row 0, stands for the column), and
     /// returns whether every column reads the same source vectors (the
     /// group's input window fits them: 32 inputs of its one row, or 16 of
     /// each of its two), so a kernel row needs its loads only once. A
@@ -273,6 +274,91 @@ impl PackB for Gather<'_> {
                     }
                 }
                 p += run;
+            }
+        }
+    }
+}
+
+/// Rows `rows` of a group's column matrix (all its taps in `Gather`) over
+/// the output positions of images `x`, as a `PackA` operand: the left side
+/// of the weight gradient dW_gᵀ = cols · dY_gᵀ. Gathering 16 positions of
+/// 8 taps and transposing them in registers replaces writing the column
+/// rows out and packing their transpose as the GEMM's right operand.
+pub struct GatherA<'a> {
+    pub src: Gather<'a>,
+    pub rows: std::ops::Range<usize>,
+}
+
+impl GatherA<'_> {
+    /// Whether every 16 positions from a multiple of 16 are one group
+    /// (whole output rows of 16k, or pairs of rows of 8 in one image).
+    pub fn fits(g: &ConvGeom) -> bool {
+        g.p.stride[1] <= 2 && g.kw <= MAX_KW && (g.ow.is_multiple_of(16) || (g.ow == 8 && g.oh.is_multiple_of(2)))
+    }
+}
+
+impl PackA for GatherA<'_> {
+    #[target_feature(enable = "avx512f")]
+    unsafe fn pack(&self, m: usize, p0: usize, kc: usize, ap: *mut f32) {
+        let src = &self.src;
+        let (w, h, rows_per_panel) = (src.g.w, src.g.h, PANEL_ROWS);
+        let taps = &src.taps[self.rows.clone()];
+        assert!(Self::fits(src.g) && p0.is_multiple_of(16) && kc.is_multiple_of(16) && m <= taps.len());
+        let sw = src.g.p.stride[1];
+        let step = _mm512_mullo_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            _mm512_set1_epi32(sw as i32),
+        );
+        let x = src.x.as_ptr();
+        let cg_planes = (src.g.c / src.g.p.groups) * h * w;
+        for pp in (0..kc).step_by(16) {
+            let mut groups = [Group::default(); PANEL];
+            assert_eq!(src.groups(p0 + pp, 16, &mut groups), 1, "16 positions make one group (`fits`)");
+            let grp = groups[0];
+            // Every row read below lies in one of the group's images, within its cg planes.
+            assert!(grp.pieces[usize::from(grp.two)].image + cg_planes <= src.x.len());
+            let [a, b] = grp.pieces;
+            let b = if grp.two { b } else { a };
+            let mut cols = [ColRead { off: [0; 2], load: [0; 2], lanes: [0; 2], idx: step }; MAX_KW];
+            let shared = src.group_reads(&grp, step, &mut cols);
+            let (mut ra, mut rb) = ((x, 0), (x, 0));
+            let (mut va, mut vb) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+            let mut panel = [_mm512_setzero_ps(); PANEL_ROWS];
+            for (i, tap) in taps[..m].iter().enumerate() {
+                let c = &cols[tap.j];
+                let new_row = i == 0 || tap.j == 0;
+                if new_row {
+                    // A kernel row's taps read the same input rows.
+                    let row = |pc: &Piece| {
+                        let iy = pc.oy_sh + tap.iy0;
+                        if iy >= 0 && (iy as usize) < h {
+                            (x.wrapping_add(pc.image + tap.plane + iy as usize * w), 0xffff)
+                        } else {
+                            (x, 0)
+                        }
+                    };
+                    (ra, rb) = (row(&a), row(&b));
+                }
+                if new_row || !shared {
+                    // SAFETY: a load mask is non-empty only on an existing row
+                    // (asserted inside x above), where the column's reads lie
+                    // in [0, w) (`piece_read`, `group_reads`).
+                    unsafe {
+                        va = _mm512_maskz_loadu_ps(c.load[0] & ra.1, ra.0.wrapping_offset(c.off[0]));
+                        vb = _mm512_maskz_loadu_ps(c.load[1] & rb.1, rb.0.wrapping_offset(c.off[1]));
+                    }
+                }
+                let lanes = (c.lanes[0] & ra.1) | (c.lanes[1] & rb.1);
+                panel[i % rows_per_panel] = _mm512_maskz_permutex2var_ps(lanes, va, c.idx, vb);
+                if i % rows_per_panel == rows_per_panel - 1 || i + 1 == m {
+                    panel[i % rows_per_panel + 1..].fill(_mm512_setzero_ps());
+                    let base = (i / rows_per_panel) * rows_per_panel * kc + pp * rows_per_panel;
+                    for (q, v) in transpose8x16(panel).iter().enumerate() {
+                        // SAFETY: panel i/MR's 16 k steps from pp lie inside ap
+                        // (⌈m/MR⌉·MR·kc floats, the caller's contract).
+                        unsafe { _mm512_storeu_ps(ap.add(base + 2 * q * rows_per_panel), *v) };
+                    }
+                }
             }
         }
     }

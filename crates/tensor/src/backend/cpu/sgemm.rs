@@ -55,14 +55,15 @@ pub struct View {
 /// matrices and `c` a valid m×n one that aliases neither.
 pub unsafe fn sgemm(dims: [usize; 3], a: View, b: View, accumulate: bool, c: *mut f32, ldc: usize) {
     // SAFETY: forwarded.
-    unsafe { view_times(dims, a, BOperand::View(b), accumulate, c, ldc) }
+    unsafe { strip_times(dims, Operand::View(a), BOperand::View(b), accumulate, c, ldc) }
 }
 
-/// A strided A (packed per call) times any B operand (`sgemm`, `sgemm_cols`).
+/// An A packed per call (a strided view or a `PackA`) times any B operand
+/// (`sgemm`, `sgemm_cols`, `sgemm_with_a`).
 ///
 /// # Safety
-/// As `sgemm`, for the B operand's own addressing.
-unsafe fn view_times([m, k, n]: [usize; 3], a: View, b: BOperand, accumulate: bool, c: *mut f32, ldc: usize) {
+/// As `sgemm`, for the operands' own addressing.
+unsafe fn strip_times([m, k, n]: [usize; 3], a: Operand, b: BOperand, accumulate: bool, c: *mut f32, ldc: usize) {
     if m == 0 || n == 0 {
         return;
     }
@@ -79,7 +80,7 @@ unsafe fn view_times([m, k, n]: [usize; 3], a: View, b: BOperand, accumulate: bo
     with_scratch(KC * NB + padded(m) * KC, |bp| {
         // SAFETY: every packed write stays inside the scratch (panel
         // counts × KC); the caller guarantees the operands.
-        unsafe { blocked(m, k, n, Operand::View(a), b, accumulate, c, ldc, bp.add(KC * NB), bp) }
+        unsafe { blocked(m, k, n, a, b, accumulate, c, ldc, bp.add(KC * NB), bp) }
     })
 }
 
@@ -211,7 +212,7 @@ pub unsafe fn sgemm_packed_rows(a: &PackedA, n: usize, b: Rows, accumulate: bool
 pub unsafe fn sgemm_cols(dims: [usize; 3], a: View, b: Rows, accumulate: bool, c: *mut f32, ldc: usize) {
     assert!(b.offsets.len() >= dims[2]);
     // SAFETY: forwarded.
-    unsafe { view_times(dims, a, BOperand::Cols(b), accumulate, c, ldc) }
+    unsafe { strip_times(dims, Operand::View(a), BOperand::Cols(b), accumulate, c, ldc) }
 }
 
 /// Columns of B per packed panel: a `PackB` fills kc×PANEL blocks.
@@ -237,6 +238,30 @@ pub unsafe fn sgemm_packed_with(a: &PackedA, n: usize, b: &dyn PackB, accumulate
     unsafe { packed_times(a, n, BOperand::Custom(b), accumulate, c, ldc) }
 }
 
+/// Rows of A per packed panel: a `PackA` writes MR-row panels.
+pub const PANEL_ROWS: usize = MR;
+
+/// An A operand that packs itself (a convolution's column matrix, gathered
+/// straight from its input, as the left operand of its weight gradient).
+pub trait PackA {
+    /// Writes rows 0..m, columns p0..p0+kc of A as MR-row panels: row
+    /// i0 + r, column p0 + p at ap[i0·kc + p·MR + r] for each panel i0 (a
+    /// multiple of MR), with zeros in the last panel's rows past m.
+    ///
+    /// # Safety
+    /// `ap` holds ⌈m/MR⌉·MR·kc floats; the rows and columns lie inside A.
+    unsafe fn pack(&self, m: usize, p0: usize, kc: usize, ap: *mut f32);
+}
+
+/// `sgemm` with a self-packing A (m×k).
+///
+/// # Safety
+/// As `sgemm`, for `a`'s own addressing.
+pub unsafe fn sgemm_with_a(dims: [usize; 3], a: &dyn PackA, b: View, accumulate: bool, c: *mut f32, ldc: usize) {
+    // SAFETY: forwarded.
+    unsafe { strip_times(dims, Operand::Custom(a), BOperand::View(b), accumulate, c, ldc) }
+}
+
 #[derive(Clone, Copy)]
 enum BOperand<'a> {
     View(View),
@@ -245,10 +270,12 @@ enum BOperand<'a> {
     Custom(&'a dyn PackB),
 }
 
-/// A as a strided view (packed per call into the scratch strip) or already packed.
+/// A as a strided view or a `PackA` (packed per call into the scratch
+/// strip), or already packed.
 #[derive(Clone, Copy)]
-enum Operand {
+enum Operand<'a> {
     View(View),
+    Custom(&'a dyn PackA),
     Packed(*const f32),
 }
 
@@ -276,6 +303,10 @@ unsafe fn blocked(
                     for i0 in (0..m).step_by(MR) {
                         pack_a(a, i0, MR.min(m - i0), p0, kc, ap.add(i0 * kc));
                     }
+                    ap.cast_const()
+                }
+                Operand::Custom(a) => {
+                    a.pack(m, p0, kc, ap);
                     ap.cast_const()
                 }
                 Operand::Packed(packed) => packed.add(p0 * padded(m)),
@@ -555,7 +586,7 @@ unsafe fn kernel_rows<const V: usize>(
 /// 8 rows, as [r0[2j], …, r7[2j], r0[2j+1], …, r7[2j+1]] (an A panel's
 /// layout for 2 k steps).
 #[target_feature(enable = "avx512f")]
-fn transpose8x16(r: [__m512; 8]) -> [__m512; 8] {
+pub(super) fn transpose8x16(r: [__m512; 8]) -> [__m512; 8] {
     let pd = _mm512_castps_pd;
     let ps = _mm512_castpd_ps;
     // Per 128-bit lane L, u[m] = rows 0–3 at column 4L + m and w[m] = rows 4–7.
