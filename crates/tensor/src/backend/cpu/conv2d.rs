@@ -937,18 +937,20 @@ fn bwd_weight_t<T: Float>(x: &[T], lx: &Layout, dy: &[T], ldy: &Layout, g: ConvG
     let threads = rayon::current_num_threads();
     // (The path depends on the geometry only, never on the thread count.)
     if kr >= 4 * 48 {
+        // Gathered before shifted rows: on the U-Net 3×3 layer it measured
+        // 1–3% faster (no padded-width grid, no transposed pack).
         #[cfg(target_arch = "x86_64")]
-        if g.shifted_rows::<T>() {
-            // SAFETY: T is f32 (`shifted_rows`); the result is moved back as T.
-            let dw = bwd_weight_shifted_rows(unsafe { as_f32(&x) }, unsafe { as_f32(&dy) }, &g, threads);
+        if f32_on_avx512::<T>() && super::sgemm::available() && super::conv2d_gather::GatherA::fits(&g) {
+            // SAFETY: T is f32 (checked); the result is moved back as T.
+            let dw = unsafe { bwd_weight_gathered(as_f32(&x), as_f32(&dy), &g, threads) };
             let mut dw = std::mem::ManuallyDrop::new(dw);
             // SAFETY: T is f32: same size, alignment and allocation.
             return unsafe { Vec::from_raw_parts(dw.as_mut_ptr().cast(), dw.len(), dw.capacity()) };
         }
         #[cfg(target_arch = "x86_64")]
-        if f32_on_avx512::<T>() && super::sgemm::available() && super::conv2d_gather::GatherA::fits(&g) {
-            // SAFETY: T is f32 (checked); the result is moved back as T.
-            let dw = unsafe { bwd_weight_gathered(as_f32(&x), as_f32(&dy), &g, threads) };
+        if g.shifted_rows::<T>() {
+            // SAFETY: T is f32 (`shifted_rows`); the result is moved back as T.
+            let dw = bwd_weight_shifted_rows(unsafe { as_f32(&x) }, unsafe { as_f32(&dy) }, &g, threads);
             let mut dw = std::mem::ManuallyDrop::new(dw);
             // SAFETY: T is f32: same size, alignment and allocation.
             return unsafe { Vec::from_raw_parts(dw.as_mut_ptr().cast(), dw.len(), dw.capacity()) };
