@@ -155,7 +155,8 @@ fn stride1_convs_without_im2col_f32_match_f64() {
         ([3, 8, 16, 16], [7, 8, 1, 1], Conv2dParams::default()),
         ([2, 3, 21, 21], [4, 3, 5, 5], Conv2dParams::default()),
         ([1, 5, 20, 24], [9, 5, 3, 5], Conv2dParams { padding: [1, 2], ..Default::default() }),
-        // 192+ column-matrix rows: the weight gradient reads the padded copy too.
+        // 192+ column-matrix rows: the weight gradient reads the padded copy
+        // too (ow = 17; the next case, ow = 16, gathers it instead).
         ([2, 24, 17, 19], [5, 24, 3, 3], Conv2dParams { padding: [1, 1], ..Default::default() }),
         (
             [1, 48, 16, 18],
