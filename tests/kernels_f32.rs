@@ -137,6 +137,39 @@ fn weight_gradients_gathered_from_the_input_f32_match_f64() {
 }
 
 #[test]
+fn input_gradients_by_phases_f32_match_f64() {
+    // At stride 2 along rows, input gradients (conv_transpose2d forwards)
+    // with ≥ 16 channels per group and ≥ 32-wide inputs run as one
+    // stride-1 GEMM per phase over a padded dy, interleaved into dx: odd
+    // sizes (phases of unequal length), stride 1 down the rows, groups,
+    // no padding (no shared zero column), a 5-wide kernel; and
+    // conv_transpose2d with output_padding (a dx row no dy reaches).
+    use kiln::tensor::{Conv2dParams, ConvTranspose2dParams};
+    let p = |stride: [usize; 2], padding: [usize; 2], groups: usize| Conv2dParams {
+        stride,
+        padding,
+        groups,
+        ..Default::default()
+    };
+    for (x, w, p) in [
+        ([2, 16, 32, 32], [8, 16, 4, 4], p([2, 2], [1, 1], 1)),
+        ([1, 16, 33, 35], [6, 16, 4, 4], p([2, 2], [1, 1], 1)),
+        ([1, 16, 10, 32], [4, 16, 3, 3], p([1, 2], [1, 1], 1)),
+        ([2, 32, 32, 32], [8, 16, 4, 4], p([2, 2], [1, 1], 2)),
+        ([1, 16, 32, 32], [4, 16, 2, 2], p([2, 2], [0, 0], 1)),
+        ([1, 16, 32, 34], [4, 16, 5, 5], p([2, 2], [2, 2], 1)),
+    ] {
+        let name = format!("conv2d {x:?} * {w:?} {p:?}");
+        f32_vs_f64(&name, |t| t[0].conv2d(&t[1], None, p), &[randn(&x, 15), randn(&w, 16)]);
+    }
+    for (x, w, output_padding) in [([2, 8, 16, 16], [8, 16, 4, 4], [0, 0]), ([1, 8, 16, 17], [8, 16, 4, 4], [1, 1])] {
+        let pt = ConvTranspose2dParams { stride: [2, 2], padding: [1, 1], output_padding, ..Default::default() };
+        let name = format!("conv_transpose2d {x:?} * {w:?} {pt:?}");
+        f32_vs_f64(&name, |t| t[0].conv_transpose2d(&t[1], None, pt), &[randn(&x, 17), randn(&w, 18)]);
+    }
+}
+
+#[test]
 fn stride1_convs_without_im2col_f32_match_f64() {
     // Maps of >= 256 outputs at stride 1 read the GEMM's B rows straight
     // from a padded copy of the image (forward, the input gradient as a

@@ -4,7 +4,11 @@
 //! buffers bounded by the block. On AVX-512 (f32) most forwards need no
 //! column buffer: stride 1 reads shifted rows of a padded copy in place
 //! (`fwd_shifted_rows`), stride_w ≤ 2 packs the GEMM's panels straight
-//! from the input (`fwd_gathered`, `conv2d_gather.rs`).
+//! from the input (`fwd_gathered`, `conv2d_gather.rs`). Weight gradients
+//! whose output rows come in 16s gather the column matrix into the GEMM's
+//! left operand (`bwd_weight_gathered`); input gradients at stride 1 run as
+//! a forward, at stride 2 on wide maps as one stride-1 GEMM per phase
+//! (`conv2d_phases.rs`).
 //! conv_transpose2d is conv2d_bwd_input (and its weight gradient is
 //! conv2d_bwd_weight with the roles of input and output swapped).
 
@@ -21,10 +25,10 @@ use crate::ops::conv2d::ConvGeom;
 use crate::{Float, Layout, Result};
 
 impl ConvGeom {
-    fn cg(&self) -> usize {
+    pub(super) fn cg(&self) -> usize {
         self.c / self.p.groups
     }
-    fn og(&self) -> usize {
+    pub(super) fn og(&self) -> usize {
         self.o / self.p.groups
     }
     /// Rows of the column matrix: Cg·kh·kw.
@@ -902,6 +906,16 @@ fn bwd_input_t<T: Float>(dy: &[T], ldy: &Layout, w: &[T], lw: &Layout, g: ConvGe
     #[cfg(target_arch = "x86_64")]
     if let Some(dx) = bwd_input_as_forward(&dy, &Layout::contiguous(&g.output_shape()), &w, &g) {
         return dx;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if let Some(plan) =
+        Some(&g).filter(|_| f32_on_avx512::<T>() && super::sgemm::available()).and_then(super::conv2d_phases::Plan::new)
+    {
+        // SAFETY: T is f32 (checked); the result is moved back as T.
+        let dx = super::conv2d_phases::bwd_input(unsafe { as_f32(&dy) }, unsafe { as_f32(&w) }, &g, &plan);
+        let mut dx = std::mem::ManuallyDrop::new(dx);
+        // SAFETY: T is f32: same size, alignment and allocation.
+        return unsafe { Vec::from_raw_parts(dx.as_mut_ptr().cast(), dx.len(), dx.capacity()) };
     }
     let (groups, og, kr, oc) = (g.p.groups, g.og(), g.krows(), g.ocols());
     let plane = g.c * g.h * g.w;

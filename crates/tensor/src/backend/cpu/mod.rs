@@ -10,6 +10,8 @@ pub mod batch_norm;
 pub mod conv2d;
 #[cfg(target_arch = "x86_64")]
 mod conv2d_gather;
+#[cfg(target_arch = "x86_64")]
+mod conv2d_phases;
 pub mod copy;
 pub mod elementwise;
 pub mod index;
