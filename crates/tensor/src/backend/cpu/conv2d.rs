@@ -186,14 +186,18 @@ impl ConvGeom {
     }
 
     /// The padded copy's length, its row width wp, and the offset of each
-    /// column-matrix row (c, i, j) in it: c·plane + i·dh·wp + j·dw. The
+    /// column-matrix row (c, i, j) in it: c·plane + i·dh·wp + j·dw. Rows
+    /// are pw + w wide (at least ow, the grid's valid columns): at stride 1
+    /// an output row reads exactly pw columns past the right end of its
+    /// input row, which are the next row's left padding (a 32-wide 3×3
+    /// layer computes a 33-wide grid, not 34). The
     /// last row's shifts read up to (kw − 1)·dw past the planes: the
     /// highest read is offsets[kr − 1] + oh·wp − 1 = cg·plane + (kw − 1)·dw
     /// − 1 (oh ≤ hp − (kh − 1)·dh at stride 1), inside the copy.
     #[cfg(target_arch = "x86_64")]
     fn shifted_layout(&self) -> (usize, usize, Vec<usize>) {
         let ([ph, pw], [dh, dw]) = (self.p.padding, self.p.dilation);
-        let (hp, wp) = (self.h + 2 * ph, self.w + 2 * pw);
+        let (hp, wp) = (self.h + 2 * ph, (self.w + pw).max(self.ow));
         let plane = hp * wp;
         let offsets = (0..self.krows())
             .map(|r| {
