@@ -111,9 +111,8 @@ impl Gather<'_> {
     }
 }
 
-/// Kernels up to this wide get per-column reads worked out once per group
-/// (wider ones are not convolutions any model here runs; they take the
-/// same reads worked out per tap).
+/// The widest kernel the gathers take (per-column reads live in a fixed
+/// array per group); wider ones, which no model here runs, use im2col.
 pub const MAX_KW: usize = 8;
 
 /// What a group reads from its input rows for taps of one kernel column
