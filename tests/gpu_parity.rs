@@ -468,6 +468,14 @@ fn big_tiles_cross_every_boundary(dev: Device) {
     let (q, k, v) = (randn(&[1, 2, 100, 64], 7), randn(&[1, 2, 90, 64], 8), randn(&[1, 2, 90, 32], 9));
     let f = |t: &[Tensor]| Tensor::scaled_dot_product_attention(&t[0], &t[1], &t[2], None, true, None);
     parity(dev, "attention L=100 S=90", f, &[q, k, v], 1e-5).unwrap();
+    // Empty head sizes: E = 0 (every score 0, uniform weights over the
+    // causal window; dQ and dK empty) and Ev = 0 (an empty output, zero
+    // gradients). An explicit scale: the default 1/√E is infinite at E = 0.
+    let f = |t: &[Tensor]| Tensor::scaled_dot_product_attention(&t[0], &t[1], &t[2], None, true, Some(0.5));
+    let (q, k, v) = (randn(&[1, 2, 5, 0], 10), randn(&[1, 2, 7, 0], 11), randn(&[1, 2, 7, 3], 12));
+    parity(dev, "attention E=0", f, &[q, k, v], 1e-5).unwrap();
+    let (q, k, v) = (randn(&[1, 2, 5, 4], 13), randn(&[1, 2, 7, 4], 14), randn(&[1, 2, 7, 0], 15));
+    parity(dev, "attention Ev=0", f, &[q, k, v], 1e-5).unwrap();
 }
 
 fn adam_update(dev: Device) {
