@@ -141,7 +141,7 @@ fn input_gradients_by_phases_f32_match_f64() {
     // At stride 2 along rows, input gradients (conv_transpose2d forwards)
     // with ≥ 16 channels per group and ≥ 32-wide inputs run as one
     // stride-1 GEMM per phase over a padded dy, interleaved into dx: odd
-    // sizes (phases of unequal length), stride 1 down the rows, groups,
+    // sizes (phases of unequal length), stride 1 and 3 down the rows, groups,
     // no padding (no shared zero column), a 5-wide kernel; and
     // conv_transpose2d with output_padding (a dx row no dy reaches).
     use kiln::tensor::{Conv2dParams, ConvTranspose2dParams};
@@ -158,6 +158,7 @@ fn input_gradients_by_phases_f32_match_f64() {
         ([2, 32, 32, 32], [8, 16, 4, 4], p([2, 2], [1, 1], 2)),
         ([1, 16, 32, 32], [4, 16, 2, 2], p([2, 2], [0, 0], 1)),
         ([1, 16, 32, 34], [4, 16, 5, 5], p([2, 2], [2, 2], 1)),
+        ([1, 16, 35, 32], [4, 16, 4, 4], p([3, 2], [1, 1], 1)),
     ] {
         let name = format!("conv2d {x:?} * {w:?} {p:?}");
         f32_vs_f64(&name, |t| t[0].conv2d(&t[1], None, p), &[randn(&x, 15), randn(&w, 16)]);
