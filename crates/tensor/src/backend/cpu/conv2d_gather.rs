@@ -128,6 +128,24 @@ struct ColRead {
 }
 
 impl Gather<'_> {
+    /// Where piece `pc`'s input row for `tap` starts, and a load mask that
+    /// keeps (all ones) or drops (a padding row: the start is then `x`'s) its reads.
+    fn row_start(&self, pc: &Piece, tap: &Tap) -> (*const f32, __mmask16) {
+        let iy = pc.oy_sh + tap.iy0;
+        if iy >= 0 && (iy as usize) < self.g.h {
+            (self.x.as_ptr().wrapping_add(pc.image + tap.plane + iy as usize * self.g.w), 0xffff)
+        } else {
+            (self.x.as_ptr(), 0)
+        }
+    }
+
+    /// Lane l's input index, l·sw, before each column's offset.
+    #[target_feature(enable = "avx512f")]
+    fn lane_step(&self) -> __m512i {
+        let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        _mm512_mullo_epi32(lanes, _mm512_set1_epi32(self.g.p.stride[1] as i32))
+    }
+
     /// Piece `pc`'s reads for taps of kernel column `tap`, filling lanes
     /// from `lane0`: (offset of the first input from the row start, inputs
     /// spanned, lanes filled, first lane filled); no inputs when the piece
@@ -143,14 +161,15 @@ impl Gather<'_> {
         ((a * sw) as isize + tap.ix0, (b - a - 1) * sw + 1, first(l1) & !first(l0), l0)
     }
 
-    /// Fills `cols[j]` with group `grp`'s reads for kernel column j (taps[j],
-    /// channel 0 and kernel row 0, stands for the column), and
-    /// returns whether every column reads the same source vectors (the
+    /// Group `grp`'s reads for each kernel column j (taps[j], channel 0 and
+    /// kernel row 0, stands for the column), and whether every column
+    /// reads the same source vectors (the
     /// group's input window fits them: 32 inputs of its one row, or 16 of
     /// each of its two), so a kernel row needs its loads only once. A
     /// stride-2 4×4 kernel on rows of 16 or 8 outputs always fits.
     #[target_feature(enable = "avx512f")]
-    fn group_reads(&self, grp: &Group, step: __m512i, cols: &mut [ColRead; MAX_KW]) -> bool {
+    fn group_reads(&self, grp: &Group, step: __m512i) -> ([ColRead; MAX_KW], bool) {
+        let mut cols = [ColRead { off: [0; 2], load: [0; 2], lanes: [0; 2], idx: step }; MAX_KW];
         let sw = self.g.p.stride[1];
         let kw = self.g.kw;
         let [pa, pb] = grp.pieces;
@@ -194,7 +213,7 @@ impl Gather<'_> {
             };
             *c = ColRead { off, load, lanes, idx };
         }
-        shared
+        (cols, shared)
     }
 }
 
@@ -205,10 +224,7 @@ impl PackB for Gather<'_> {
         assert!((sw == 1 || sw == 2) && kw <= MAX_KW);
         let mut groups = [Group::default(); PANEL];
         let ng = self.groups(j0, nr, &mut groups);
-        let step = _mm512_mullo_epi32(
-            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-            _mm512_set1_epi32(sw as i32),
-        );
+        let step = self.lane_step();
         let taps = &self.taps[p0..p0 + kc];
         if nr < PANEL {
             for p in 0..kc {
@@ -219,7 +235,6 @@ impl PackB for Gather<'_> {
                 }
             }
         }
-        let x = self.x.as_ptr();
         // Every row read below lies in some piece's image, within its cg planes.
         let last_image = groups[..ng].iter().map(|g| g.pieces[usize::from(g.two)].image).max().unwrap_or(0);
         assert!(last_image + (self.g.c / self.g.p.groups) * h * w <= self.x.len());
@@ -235,23 +250,13 @@ impl PackB for Gather<'_> {
             let [a, b] = grp.pieces;
             let b = if grp.two { b } else { a };
             let width = first(a.len + if grp.two { b.len } else { 0 });
-            let mut cols = [ColRead { off: [0; 2], load: [0; 2], lanes: [0; 2], idx: step }; MAX_KW];
-            let shared = self.group_reads(grp, step, &mut cols);
+            let (cols, shared) = self.group_reads(grp, step);
             let mut p = 0;
             while p < kc {
                 let tap = &taps[p];
                 // This tap and the rest of its kernel row read the same input rows.
                 let run = (kw - tap.j).min(kc - p);
-                // A row's start and a mask that keeps (all ones) or drops (padding rows) its reads.
-                let row = |pc: &Piece| {
-                    let iy = pc.oy_sh + tap.iy0;
-                    if iy >= 0 && (iy as usize) < h {
-                        (x.wrapping_add(pc.image + tap.plane + iy as usize * w), 0xffff)
-                    } else {
-                        (x, 0)
-                    }
-                };
-                let ((ra, ka), (rb, kb)) = (row(&a), row(&b));
+                let ((ra, ka), (rb, kb)) = (self.row_start(&a, tap), self.row_start(&b, tap));
                 // SAFETY: a load mask is non-empty only on an existing row
                 // (asserted inside x above), where the column's reads lie in
                 // [0, w) (`piece_read`, `group_reads`).
@@ -303,11 +308,7 @@ impl PackA for GatherA<'_> {
         let (w, h, rows_per_panel) = (src.g.w, src.g.h, PANEL_ROWS);
         let taps = &src.taps[self.rows.clone()];
         assert!(Self::fits(src.g) && p0.is_multiple_of(16) && kc.is_multiple_of(16) && m <= taps.len());
-        let sw = src.g.p.stride[1];
-        let step = _mm512_mullo_epi32(
-            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-            _mm512_set1_epi32(sw as i32),
-        );
+        let step = src.lane_step();
         let x = src.x.as_ptr();
         let cg_planes = (src.g.c / src.g.p.groups) * h * w;
         for pp in (0..kc).step_by(16) {
@@ -318,8 +319,7 @@ impl PackA for GatherA<'_> {
             assert!(grp.pieces[usize::from(grp.two)].image + cg_planes <= src.x.len());
             let [a, b] = grp.pieces;
             let b = if grp.two { b } else { a };
-            let mut cols = [ColRead { off: [0; 2], load: [0; 2], lanes: [0; 2], idx: step }; MAX_KW];
-            let shared = src.group_reads(&grp, step, &mut cols);
+            let (cols, shared) = src.group_reads(&grp, step);
             let (mut ra, mut rb) = ((x, 0), (x, 0));
             let (mut va, mut vb) = (_mm512_setzero_ps(), _mm512_setzero_ps());
             let mut panel = [_mm512_setzero_ps(); PANEL_ROWS];
@@ -328,15 +328,7 @@ impl PackA for GatherA<'_> {
                 let new_row = i == 0 || tap.j == 0;
                 if new_row {
                     // A kernel row's taps read the same input rows.
-                    let row = |pc: &Piece| {
-                        let iy = pc.oy_sh + tap.iy0;
-                        if iy >= 0 && (iy as usize) < h {
-                            (x.wrapping_add(pc.image + tap.plane + iy as usize * w), 0xffff)
-                        } else {
-                            (x, 0)
-                        }
-                    };
-                    (ra, rb) = (row(&a), row(&b));
+                    (ra, rb) = (src.row_start(&a, tap), src.row_start(&b, tap));
                 }
                 if new_row || !shared {
                     // SAFETY: a load mask is non-empty only on an existing row
