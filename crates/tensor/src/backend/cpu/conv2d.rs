@@ -509,6 +509,17 @@ unsafe fn as_f32<T>(v: &[T]) -> &[f32] {
     unsafe { std::slice::from_raw_parts(v.as_ptr().cast(), v.len()) }
 }
 
+/// A result computed as f32 handed back as T, with no copy.
+///
+/// # Safety
+/// T must be f32.
+#[cfg(target_arch = "x86_64")]
+unsafe fn f32_vec_as<T>(v: Vec<f32>) -> Vec<T> {
+    let mut v = std::mem::ManuallyDrop::new(v);
+    // SAFETY: T is f32: same size, alignment and allocation.
+    unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast(), v.len(), v.capacity()) }
+}
+
 /// # Safety
 /// T must be f32.
 #[cfg(target_arch = "x86_64")]
@@ -915,11 +926,8 @@ fn bwd_input_t<T: Float>(dy: &[T], ldy: &Layout, w: &[T], lw: &Layout, g: ConvGe
     if let Some(plan) =
         Some(&g).filter(|_| f32_on_avx512::<T>() && super::sgemm::available()).and_then(super::conv2d_phases::Plan::new)
     {
-        // SAFETY: T is f32 (checked); the result is moved back as T.
-        let dx = super::conv2d_phases::bwd_input(unsafe { as_f32(&dy) }, unsafe { as_f32(&w) }, &g, &plan);
-        let mut dx = std::mem::ManuallyDrop::new(dx);
-        // SAFETY: T is f32: same size, alignment and allocation.
-        return unsafe { Vec::from_raw_parts(dx.as_mut_ptr().cast(), dx.len(), dx.capacity()) };
+        // SAFETY: T is f32 (checked).
+        return unsafe { f32_vec_as(super::conv2d_phases::bwd_input(as_f32(&dy), as_f32(&w), &g, &plan)) };
     }
     let (groups, og, kr, oc) = (g.p.groups, g.og(), g.krows(), g.ocols());
     let plane = g.c * g.h * g.w;
@@ -959,19 +967,13 @@ fn bwd_weight_t<T: Float>(x: &[T], lx: &Layout, dy: &[T], ldy: &Layout, g: ConvG
         // 1–3% faster (no padded-width grid, no transposed pack).
         #[cfg(target_arch = "x86_64")]
         if f32_on_avx512::<T>() && super::sgemm::available() && super::conv2d_gather::GatherA::fits(&g) {
-            // SAFETY: T is f32 (checked); the result is moved back as T.
-            let dw = unsafe { bwd_weight_gathered(as_f32(&x), as_f32(&dy), &g, threads) };
-            let mut dw = std::mem::ManuallyDrop::new(dw);
-            // SAFETY: T is f32: same size, alignment and allocation.
-            return unsafe { Vec::from_raw_parts(dw.as_mut_ptr().cast(), dw.len(), dw.capacity()) };
+            // SAFETY: T is f32 (checked).
+            return unsafe { f32_vec_as(bwd_weight_gathered(as_f32(&x), as_f32(&dy), &g, threads)) };
         }
         #[cfg(target_arch = "x86_64")]
         if g.shifted_rows::<T>() {
-            // SAFETY: T is f32 (`shifted_rows`); the result is moved back as T.
-            let dw = bwd_weight_shifted_rows(unsafe { as_f32(&x) }, unsafe { as_f32(&dy) }, &g, threads);
-            let mut dw = std::mem::ManuallyDrop::new(dw);
-            // SAFETY: T is f32: same size, alignment and allocation.
-            return unsafe { Vec::from_raw_parts(dw.as_mut_ptr().cast(), dw.len(), dw.capacity()) };
+            // SAFETY: T is f32 (`shifted_rows`).
+            return unsafe { f32_vec_as(bwd_weight_shifted_rows(as_f32(&x), as_f32(&dy), &g, threads)) };
         }
         return bwd_weight_by_columns(&x, &dy, &g, threads);
     }
