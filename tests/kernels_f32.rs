@@ -220,6 +220,27 @@ fn stride1_convs_without_im2col_f32_match_f64() {
 }
 
 #[test]
+fn winograd_convs_f32_match_f64() {
+    // 3×3 stride 1 with >= 16 channels a group and rows >= 24 wide runs as
+    // Winograd F(2×2, 3×3), its input gradient too (a forward with flipped
+    // weights): odd sizes (dummy tiles), padding 0, 2 and uneven, groups,
+    // several tile chunks per image; the weight gradient stays a GEMM.
+    use kiln::tensor::{Conv2dParams, ConvTranspose2dParams};
+    for (x, w, p) in [
+        ([2, 16, 25, 27], [16, 16, 3, 3], Conv2dParams { padding: [1, 1], ..Default::default() }),
+        ([1, 32, 30, 26], [32, 16, 3, 3], Conv2dParams { padding: [0, 2], groups: 2, ..Default::default() }),
+        ([1, 16, 24, 24], [20, 16, 3, 3], Conv2dParams { padding: [2, 2], ..Default::default() }),
+        ([1, 48, 36, 40], [48, 48, 3, 3], Conv2dParams { padding: [1, 1], ..Default::default() }),
+    ] {
+        let name = format!("conv2d {x:?} * {w:?} {p:?}");
+        f32_vs_f64(&name, |t| t[0].conv2d(&t[1], None, p), &[randn(&x, 1), randn(&w, 2)]);
+    }
+    let pt = ConvTranspose2dParams { padding: [1, 1], ..Default::default() };
+    let (x, w) = (randn(&[2, 24, 26, 28], 3), randn(&[24, 16, 3, 3], 4));
+    f32_vs_f64("conv_transpose2d 3x3 stride 1", |t| t[0].conv_transpose2d(&t[1], None, pt), &[x, w]);
+}
+
+#[test]
 fn wide_stride2_convs_f32_match_f64() {
     // Output rows of 35: the vectorised stride-2 im2col/col2im plus their tails.
     let p = kiln::tensor::Conv2dParams { stride: [2, 2], padding: [1, 1], ..Default::default() };

@@ -153,6 +153,12 @@ impl ConvGeom {
         f32_on_avx512::<T>() && super::sgemm::available() && self.p.stride == [1, 1] && self.images_per_task() == 1
     }
 
+    /// Whether the forward runs as Winograd F(2×2, 3×3) (`conv2d_winograd`).
+    #[cfg(target_arch = "x86_64")]
+    fn winograd<T>(&self) -> bool {
+        f32_on_avx512::<T>() && super::sgemm::available() && super::conv2d_winograd::applies(self)
+    }
+
     /// The forward of image `img` without a column matrix. With stride 1,
     /// column-matrix row (c, i, j) is the zero-padded input shifted by
     /// (i·dh, j·dw), read with the padded row width wp: so the GEMM reads
@@ -797,6 +803,11 @@ fn fwd_t<T: Float>(x: &[T], lx: &Layout, w: &[T], lw: &Layout, g: ConvGeom) -> V
     if g.n * g.o * oc == 0 || kr == 0 {
         return vec![T::zero(); g.n * g.o * oc];
     }
+    #[cfg(target_arch = "x86_64")]
+    if g.winograd::<T>() {
+        // SAFETY: T is f32 on AVX-512 with the GEMM available (`winograd`).
+        return unsafe { f32_vec_as(super::conv2d_winograd::forward(as_f32(&x), as_f32(&w), &g)) };
+    }
     let nb = g.images_per_task();
     let packed = packed_weights(&w, &g, false);
     #[cfg(target_arch = "x86_64")]
@@ -880,7 +891,7 @@ unsafe fn fwd_gathered<T: Float>(x: &[f32], g: &ConvGeom, packed: &[PackedA], nb
 /// At stride 1, dx is the forward convolution of dy with the weights
 /// flipped in space and transposed within each group, padded by
 /// dilation·(k − 1) − padding: when that forward runs without im2col
-/// (`shifted_rows`), the flipped weights (one small copy) replace a
+/// (`shifted_rows`, `winograd`), the flipped weights (one small copy) replace a
 /// column matrix and its col2im.
 #[cfg(target_arch = "x86_64")]
 fn bwd_input_as_forward<T: Float>(dy: &[T], ldy: &Layout, w: &[T], g: &ConvGeom) -> Option<Vec<T>> {
@@ -898,7 +909,7 @@ fn bwd_input_as_forward<T: Float>(dy: &[T], ldy: &Layout, w: &[T], g: &ConvGeom)
     }
     let p = crate::Conv2dParams { padding: [full[0] - ph, full[1] - pw], ..g.p };
     let back = ConvGeom { n: g.n, c: g.o, h: g.oh, w: g.ow, o: g.c, kh: g.kh, kw: g.kw, oh: g.h, ow: g.w, p };
-    if !back.shifted_rows::<T>() {
+    if !back.shifted_rows::<T>() && !back.winograd::<T>() {
         return None;
     }
     // flipped[gi·cg + c][o][i][j] = w[gi·og + o][c][kh−1−i][kw−1−j]

@@ -12,6 +12,8 @@ pub mod conv2d;
 mod conv2d_gather;
 #[cfg(target_arch = "x86_64")]
 mod conv2d_phases;
+#[cfg(target_arch = "x86_64")]
+mod conv2d_winograd;
 pub mod copy;
 pub mod elementwise;
 pub mod index;

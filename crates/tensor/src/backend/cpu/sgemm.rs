@@ -238,6 +238,30 @@ pub unsafe fn sgemm_packed_with(a: &PackedA, n: usize, b: &dyn PackB, accumulate
     unsafe { packed_times(a, n, BOperand::Custom(b), accumulate, c, ldc) }
 }
 
+/// Where element (p, j) of a k×n B lies in the layout `sgemm_packed_b`
+/// reads (the one `blocked` packs into): per KC-deep block of rows, the
+/// NR-column panels one after another, each k-major. `packed_b_len`
+/// floats hold it; a last partial panel only needs its live vectors.
+pub fn packed_b_index(k: usize, n: usize, p: usize, j: usize) -> usize {
+    let p0 = p / KC * KC;
+    p0 * n.div_ceil(NR) * NR + j / NR * KC.min(k - p0) * NR + (p - p0) * NR + j % NR
+}
+
+/// Floats of a k×n B in `packed_b_index` layout.
+pub fn packed_b_len(k: usize, n: usize) -> usize {
+    k * n.div_ceil(NR) * NR
+}
+
+/// `sgemm_packed` with B already in `packed_b_index` layout (a Winograd
+/// transform writes it there directly).
+///
+/// # Safety
+/// As `sgemm_packed`, with `b` holding `packed_b_len(k, n)` floats.
+pub unsafe fn sgemm_packed_b(a: &PackedA, n: usize, b: *const f32, accumulate: bool, c: *mut f32, ldc: usize) {
+    // SAFETY: forwarded.
+    unsafe { packed_times(a, n, BOperand::Packed(b), accumulate, c, ldc) }
+}
+
 /// Rows of A per packed panel: a `PackA` writes MR-row panels.
 pub const PANEL_ROWS: usize = MR;
 
@@ -268,6 +292,7 @@ enum BOperand<'a> {
     Rows(Rows<'a>),
     Cols(Rows<'a>),
     Custom(&'a dyn PackB),
+    Packed(*const f32),
 }
 
 /// A as a strided view or a `PackA` (packed per call into the scratch
@@ -334,15 +359,21 @@ unsafe fn blocked(
             for j0 in (0..n).step_by(NB) {
                 let nb = NB.min(n - j0);
                 let panels = nb.div_ceil(NR);
-                for jp in 0..panels {
-                    let (j, nr, out) = (j0 + jp * NR, NR.min(nb - jp * NR), bp.add(jp * kc * NR));
-                    match b {
-                        BOperand::View(b) => pack_b(b, p0, kc, j, nr, out),
-                        BOperand::Rows(_) => unreachable!("read in place above"),
-                        BOperand::Cols(b) => pack_cols(b, p0, kc, j, nr, out),
-                        BOperand::Custom(b) => b.pack(p0, kc, j, nr, out),
+                let bp = match b {
+                    BOperand::Packed(b) => b.add(packed_b_index(k, n, p0, j0)),
+                    _ => {
+                        for jp in 0..panels {
+                            let (j, nr, out) = (j0 + jp * NR, NR.min(nb - jp * NR), bp.add(jp * kc * NR));
+                            match b {
+                                BOperand::View(b) => pack_b(b, p0, kc, j, nr, out),
+                                BOperand::Cols(b) => pack_cols(b, p0, kc, j, nr, out),
+                                BOperand::Custom(b) => b.pack(p0, kc, j, nr, out),
+                                BOperand::Rows(_) | BOperand::Packed(_) => unreachable!("not packed here"),
+                            }
+                        }
+                        bp.cast_const()
                     }
-                }
+                };
                 for i0 in (0..m).step_by(MR) {
                     let mr = MR.min(m - i0);
                     for jp in 0..panels {
@@ -717,8 +748,19 @@ mod tests {
         let mut c_packed = c0.clone();
         // SAFETY: as above.
         unsafe { sgemm_packed(&PackedA::new(m, k, va), n, vb, acc, c_packed.as_mut_ptr(), n) };
+        // And with B laid out in advance (`packed_b_index`).
+        let mut b_packed = vec![f32::NAN; packed_b_len(k, n)];
+        for p in 0..k {
+            for j in 0..n {
+                b_packed[packed_b_index(k, n, p, j)] = b[p * sb.0 + j * sb.1];
+            }
+        }
+        // A last partial panel's pad columns stay NaN: they must not reach C.
+        let mut c_packed_b = c0.clone();
+        // SAFETY: as above.
+        unsafe { sgemm_packed_b(&PackedA::new(m, k, va), n, b_packed.as_ptr(), acc, c_packed_b.as_mut_ptr(), n) };
         let want = reference(m, k, n, &a, sa, &b, sb, &c0, acc);
-        for (what, c) in [("sgemm", &c), ("sgemm_packed", &c_packed)] {
+        for (what, c) in [("sgemm", &c), ("sgemm_packed", &c_packed), ("sgemm_packed_b", &c_packed_b)] {
             agrees(&format!("{what} {m}x{k}x{n} ta {ta} tb {tb} acc {acc}"), c, &want, k)?;
         }
         Ok(())
