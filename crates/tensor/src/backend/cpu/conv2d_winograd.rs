@@ -42,17 +42,39 @@ pub fn applies(g: &ConvGeom) -> bool {
         && g.oh >= 2
 }
 
-/// Tile grid, padded input and chunk sizes of one geometry.
+/// Tile grid and chunk size of one geometry, and the input columns each
+/// vector of tiles loads.
 struct Grid {
     /// Tile rows, and tile columns rounded up to whole vectors.
     ty: usize,
     txp: usize,
-    /// Padded input rows and row width (zero border; every tile's 4×4
-    /// reads, dummy tiles included, stay inside).
-    hp: usize,
-    wp: usize,
     /// Tiles per chunk (a multiple of LANES; of PANEL but for the last).
     chunk: usize,
+    /// Per vector of tile columns (txp / LANES).
+    cols: Vec<ColLoads>,
+}
+
+/// The four loads (columns 2i + k, k = 0, 16, 2, 18, for tile i of 16)
+/// of one input row for one vector of tile columns: their offsets from
+/// the row start (negative in the left padding) and the lanes inside the
+/// row; the others read as the padding's zeros.
+#[derive(Clone, Copy)]
+struct ColLoads {
+    off: [isize; 4],
+    mask: [__mmask16; 4],
+}
+
+impl ColLoads {
+    fn new(tx: usize, pw: usize, w: usize) -> ColLoads {
+        let mut cl = ColLoads { off: [0; 4], mask: [0; 4] };
+        for (i, k) in [0, 16, 2, 18].into_iter().enumerate() {
+            let s = (2 * tx + k) as isize - pw as isize;
+            let (lo, hi) = ((-s).clamp(0, 16), (w as isize - s).clamp(0, 16));
+            cl.off[i] = s;
+            cl.mask[i] = if hi > lo { (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16 } else { 0 };
+        }
+        cl
+    }
 }
 
 impl Grid {
@@ -62,7 +84,8 @@ impl Grid {
         // about 768 KiB per chunk keeps both in L2. Chunks are whole
         // 48-column panels (the GEMM's register tile) but the last.
         let fit = (12_288 / (g.cg() + g.og())) / PANEL * PANEL;
-        Grid { ty, txp, hp: 2 * ty + 2, wp: 2 * txp + 2, chunk: fit.clamp(PANEL, 192).min(ty * txp) }
+        let cols = (0..txp).step_by(LANES).map(|tx| ColLoads::new(tx, g.p.padding[1], g.w)).collect();
+        Grid { ty, txp, chunk: fit.clamp(PANEL, 192).min(ty * txp), cols }
     }
 }
 
@@ -105,23 +128,20 @@ pub unsafe fn forward(x: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
     let (og, cg, plane) = (g.og(), g.cg(), g.oh * g.ow);
     let grid = Grid::new(g);
     let u = transformed_weights(w, g);
-    let padded = cg * grid.hp * grid.wp;
+    let hw = g.h * g.w;
     build_rows(g.n * g.o * plane, g.o * plane, |start, y| {
         let img = start / (g.o * plane);
         // The 16 matrices of each kind one cache line off a multiple of 4 KiB
         // apart: 16 streams 4 KiB apart (24 KiB here) share one L1 set.
         let (stride, mstride) = (packed_b_len(cg, grid.chunk) + LANES, og * grid.chunk + LANES);
-        let lens = [padded + XI * stride, XI * mstride];
-        with_scratch(lens, |buf: &mut [f32], m: &mut [f32]| {
-            let (xp, v) = buf.split_at_mut(padded);
+        with_scratch([XI * stride, XI * mstride], |v: &mut [f32], m: &mut [f32]| {
             for (gi, u) in u.iter().enumerate() {
-                pad_image(x, g, &grid, img, gi, xp);
+                let xg = &x[(img * g.c + gi * cg) * hw..][..cg * hw];
                 let y = &mut y[gi * og * plane..][..og * plane];
                 for s0 in (0..grid.ty * grid.txp).step_by(grid.chunk) {
                     let n = grid.chunk.min(grid.ty * grid.txp - s0);
-                    // SAFETY: AVX-512 is the caller's contract; xp is padded so
-                    // every tile's reads stay inside (`Grid`).
-                    unsafe { input_tiles(xp, cg, &grid, s0, n, v, stride) };
+                    // SAFETY: AVX-512 is the caller's contract.
+                    unsafe { input_tiles(xg, g, &grid, s0, n, v, stride) };
                     for (e, ue) in u.iter().enumerate() {
                         let (b, c) = (v[e * stride..].as_ptr(), m[e * mstride..].as_mut_ptr());
                         // SAFETY: B is packed cg × n inside v, C og × n inside m.
@@ -133,19 +153,6 @@ pub unsafe fn forward(x: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
             }
         });
     })
-}
-
-/// Group `gi` of image `img` into `xp`: cg planes of hp × wp, the input
-/// at (ph, pw), zeros around.
-fn pad_image(x: &[f32], g: &ConvGeom, grid: &Grid, img: usize, gi: usize, xp: &mut [f32]) {
-    let (cg, [ph, pw], hw) = (g.cg(), g.p.padding, g.h * g.w);
-    xp.fill(0.0);
-    let src = &x[(img * g.c + gi * cg) * hw..][..cg * hw];
-    for (c, plane) in src.chunks_exact(hw).enumerate() {
-        for (yy, row) in plane.chunks_exact(g.w).enumerate() {
-            xp[(c * grid.hp + yy + ph) * grid.wp + pw..][..g.w].copy_from_slice(row);
-        }
-    }
 }
 
 /// Lane i of the result: lane 2i + `odd` of the 32 values (lo, hi).
@@ -164,18 +171,21 @@ fn bt(d: [__m512; 4]) -> [__m512; 4] {
     [_mm512_sub_ps(d[0], d[2]), _mm512_add_ps(d[1], d[2]), _mm512_sub_ps(d[2], d[1]), _mm512_sub_ps(d[1], d[3])]
 }
 
-/// One input row of 16 tiles (columns 2i..2i + 4 of tile i from `row`),
-/// transformed along the row.
+/// One input row of 16 tiles (columns 2i..2i + 4 of tile i), transformed
+/// along the row; `live` false for a padding row.
 ///
 /// # Safety
-/// AVX-512; `row` readable for 34 floats.
+/// AVX-512; for a live row, `row` is its start and the lanes of `cols`
+/// lie inside it.
 #[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn row_tiles(row: *const f32) -> [__m512; 4] {
-    // SAFETY: the caller's.
-    let (a0, a1, b0, b1) = unsafe {
-        (_mm512_loadu_ps(row), _mm512_loadu_ps(row.add(16)), _mm512_loadu_ps(row.add(2)), _mm512_loadu_ps(row.add(18)))
+unsafe fn row_tiles(row: *const f32, cols: &ColLoads, live: bool) -> [__m512; 4] {
+    let load = |i: usize| {
+        let mask = if live { cols.mask[i] } else { 0 };
+        // SAFETY: only lanes inside the row are read (the caller's).
+        unsafe { _mm512_maskz_loadu_ps(mask, row.wrapping_offset(cols.off[i])) }
     };
+    let (a0, a1, b0, b1) = (load(0), load(1), load(2), load(3));
     bt([
         deinterleave(a0, a1, false),
         deinterleave(a0, a1, true),
@@ -184,23 +194,31 @@ unsafe fn row_tiles(row: *const f32) -> [__m512; 4] {
     ])
 }
 
-/// Tiles s0..s0+n of every channel, transformed: element ξν of tile
-/// s0 + t, channel c is element (c, t) of the cg × n matrix at
-/// v[ξν·stride..] in the GEMM's packed-B layout (`packed_b_index`).
+/// Tiles s0..s0+n of every channel of `xg` (one image's group, cg × h ×
+/// w), transformed: element ξν of tile s0 + t, channel c is element (c, t)
+/// of the cg × n matrix at v[ξν·stride..] in the GEMM's packed-B layout
+/// (`packed_b_index`).
 ///
 /// # Safety
 /// AVX-512; n a multiple of LANES, tiles inside the grid, `v` holds
 /// XI·stride with stride ≥ `packed_b_len(cg, n)`.
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
-unsafe fn input_tiles(xp: &[f32], cg: usize, grid: &Grid, s0: usize, n: usize, v: &mut [f32], stride: usize) {
-    assert!(xp.len() >= cg * grid.hp * grid.wp && stride >= packed_b_len(cg, n) && v.len() >= XI * stride);
+unsafe fn input_tiles(xg: &[f32], g: &ConvGeom, grid: &Grid, s0: usize, n: usize, v: &mut [f32], stride: usize) {
+    let (cg, h, w, ph) = (g.cg(), g.h, g.w, g.p.padding[0] as isize);
+    assert!(xg.len() >= cg * h * w && stride >= packed_b_len(cg, n) && v.len() >= XI * stride);
     for c in 0..cg {
+        let plane = xg[c * h * w..].as_ptr();
         for t in (0..n).step_by(LANES) {
             let (ty, tx) = ((s0 + t) / grid.txp, (s0 + t) % grid.txp);
-            // Rows 2ty..2ty+4, columns 2tx..2tx+34 of plane c: inside xp (`Grid`).
-            let corner = xp[(c * grid.hp + 2 * ty) * grid.wp + 2 * tx..].as_ptr();
-            // SAFETY: see above.
-            let rows = unsafe { [0, 1, 2, 3].map(|r| row_tiles(corner.add(r * grid.wp))) };
+            let cols = &grid.cols[tx / LANES];
+            let rows = [0, 1, 2, 3].map(|r| {
+                // Input row 2ty + r − ph: padding above and below.
+                let iy = (2 * ty + r) as isize - ph;
+                let live = iy >= 0 && iy < h as isize;
+                // SAFETY: a live row lies in the plane, and `cols` keeps to it.
+                unsafe { row_tiles(plane.wrapping_offset(iy * w as isize), cols, live) }
+            });
             // 16 lanes at t (a multiple of 16) stay inside one 48-column panel.
             let at = packed_b_index(cg, n, c, t);
             // ν picks the same element of all four rows.
