@@ -971,6 +971,11 @@ fn bwd_weight_t<T: Float>(x: &[T], lx: &Layout, dy: &[T], ldy: &Layout, g: ConvG
     if g.n == 0 || oc == 0 {
         return vec![T::zero(); size];
     }
+    #[cfg(target_arch = "x86_64")]
+    if g.winograd::<T>() {
+        // SAFETY: T is f32 on AVX-512 with the GEMM available (`winograd`).
+        return unsafe { f32_vec_as(super::conv2d_winograd::weight_grad(as_f32(&x), as_f32(&dy), &g)) };
+    }
     let threads = rayon::current_num_threads();
     // (The path depends on the geometry only, never on the thread count.)
     if kr >= 4 * 48 {

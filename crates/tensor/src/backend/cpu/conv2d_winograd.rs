@@ -15,7 +15,7 @@
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
-use super::sgemm::{PANEL, PackedA, View, packed_b_index, packed_b_len, sgemm_packed_b};
+use super::sgemm::{PANEL, PackedA, View, packed_b_index, packed_b_len, sgemm, sgemm_packed_b};
 use super::{build_rows, with_scratch};
 use crate::ops::conv2d::ConvGeom;
 
@@ -141,7 +141,7 @@ pub unsafe fn forward(x: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
                 for s0 in (0..grid.ty * grid.txp).step_by(grid.chunk) {
                     let n = grid.chunk.min(grid.ty * grid.txp - s0);
                     // SAFETY: AVX-512 is the caller's contract.
-                    unsafe { input_tiles(xg, g, &grid, s0, n, v, stride) };
+                    unsafe { input_tiles(xg, g, &grid, s0, n, v, stride, Layout::PackedB) };
                     for (e, ue) in u.iter().enumerate() {
                         let (b, c) = (v[e * stride..].as_ptr(), m[e * mstride..].as_mut_ptr());
                         // SAFETY: B is packed cg × n inside v, C og × n inside m.
@@ -194,19 +194,37 @@ unsafe fn row_tiles(row: *const f32, cols: &ColLoads, live: bool) -> [__m512; 4]
     ])
 }
 
+/// How `input_tiles` lays out each transformed cg × n matrix.
+#[derive(Clone, Copy, PartialEq)]
+enum Layout {
+    /// The GEMM's packed-B layout (`packed_b_index`): the forward's B.
+    PackedB,
+    /// Row-major, rows `grid.chunk` long: the weight gradient's Bᵀ.
+    Rows,
+}
+
 /// Tiles s0..s0+n of every channel of `xg` (one image's group, cg × h ×
 /// w), transformed: element ξν of tile s0 + t, channel c is element (c, t)
-/// of the cg × n matrix at v[ξν·stride..] in the GEMM's packed-B layout
-/// (`packed_b_index`).
+/// of the cg × n matrix at v[ξν·stride..], laid out as `layout`.
 ///
 /// # Safety
 /// AVX-512; n a multiple of LANES, tiles inside the grid, `v` holds
-/// XI·stride with stride ≥ `packed_b_len(cg, n)`.
+/// XI·stride with stride ≥ `packed_b_len(cg, n)` (PackedB) or cg·chunk (Rows).
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
-unsafe fn input_tiles(xg: &[f32], g: &ConvGeom, grid: &Grid, s0: usize, n: usize, v: &mut [f32], stride: usize) {
+unsafe fn input_tiles(
+    xg: &[f32],
+    g: &ConvGeom,
+    grid: &Grid,
+    s0: usize,
+    n: usize,
+    v: &mut [f32],
+    stride: usize,
+    layout: Layout,
+) {
     let (cg, h, w, ph) = (g.cg(), g.h, g.w, g.p.padding[0] as isize);
-    assert!(xg.len() >= cg * h * w && stride >= packed_b_len(cg, n) && v.len() >= XI * stride);
+    let len = if layout == Layout::PackedB { packed_b_len(cg, n) } else { cg * grid.chunk };
+    assert!(xg.len() >= cg * h * w && stride >= len && v.len() >= XI * stride && n <= grid.chunk);
     for c in 0..cg {
         let plane = xg[c * h * w..].as_ptr();
         for t in (0..n).step_by(LANES) {
@@ -220,13 +238,138 @@ unsafe fn input_tiles(xg: &[f32], g: &ConvGeom, grid: &Grid, s0: usize, n: usize
                 unsafe { row_tiles(plane.wrapping_offset(iy * w as isize), cols, live) }
             });
             // 16 lanes at t (a multiple of 16) stay inside one 48-column panel.
-            let at = packed_b_index(cg, n, c, t);
+            let at = if layout == Layout::PackedB { packed_b_index(cg, n, c, t) } else { c * grid.chunk + t };
             // ν picks the same element of all four rows.
             #[allow(clippy::needless_range_loop)]
             for nu in 0..4 {
                 for (xi, val) in bt([rows[0][nu], rows[1][nu], rows[2][nu], rows[3][nu]]).into_iter().enumerate() {
-                    // SAFETY: at + 16 ≤ packed_b_len(cg, n) ≤ stride (asserted).
+                    // SAFETY: at + 16 ≤ len ≤ stride (asserted).
                     unsafe { _mm512_storeu_ps(v.as_mut_ptr().add((4 * xi + nu) * stride + at), val) };
+                }
+            }
+        }
+    }
+}
+
+/// The weight gradient: with U = G g Gᵀ, ∂L/∂U_ξν = Σ over tiles of
+/// (A dy Aᵀ)_ξν ⊙ (Bᵀ d B)_ξν, one GEMM per ξν (og × tiles by tiles × cg,
+/// deep), and ∂L/∂g = Gᵀ (∂L/∂U) G. The images split into a fixed number
+/// of ranges summed in a fixed order, so the result does not depend on
+/// the thread count.
+///
+/// # Safety
+/// As `forward`.
+pub unsafe fn weight_grad(x: &[f32], dy: &[f32], g: &ConvGeom) -> Vec<f32> {
+    use rayon::prelude::*;
+    let (og, cg, groups, hw) = (g.og(), g.cg(), g.p.groups, g.h * g.w);
+    let grid = Grid::new(g);
+    let size = groups * XI * og * cg;
+    let (vstride, mstride) = (cg * grid.chunk + LANES, og * grid.chunk + LANES);
+    let per = g.n.div_ceil(WEIGHT_SPLITS).max(1);
+    let partials: Vec<Vec<f32>> = (0..g.n.div_ceil(per))
+        .into_par_iter()
+        .map(|split| {
+            let mut du = vec![0f32; size];
+            with_scratch([XI * vstride, XI * mstride], |v: &mut [f32], m: &mut [f32]| {
+                for img in split * per..((split + 1) * per).min(g.n) {
+                    for gi in 0..groups {
+                        let xg = &x[(img * g.c + gi * cg) * hw..][..cg * hw];
+                        let dyg = &dy[(img * g.o + gi * og) * g.oh * g.ow..][..og * g.oh * g.ow];
+                        for s0 in (0..grid.ty * grid.txp).step_by(grid.chunk) {
+                            let n = grid.chunk.min(grid.ty * grid.txp - s0);
+                            // SAFETY: AVX-512 is the caller's contract.
+                            unsafe {
+                                input_tiles(xg, g, &grid, s0, n, v, vstride, Layout::Rows);
+                                output_grad_tiles(dyg, g, &grid, s0, n, m, mstride);
+                            }
+                            for e in 0..XI {
+                                // ∂U_ξν (og × cg) += M_ξν (og × n) · V_ξνᵀ (n × cg)
+                                let a = View { ptr: m[e * mstride..].as_ptr(), rs: grid.chunk, cs: 1 };
+                                let b = View { ptr: v[e * vstride..].as_ptr(), rs: 1, cs: grid.chunk };
+                                let c = du[(gi * XI + e) * og * cg..].as_mut_ptr();
+                                // SAFETY: the views cover the chunk's matrices, C is og × cg in du.
+                                unsafe { sgemm([og, n, cg], a, b, true, c, cg) };
+                            }
+                        }
+                    }
+                }
+            });
+            du
+        })
+        .collect();
+    // Gᵀ (Σ partials) G per (o, c), the partials in their fixed order.
+    let gt = |a: f64, b: f64, c: f64, d: f64| [a + (b + c) / 2.0, (b - c) / 2.0, (b + c) / 2.0 + d];
+    let mut dw = vec![0f32; g.o * cg * 9];
+    for gi in 0..groups {
+        for o in 0..og {
+            for c in 0..cg {
+                let du = |e: usize| {
+                    let at = ((gi * XI + e) * og + o) * cg + c;
+                    partials.iter().fold(0f32, |s, p| s + p[at]) as f64
+                };
+                let rows: [[f64; 3]; 4] =
+                    std::array::from_fn(|xi| gt(du(4 * xi), du(4 * xi + 1), du(4 * xi + 2), du(4 * xi + 3)));
+                for j in 0..3 {
+                    let col = gt(rows[0][j], rows[1][j], rows[2][j], rows[3][j]);
+                    for (i, val) in col.iter().enumerate() {
+                        dw[(((gi * og + o) * cg + c) * 3 + i) * 3 + j] = *val as f32;
+                    }
+                }
+            }
+        }
+    }
+    dw
+}
+
+/// Fixed image ranges of the weight gradient (its partial sums).
+const WEIGHT_SPLITS: usize = 8;
+
+/// A dy Aᵀ's one-axis step: four values from two (the transpose of `at`).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn a_step(y0: __m512, y1: __m512) -> [__m512; 4] {
+    [y0, _mm512_add_ps(y0, y1), _mm512_sub_ps(y0, y1), _mm512_sub_ps(_mm512_setzero_ps(), y1)]
+}
+
+/// Tiles s0..s0+n of dy (one image's group, og × oh × ow), transformed:
+/// element ξν of tile s0 + t, channel o at m[ξν·stride + o·chunk + t]
+/// (outputs past the map read as zero).
+///
+/// # Safety
+/// AVX-512; n a multiple of LANES, tiles inside the grid, `m` holds
+/// XI·stride with stride ≥ og·chunk.
+#[target_feature(enable = "avx512f")]
+unsafe fn output_grad_tiles(dyg: &[f32], g: &ConvGeom, grid: &Grid, s0: usize, n: usize, m: &mut [f32], stride: usize) {
+    let (og, oh, ow) = (g.og(), g.oh, g.ow);
+    assert!(dyg.len() >= og * oh * ow && stride >= og * grid.chunk && m.len() >= XI * stride && n <= grid.chunk);
+    let first = |k: usize| -> __mmask16 { if k >= 16 { 0xffff } else { (1u16 << k) - 1 } };
+    for o in 0..og {
+        for t in (0..n).step_by(LANES) {
+            let (ty, tx) = ((s0 + t) / grid.txp, (s0 + t) % grid.txp);
+            let left = ow.saturating_sub(2 * tx);
+            // Per output row of the tiles: even and odd columns, masked to the map.
+            let mut rows = [[_mm512_setzero_ps(); 4]; 2];
+            for (a, row) in rows.iter_mut().enumerate() {
+                let oy = 2 * ty + a;
+                if oy >= oh || left == 0 {
+                    continue;
+                }
+                let src = dyg[(o * oh + oy) * ow + 2 * tx..].as_ptr();
+                // SAFETY: the masks keep the reads to columns < ow of row oy.
+                let (lo, hi) = unsafe {
+                    (
+                        _mm512_maskz_loadu_ps(first(left), src),
+                        _mm512_maskz_loadu_ps(first(left.saturating_sub(16)), src.wrapping_add(16)),
+                    )
+                };
+                *row = a_step(deinterleave(lo, hi, false), deinterleave(lo, hi, true));
+            }
+            // ν picks the same element of both rows.
+            #[allow(clippy::needless_range_loop)]
+            for nu in 0..4 {
+                for (xi, val) in a_step(rows[0][nu], rows[1][nu]).into_iter().enumerate() {
+                    // SAFETY: (4ξ + ν)·stride + o·chunk + t + 16 ≤ XI·stride (asserted).
+                    unsafe { _mm512_storeu_ps(m.as_mut_ptr().add((4 * xi + nu) * stride + o * grid.chunk + t), val) };
                 }
             }
         }
@@ -346,30 +489,87 @@ mod tests {
         y
     }
 
-    #[test]
-    fn matches_the_direct_convolution() {
-        if !(is_x86_feature_detected!("avx512f") && super::super::sgemm::available()) {
-            return;
+    /// The direct weight gradient in f64: dW[o][c][i][j] = Σ dy·x.
+    fn direct_weight_grad(x: &[f32], dy: &[f32], g: &ConvGeom) -> Vec<f64> {
+        let (cg, og, [ph, pw]) = (g.cg(), g.og(), g.p.padding);
+        let mut dw = vec![0.0; g.o * cg * 9];
+        for n in 0..g.n {
+            for o in 0..g.o {
+                let gi = o / og;
+                for c in 0..cg {
+                    for i in 0..3 {
+                        for j in 0..3 {
+                            let mut s = 0.0;
+                            for oy in 0..g.oh {
+                                for ox in 0..g.ow {
+                                    let (iy, ix) = ((oy + i).wrapping_sub(ph), (ox + j).wrapping_sub(pw));
+                                    if iy < g.h && ix < g.w {
+                                        let xv = x[((n * g.c + gi * cg + c) * g.h + iy) * g.w + ix] as f64;
+                                        s += xv * dy[((n * g.o + o) * g.oh + oy) * g.ow + ox] as f64;
+                                    }
+                                }
+                            }
+                            dw[((o * cg + c) * 3 + i) * 3 + j] += s;
+                        }
+                    }
+                }
+            }
         }
+        dw
+    }
+
+    fn geometries() -> Vec<ConvGeom> {
         // (n, c, h, w, o, padding, groups): dummy tiles (ow 24 and 33: 12
         // and 17 tiles per row in vectors of 16), odd heights, padding 0 and
-        // 2 and uneven, groups, and several chunks per image.
-        for &(n, c, h, w, o, padding, groups) in &[
+        // 2 and uneven, groups, several chunks per image, more images than
+        // weight-gradient splits.
+        [
             (2, 16, 24, 24, 16, [1, 1], 1),
             (1, 17, 27, 33, 20, [1, 1], 1),
             (2, 32, 30, 26, 32, [0, 2], 2),
             (1, 16, 26, 26, 16, [2, 2], 1),
             (1, 64, 40, 40, 48, [1, 1], 1),
-        ] {
+            (11, 16, 25, 24, 16, [1, 1], 1),
+        ]
+        .into_iter()
+        .map(|(n, c, h, w, o, padding, groups)| {
             let p = Conv2dParams { padding, groups, ..Default::default() };
             let (oh, ow) = (h + 2 * padding[0] - 2, w + 2 * padding[1] - 2);
-            let g = ConvGeom { n, c, h, w, o, kh: 3, kw: 3, oh, ow, p };
+            ConvGeom { n, c, h, w, o, kh: 3, kw: 3, oh, ow, p }
+        })
+        .collect()
+    }
+
+    #[test]
+    fn weight_grad_matches_the_direct_sum() {
+        if !(is_x86_feature_detected!("avx512f") && super::super::sgemm::available()) {
+            return;
+        }
+        for g in geometries() {
             assert!(applies(&g), "{g:?}");
-            let (x, wt) = (values(n * c * h * w, 1), values(o * (c / groups) * 9, 2));
+            let (x, dy) = (values(g.n * g.c * g.h * g.w, 3), values(g.n * g.o * g.oh * g.ow, 4));
+            // SAFETY: checked above.
+            let got = unsafe { weight_grad(&x, &dy, &g) };
+            let want = direct_weight_grad(&x, &dy, &g);
+            let tol = 1e-6 * (g.n * g.oh * g.ow) as f64;
+            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                assert!((*a as f64 - b).abs() <= tol, "{g:?}: dw[{i}] = {a}, want {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn matches_the_direct_convolution() {
+        if !(is_x86_feature_detected!("avx512f") && super::super::sgemm::available()) {
+            return;
+        }
+        for g in geometries() {
+            assert!(applies(&g), "{g:?}");
+            let (x, wt) = (values(g.n * g.c * g.h * g.w, 1), values(g.o * g.cg() * 9, 2));
             // SAFETY: checked above.
             let got = unsafe { forward(&x, &wt, &g) };
             let want = direct(&x, &wt, &g);
-            let tol = 1e-6 * (9 * c / groups) as f64;
+            let tol = 1e-6 * (9 * g.cg()) as f64;
             for (i, (a, b)) in got.iter().zip(&want).enumerate() {
                 assert!((*a as f64 - b).abs() <= tol, "{g:?}: y[{i}] = {a}, want {b}");
             }
