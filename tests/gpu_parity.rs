@@ -470,10 +470,13 @@ fn big_tiles_cross_every_boundary(dev: Device) {
     parity(dev, "attention L=100 S=90", f, &[q, k, v], 1e-5).unwrap();
     // Empty head sizes: E = 0 (every score 0, uniform weights over the
     // causal window; dQ and dK empty) and Ev = 0 (an empty output, zero
-    // gradients). An explicit scale: the default 1/√E is infinite at E = 0.
+    // gradients). E = 0 with the default scale (1/√0 = ∞) too: as in torch,
+    // the scores are still 0.
     let f = |t: &[Tensor]| Tensor::scaled_dot_product_attention(&t[0], &t[1], &t[2], None, true, Some(0.5));
+    let f_default = |t: &[Tensor]| Tensor::scaled_dot_product_attention(&t[0], &t[1], &t[2], None, true, None);
     let (q, k, v) = (randn(&[1, 2, 5, 0], 10), randn(&[1, 2, 7, 0], 11), randn(&[1, 2, 7, 3], 12));
-    parity(dev, "attention E=0", f, &[q, k, v], 1e-5).unwrap();
+    parity(dev, "attention E=0", f, &[q.clone(), k.clone(), v.clone()], 1e-5).unwrap();
+    parity(dev, "attention E=0, default scale", f_default, &[q, k, v], 1e-5).unwrap();
     let (q, k, v) = (randn(&[1, 2, 5, 4], 13), randn(&[1, 2, 7, 4], 14), randn(&[1, 2, 7, 0], 15));
     parity(dev, "attention Ev=0", f, &[q, k, v], 1e-5).unwrap();
 }

@@ -181,6 +181,36 @@ fn attention_with_empty_head_dims_matches_the_composed_ops() {
     }
 }
 
+/// E = 0 with the default scale (1/√0 = ∞): torch scales q and k by
+/// √scale before their empty product, so the scores are 0 and the weights
+/// uniform (torch 2.15: row i of the output is the mean of v over the keys
+/// it sees); ∞ · 0 must not make them NaN.
+#[test]
+fn attention_with_empty_heads_ignores_an_infinite_default_scale() {
+    for causal in [false, true] {
+        let q = kiln::Var::new(&randn(&[2, 5, 0], 1)).unwrap();
+        let k = kiln::Var::new(&randn(&[2, 7, 0], 2)).unwrap();
+        let v = kiln::Var::new(&randn(&[2, 7, 3], 3)).unwrap();
+        let run = |scale| {
+            let y = Tensor::scaled_dot_product_attention(&q, &k, &v, None, causal, scale).unwrap();
+            let g = y.backward_with(&randn(&[2, 5, 3], 4), false).unwrap();
+            (y.to_vec_f64(), g.get(&v).unwrap().to_vec_f64())
+        };
+        let (y, gv) = run(None);
+        assert!(y.iter().chain(&gv).all(|x| x.is_finite()), "causal {causal}: {y:?} {gv:?}");
+        assert_eq!((y.clone(), gv), run(Some(0.5)), "causal {causal}");
+        let vs = v.as_tensor().to_vec_f64();
+        for (bi, row) in (0..2).flat_map(|bi| (0..5).map(move |i| (bi, i))) {
+            let seen = if causal { row + 1 } else { 7 };
+            for c in 0..3 {
+                let mean = (0..seen).map(|j| vs[(bi * 7 + j) * 3 + c]).sum::<f64>() / seen as f64;
+                let got = y[(bi * 5 + row) * 3 + c];
+                assert!((got - mean).abs() < 1e-12, "causal {causal}: y[{bi}, {row}, {c}] = {got}, want {mean}");
+            }
+        }
+    }
+}
+
 /// Sizes that span two query and two key tiles (128 × 256 per tile): the
 /// fused forward and backward against the same attention written with
 /// plain ops.

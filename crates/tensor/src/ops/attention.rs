@@ -72,7 +72,11 @@ impl Tensor {
             return Err(arg_err(OP, "an explicit mask and causal = true cannot be combined"));
         }
         let b: usize = batch.iter().product();
-        let geom = AttnGeom { b, l, s, e, ev, scale: scale.unwrap_or(1.0 / (e as f64).sqrt()), causal };
+        // torch multiplies q and k by √scale before their product, so with
+        // E = 0 the scores are exactly 0 whatever the scale (the default
+        // 1/√0 = ∞ included): any finite scale gives that, where ∞ · 0 = NaN.
+        let scale = if e == 0 { 1.0 } else { scale.unwrap_or(1.0 / (e as f64).sqrt()) };
+        let geom = AttnGeom { b, l, s, e, ev, scale, causal };
         let mask_layout = match mask {
             Some(m) => {
                 check_same(OP, q, m)?;
