@@ -533,6 +533,8 @@ mod tests {
             // 80 tile columns: chunks (192, 96) end inside a tile row.
             (1, 16, 5, 150, 16, [1, 1], 1),
             (1, 64, 7, 150, 64, [1, 1], 1),
+            // More channels than one GEMM depth block (KC = 256).
+            (1, 272, 6, 24, 16, [1, 1], 1),
         ]
         .into_iter()
         .map(|(n, c, h, w, o, padding, groups)| {
