@@ -1,5 +1,5 @@
 //! conv2d forward and forward+backward (input and weight gradients) on the
-//! DCGAN discriminator's layers and a U-Net 3×3 layer.
+//! DCGAN discriminator's layers and two U-Net 3×3 layers (32×32 and 16×16 maps).
 //! `cargo bench --bench conv2d`
 
 mod common;
@@ -16,6 +16,7 @@ pub const SHAPES: &[(usize, usize, usize, usize, usize, usize, usize)] = &[
     (64, 128, 16, 256, 4, 2, 1),
     (64, 256, 8, 512, 4, 2, 1),
     (32, 64, 32, 64, 3, 1, 1),
+    (32, 128, 16, 128, 3, 1, 1),
 ];
 
 fn conv2d(c: &mut Criterion) {

@@ -49,7 +49,8 @@ def fwd_and_fwd_bwd(out, key, f, inputs, gy_shape):
 def main():
     out = {}
     for n, cin, h, cout, k, s, p in [(64, 1, 64, 64, 4, 2, 1), (64, 64, 32, 128, 4, 2, 1), (64, 128, 16, 256, 4, 2, 1),
-                                     (64, 256, 8, 512, 4, 2, 1), (32, 64, 32, 64, 3, 1, 1)]:
+                                     (64, 256, 8, 512, 4, 2, 1), (32, 64, 32, 64, 3, 1, 1),
+                                     (32, 128, 16, 128, 3, 1, 1)]:
         x, w = torch.randn(n, cin, h, h), torch.randn(cout, cin, k, k) * 0.05
         oh = (h + 2 * p - k) // s + 1
         fwd_and_fwd_bwd(out, ("conv2d", f"n{n}_c{cin}_h{h}_o{cout}_k{k}s{s}p{p}"),

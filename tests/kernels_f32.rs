@@ -221,16 +221,20 @@ fn stride1_convs_without_im2col_f32_match_f64() {
 
 #[test]
 fn winograd_convs_f32_match_f64() {
-    // 3×3 stride 1 with >= 16 channels a group and rows >= 24 wide runs as
-    // Winograd F(2×2, 3×3), its input gradient too (a forward with flipped
-    // weights): odd sizes (dummy tiles), padding 0, 2 and uneven, groups,
-    // several tile chunks per image; the weight gradient stays a GEMM.
+    // 3×3 stride 1 with >= 16 channels a group and rows >= 23 (or 11–16)
+    // wide runs as Winograd F(2×2, 3×3): the forward, the input gradient (a
+    // forward with flipped weights) and the weight gradient. Odd sizes
+    // (dummy tiles), padding 0, 2 and uneven, groups, several tile chunks
+    // per image.
     use kiln::tensor::{Conv2dParams, ConvTranspose2dParams};
     for (x, w, p) in [
         ([2, 16, 25, 27], [16, 16, 3, 3], Conv2dParams { padding: [1, 1], ..Default::default() }),
         ([1, 32, 30, 26], [32, 16, 3, 3], Conv2dParams { padding: [0, 2], groups: 2, ..Default::default() }),
         ([1, 16, 24, 24], [20, 16, 3, 3], Conv2dParams { padding: [2, 2], ..Default::default() }),
         ([1, 48, 36, 40], [48, 48, 3, 3], Conv2dParams { padding: [1, 1], ..Default::default() }),
+        // Rows of 8 tiles or fewer: two tile rows per vector.
+        ([3, 16, 16, 16], [24, 16, 3, 3], Conv2dParams { padding: [1, 1], ..Default::default() }),
+        ([2, 20, 15, 13], [16, 20, 3, 3], Conv2dParams { padding: [1, 1], ..Default::default() }),
     ] {
         let name = format!("conv2d {x:?} * {w:?} {p:?}");
         f32_vs_f64(&name, |t| t[0].conv2d(&t[1], None, p), &[randn(&x, 1), randn(&w, 2)]);

@@ -26,9 +26,9 @@ const LANES: usize = 16;
 
 /// Whether the forward of `g` runs here (the caller checks f32 on
 /// AVX-512): 3×3, stride 1, no dilation, ≥ 16 channels per group on both
-/// sides (the GEMMs' rows and depth), and output rows ≥ 24 wide, so the
-/// 16-tile vectors along a row are at least 3/4 full (a 16-wide map would
-/// waste half of every vector).
+/// sides (the GEMMs' rows and depth), and vectors at least 3/4 full:
+/// output rows ≥ 23 wide (16 tiles of a row per vector) or 11–16 wide (8
+/// tiles of two rows).
 pub fn applies(g: &ConvGeom) -> bool {
     static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let enabled = *ENABLED.get_or_init(|| std::env::var_os("KILN_CPU_WINOGRAD").is_none_or(|v| v != "0"));
@@ -38,36 +38,42 @@ pub fn applies(g: &ConvGeom) -> bool {
         && g.p.dilation == [1, 1]
         && g.cg() >= 16
         && g.og() >= 16
-        && g.ow >= 24
+        && (g.ow >= 23 || (11..=16).contains(&g.ow))
         && g.oh >= 2
 }
 
 /// Tile grid and chunk size of one geometry, and the input columns each
 /// vector of tiles loads.
 struct Grid {
-    /// Tile rows, and tile columns rounded up to whole vectors.
+    /// Tile rows and columns, rounded up to whole vectors.
     ty: usize,
     txp: usize,
+    /// Where lanes 8..16 of a vector sit, in tiles from lanes 0..8: 8
+    /// columns on (a row of ≥ 16 tiles), or one row down (rows of 8).
+    hi: (usize, usize),
     /// Tiles per chunk (a multiple of LANES; of PANEL but for the last).
     chunk: usize,
     /// Per vector of tile columns (txp / LANES).
     cols: Vec<ColLoads>,
 }
 
-/// The four loads (columns 2i + k, k = 0, 16, 2, 18, for tile i of 16)
-/// of one input row for one vector of tile columns: their offsets from
-/// the row start (negative in the left padding) and the lanes inside the
-/// row; the others read as the padding's zeros.
+/// The four 16-float loads of one input row for one vector of tiles
+/// (columns 2i..2i + 4 of tile i: loads at columns k and k + 2 for lanes
+/// 0..8 and for lanes 8..16): their row below the first (0, or 2 when
+/// lanes 8..16 are the next tile row), column offsets from the row start
+/// (negative in the left padding) and the lanes inside the row; the
+/// others read as the padding's zeros.
 #[derive(Clone, Copy)]
 struct ColLoads {
+    drow: [usize; 4],
     off: [isize; 4],
     mask: [__mmask16; 4],
 }
 
 impl ColLoads {
-    fn new(tx: usize, pw: usize, w: usize) -> ColLoads {
-        let mut cl = ColLoads { off: [0; 4], mask: [0; 4] };
-        for (i, k) in [0, 16, 2, 18].into_iter().enumerate() {
+    fn new(tx: usize, (hty, htx): (usize, usize), pw: usize, w: usize) -> ColLoads {
+        let mut cl = ColLoads { drow: [0, 2 * hty, 0, 2 * hty], off: [0; 4], mask: [0; 4] };
+        for (i, k) in [0, 2 * htx, 2, 2 * htx + 2].into_iter().enumerate() {
             let s = (2 * tx + k) as isize - pw as isize;
             let (lo, hi) = ((-s).clamp(0, 16), (w as isize - s).clamp(0, 16));
             cl.off[i] = s;
@@ -79,13 +85,16 @@ impl ColLoads {
 
 impl Grid {
     fn new(g: &ConvGeom) -> Grid {
-        let (ty, txp) = (g.oh.div_ceil(2), g.ow.div_ceil(2).div_ceil(LANES) * LANES);
+        let (ty, tx) = (g.oh.div_ceil(2), g.ow.div_ceil(2));
+        // Rows of up to 8 tiles go two to a vector (an even number of rows).
+        let (ty, txp, hi) =
+            if tx <= 8 { (ty.next_multiple_of(2), 8, (1, 0)) } else { (ty, tx.next_multiple_of(LANES), (0, 8)) };
         // Transformed input plus GEMM output: 64·(cg + og) bytes per tile;
         // about 768 KiB per chunk keeps both in L2. Chunks are whole
         // 48-column panels (the GEMM's register tile) but the last.
         let fit = (12_288 / (g.cg() + g.og())) / PANEL * PANEL;
-        let cols = (0..txp).step_by(LANES).map(|tx| ColLoads::new(tx, g.p.padding[1], g.w)).collect();
-        Grid { ty, txp, chunk: fit.clamp(PANEL, 192).min(ty * txp), cols }
+        let cols = (0..txp).step_by(LANES).map(|tx| ColLoads::new(tx, hi, g.p.padding[1], g.w)).collect();
+        Grid { ty, txp, hi, chunk: fit.clamp(PANEL, 192).min(ty * txp), cols }
     }
 }
 
@@ -171,19 +180,22 @@ fn bt(d: [__m512; 4]) -> [__m512; 4] {
     [_mm512_sub_ps(d[0], d[2]), _mm512_add_ps(d[1], d[2]), _mm512_sub_ps(d[2], d[1]), _mm512_sub_ps(d[1], d[3])]
 }
 
-/// One input row of 16 tiles (columns 2i..2i + 4 of tile i), transformed
-/// along the row; `live` false for a padding row.
+/// Input row iy (and iy + 2 for a vector of two tile rows) of plane
+/// `plane` (h × w) for one vector of 16 tiles (columns 2i..2i + 4 of
+/// tile i), transformed along the row; rows outside the plane read as the
+/// padding's zeros.
 ///
 /// # Safety
-/// AVX-512; for a live row, `row` is its start and the lanes of `cols`
-/// lie inside it.
+/// AVX-512; `plane` holds h·w floats and the lanes of `cols` lie inside
+/// a row.
 #[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn row_tiles(row: *const f32, cols: &ColLoads, live: bool) -> [__m512; 4] {
+unsafe fn row_tiles(plane: *const f32, iy: isize, (h, w): (usize, usize), cols: &ColLoads) -> [__m512; 4] {
     let load = |i: usize| {
-        let mask = if live { cols.mask[i] } else { 0 };
-        // SAFETY: only lanes inside the row are read (the caller's).
-        unsafe { _mm512_maskz_loadu_ps(mask, row.wrapping_offset(cols.off[i])) }
+        let row = iy + cols.drow[i] as isize;
+        let mask = if row >= 0 && row < h as isize { cols.mask[i] } else { 0 };
+        // SAFETY: only lanes inside a row of the plane are read (the caller's).
+        unsafe { _mm512_maskz_loadu_ps(mask, plane.wrapping_offset(row * w as isize + cols.off[i])) }
     };
     let (a0, a1, b0, b1) = (load(0), load(1), load(2), load(3));
     bt([
@@ -230,13 +242,9 @@ unsafe fn input_tiles(
         for t in (0..n).step_by(LANES) {
             let (ty, tx) = ((s0 + t) / grid.txp, (s0 + t) % grid.txp);
             let cols = &grid.cols[tx / LANES];
-            let rows = [0, 1, 2, 3].map(|r| {
-                // Input row 2ty + r − ph: padding above and below.
-                let iy = (2 * ty + r) as isize - ph;
-                let live = iy >= 0 && iy < h as isize;
-                // SAFETY: a live row lies in the plane, and `cols` keeps to it.
-                unsafe { row_tiles(plane.wrapping_offset(iy * w as isize), cols, live) }
-            });
+            // Input rows 2ty + r − ph, r < 4.
+            // SAFETY: `cols` keeps to a row, `row_tiles` to the plane's rows.
+            let rows = [0, 1, 2, 3].map(|r| unsafe { row_tiles(plane, (2 * ty + r) as isize - ph, (h, w), cols) });
             // 16 lanes at t (a multiple of 16) stay inside one 48-column panel.
             let at = if layout == Layout::PackedB { packed_b_index(cg, n, c, t) } else { c * grid.chunk + t };
             // ν picks the same element of all four rows.
@@ -346,22 +354,19 @@ unsafe fn output_grad_tiles(dyg: &[f32], g: &ConvGeom, grid: &Grid, s0: usize, n
     for o in 0..og {
         for t in (0..n).step_by(LANES) {
             let (ty, tx) = ((s0 + t) / grid.txp, (s0 + t) % grid.txp);
-            let left = ow.saturating_sub(2 * tx);
-            // Per output row of the tiles: even and odd columns, masked to the map.
+            // 16 outputs of row oy from column x (lanes past the map read as zero).
+            let load = |oy: usize, x: usize| {
+                if oy >= oh || x >= ow {
+                    return _mm512_setzero_ps();
+                }
+                // SAFETY: the mask keeps the read to columns < ow of row oy.
+                unsafe { _mm512_maskz_loadu_ps(first(ow - x), dyg[(o * oh + oy) * ow + x..].as_ptr()) }
+            };
+            // Per output row of the tiles: even and odd columns.
             let mut rows = [[_mm512_setzero_ps(); 4]; 2];
             for (a, row) in rows.iter_mut().enumerate() {
                 let oy = 2 * ty + a;
-                if oy >= oh || left == 0 {
-                    continue;
-                }
-                let src = dyg[(o * oh + oy) * ow + 2 * tx..].as_ptr();
-                // SAFETY: the masks keep the reads to columns < ow of row oy.
-                let (lo, hi) = unsafe {
-                    (
-                        _mm512_maskz_loadu_ps(first(left), src),
-                        _mm512_maskz_loadu_ps(first(left.saturating_sub(16)), src.wrapping_add(16)),
-                    )
-                };
+                let (lo, hi) = (load(oy, 2 * tx), load(oy + 2 * grid.hi.0, 2 * (tx + grid.hi.1)));
                 *row = a_step(deinterleave(lo, hi, false), deinterleave(lo, hi, true));
             }
             // ν picks the same element of both rows.
@@ -408,9 +413,6 @@ unsafe fn output_tiles(
     for o in 0..og {
         for t in (0..n).step_by(LANES) {
             let (ty, tx) = ((s0 + t) / grid.txp, (s0 + t) % grid.txp);
-            if 2 * tx >= ow {
-                continue;
-            }
             // Matrix ξν starts at (4ξ + ν)·step: every read is below XI·step (asserted).
             let base = m[o * grid.chunk + t..].as_ptr();
             let mut cols = [[_mm512_setzero_ps(); 2]; 4];
@@ -421,23 +423,21 @@ unsafe fn output_tiles(
                 let ld = |xi: usize| unsafe { _mm512_loadu_ps(p.add(4 * xi * step)) };
                 *col = at([ld(0), ld(1), ld(2), ld(3)]);
             }
-            let left = ow - 2 * tx;
+            // 16 outputs of row oy from column x, masked to the map.
+            let mut store = |oy: usize, x: usize, val: __m512| {
+                if oy < oh && x < ow {
+                    let out = y[(o * oh + oy) * ow + x..].as_mut_ptr().cast::<f32>();
+                    // SAFETY: the mask keeps the store to columns < ow of row oy.
+                    unsafe { _mm512_mask_storeu_ps(out, first(ow - x), val) };
+                }
+            };
             // a picks the same element of all four columns.
             #[allow(clippy::needless_range_loop)]
             for a in 0..2 {
                 let oy = 2 * ty + a;
-                if oy >= oh {
-                    break;
-                }
                 let [even, odd] = at([cols[0][a], cols[1][a], cols[2][a], cols[3][a]]);
-                let out = y[(o * oh + oy) * ow + 2 * tx..].as_mut_ptr().cast::<f32>();
-                // SAFETY: the masks keep the stores to columns < ow of row oy.
-                unsafe {
-                    _mm512_mask_storeu_ps(out, first(left), _mm512_permutex2var_ps(even, lo, odd));
-                    if left > 16 {
-                        _mm512_mask_storeu_ps(out.add(16), first(left - 16), _mm512_permutex2var_ps(even, hi, odd));
-                    }
-                }
+                store(oy, 2 * tx, _mm512_permutex2var_ps(even, lo, odd));
+                store(oy + 2 * grid.hi.0, 2 * (tx + grid.hi.1), _mm512_permutex2var_ps(even, hi, odd));
             }
         }
     }
@@ -535,6 +535,12 @@ mod tests {
             (1, 64, 7, 150, 64, [1, 1], 1),
             // More channels than one GEMM depth block (KC = 256).
             (1, 272, 6, 24, 16, [1, 1], 1),
+            // Rows of 8 tiles or fewer: two tile rows per vector (odd tile
+            // row counts, 7 tiles of 13 outputs, padding 0 and 2).
+            (3, 16, 16, 16, 24, [1, 1], 1),
+            (2, 20, 15, 13, 16, [1, 1], 1),
+            (2, 32, 13, 18, 32, [0, 0], 2),
+            (1, 16, 14, 12, 16, [2, 2], 1),
         ]
         .into_iter()
         .map(|(n, c, h, w, o, padding, groups)| {
