@@ -5,7 +5,11 @@
 //! Blocking: A is packed KC columns at a time into 8-row k-major panels (a
 //! panel, 8 KiB, stays in L1 while it sweeps the B block); B is packed into
 //! a KC×NB block of 48-column k-major panels (480 KiB, in L2) that the
-//! kernel streams with a software prefetch 8 k steps ahead. Packing reads
+//! kernel streams with a software prefetch 8 k steps ahead. Deep GEMMs of
+//! 256+ rows whose C fits in L2 (the big DCGAN forwards) turn that around
+//! (`Tiles`): a 128-deep slice of a B panel (24 KiB) stays in L1 while the
+//! A panels stream past, each adding into its C tile, held in a scratch
+//! copy of C laid out tile after tile (conv 256→512 forward −7%). Packing reads
 //! row- or column-major operands with 16×16 in-register transposes, so
 //! transposed operands (conv weight gradients, attention) cost no more than
 //! plain ones. Single-threaded: callers split the work over rayon.
@@ -28,6 +32,11 @@ const KC: usize = 256;
 const NB: usize = NR * 10;
 /// Prefetch distance into the B panel, in k steps.
 const PREFETCH: usize = 8;
+/// Depth of the B-panel-outer pass over C's tiles (`Tiles`): a SUB×NR
+/// slice of a B panel (24 KiB) stays in L1 while the A panels stream past.
+const SUB: usize = 128;
+/// Prefetch distance into the streamed A panel there, in k steps.
+const PREFETCH_A: usize = 32;
 
 /// Whether f32 GEMMs run the AVX-512 kernel: the CPU has it and
 /// `KILN_CPU_GEMM=matrixmultiply` does not ask for the portable path
@@ -76,11 +85,12 @@ unsafe fn strip_times([m, k, n]: [usize; 3], a: Operand, b: BOperand, accumulate
         }
         return;
     }
-    // One packed B block, then the packed A strip (all rows, KC deep).
-    with_scratch(KC * NB + padded(m) * KC, |bp| {
+    // One packed B block, the packed A strip (all rows, KC deep), then C's tiles.
+    let strip = padded(m) * KC;
+    with_scratch(KC * NB + strip + Tiles::len(m, k, n, b), |bp| {
         // SAFETY: every packed write stays inside the scratch (panel
-        // counts × KC); the caller guarantees the operands.
-        unsafe { blocked(m, k, n, a, b, accumulate, c, ldc, bp.add(KC * NB), bp) }
+        // counts × KC, tile counts × MR·NR); the caller guarantees the operands.
+        unsafe { blocked(m, k, n, a, b, accumulate, c, ldc, bp.add(KC * NB), bp, bp.add(KC * NB + strip)) }
     })
 }
 
@@ -175,9 +185,10 @@ unsafe fn packed_times(a: &PackedA, n: usize, b: BOperand, accumulate: bool, c: 
         let none = View { ptr: a.data.as_ptr(), rs: 0, cs: 0 };
         return unsafe { sgemm([m, k, n], none, none, accumulate, c, ldc) };
     }
-    with_scratch(KC * NB, |bp| {
+    with_scratch(KC * NB + Tiles::len(m, k, n, b), |bp| {
+        let (a, tiles) = (Operand::Packed(a.data.as_ptr()), bp.wrapping_add(KC * NB));
         // SAFETY: as in `sgemm`; A is only read, B is the caller's.
-        unsafe { blocked(m, k, n, Operand::Packed(a.data.as_ptr()), b, accumulate, c, ldc, std::ptr::null_mut(), bp) }
+        unsafe { blocked(m, k, n, a, b, accumulate, c, ldc, std::ptr::null_mut(), bp, tiles) }
     })
 }
 
@@ -317,8 +328,13 @@ unsafe fn blocked(
     ldc: usize,
     ap: *mut f32,
     bp: *mut f32,
+    tiles: *mut f32,
 ) {
     unsafe {
+        let tiles = (Tiles::len(m, k, n, b) > 0).then_some(Tiles { ptr: tiles, m, n });
+        if let Some(t) = tiles.as_ref().filter(|_| accumulate) {
+            t.load(c, ldc);
+        }
         for p0 in (0..k).step_by(KC) {
             let kc = KC.min(k - p0);
             // Later depth blocks add onto what the first one wrote.
@@ -374,6 +390,29 @@ unsafe fn blocked(
                         bp.cast_const()
                     }
                 };
+                if let Some(tiles) = &tiles {
+                    // B panel outer, SUB deep: the slice of the B panel stays in
+                    // L1 while the A panels stream past from L2 (KC = 256 deep
+                    // would not fit), each adding into its tile.
+                    for q0 in (0..kc).step_by(SUB) {
+                        let (sub, acc) = (SUB.min(kc - q0), acc || q0 > 0);
+                        for jp in 0..panels {
+                            let nr = NR.min(nb - jp * NR);
+                            let b = bp.add(jp * kc * NR + q0 * NR);
+                            for i0 in (0..m).step_by(MR) {
+                                let (a, ct) = (ap.add(i0 * kc + q0 * MR), tiles.at(i0, j0 + jp * NR));
+                                // The next call's A panel (wrapping to the first one).
+                                let next = ap.wrapping_add(if i0 + MR < m { i0 + MR } else { 0 } * kc + q0 * MR);
+                                match nr.div_ceil(16) {
+                                    1 => kernel_tile::<1>(sub, a, next, b, ct, acc),
+                                    2 => kernel_tile::<2>(sub, a, next, b, ct, acc),
+                                    _ => kernel_tile::<NV>(sub, a, next, b, ct, acc),
+                                }
+                            }
+                        }
+                    }
+                    continue;
+                }
                 for i0 in (0..m).step_by(MR) {
                     let mr = MR.min(m - i0);
                     for jp in 0..panels {
@@ -389,6 +428,71 @@ unsafe fn blocked(
                         }
                     }
                 }
+            }
+        }
+        if let Some(t) = &tiles {
+            t.store(c, ldc);
+        }
+    }
+}
+
+/// C (m × n) held as MR×NR register tiles while a GEMM runs, one tile
+/// after the next down each column of tiles, for the B-panel-outer pass
+/// (which walks down the columns). Written straight into C, a tile's rows
+/// are ldc apart and the next tile's 8·ldc: with ldc a multiple of 1024
+/// every tile maps to the same few L1 sets and its loads wait on the last
+/// tile's stores (4 KiB aliasing; that pass ran 6–8% slower than before).
+struct Tiles {
+    ptr: *mut f32,
+    m: usize,
+    n: usize,
+}
+
+impl Tiles {
+    /// Floats of scratch for the tiles, or 0 where the A-panel-outer pass
+    /// writing C directly serves better: B read in place (`Rows`), depth
+    /// under two KC blocks (the copies in and out would cost what the pass
+    /// saves: a 16-deep GEMM ran 80% slower, and conv 64→128's weight
+    /// gradient, 256 deep and accumulating, 3%), under 256 rows (too few A
+    /// panels share each B slice: conv 64→128's forward ran 3% slower), or
+    /// tiles past 768 KiB (out of L2 beside the B block: matmul 1024³ ran
+    /// 4% slower).
+    fn len(m: usize, k: usize, n: usize, b: BOperand) -> usize {
+        let len = padded(m) * n.div_ceil(NR) * NR;
+        let direct = matches!(b, BOperand::Rows(_)) || k < 2 * KC || m < 256 || len > (768 << 10) / 4;
+        if direct { 0 } else { len }
+    }
+
+    /// Row i of the tile column holding C columns j0.. (a multiple of NR).
+    fn at(&self, i: usize, j0: usize) -> *mut f32 {
+        self.ptr.wrapping_add((j0 / NR * padded(self.m) + i) * NR)
+    }
+
+    /// Copies C into the tiles.
+    ///
+    /// # Safety
+    /// `c` addresses a valid m×n matrix (row stride ldc); the tiles hold
+    /// `len` floats.
+    unsafe fn load(&self, c: *const f32, ldc: usize) {
+        for j0 in (0..self.n).step_by(NR) {
+            let nr = NR.min(self.n - j0);
+            for i in 0..self.m {
+                // SAFETY: row i of tile column j0 / NR, and nr ≤ NR columns of C.
+                unsafe { std::ptr::copy_nonoverlapping(c.add(i * ldc + j0), self.at(i, j0), nr) };
+            }
+        }
+    }
+
+    /// Copies the tiles' live part to C.
+    ///
+    /// # Safety
+    /// As `load`, with `c` writable and aliasing no tile.
+    unsafe fn store(&self, c: *mut f32, ldc: usize) {
+        for j0 in (0..self.n).step_by(NR) {
+            let nr = NR.min(self.n - j0);
+            for i in 0..self.m {
+                // SAFETY: as in `load`.
+                unsafe { std::ptr::copy_nonoverlapping(self.at(i, j0), c.add(i * ldc + j0), nr) };
             }
         }
     }
@@ -572,6 +676,42 @@ unsafe fn kernel<const V: usize>(
             b = b.add(NR);
         }
         store_tile!(sum, c, ldc, acc, mr, nr);
+    }
+}
+
+/// `kernel` for the B-panel-outer pass: the first `V` vectors of each row
+/// of tile `c` (`Tiles`) = Ap·Bp over kc steps (+ the tile if `acc`).
+/// B's slice stays in L1; A streams from L2, prefetched PREFETCH_A steps
+/// ahead, into `a_next` (the panel the next call reads) near the end.
+#[inline(never)]
+#[target_feature(enable = "avx512f")]
+unsafe fn kernel_tile<const V: usize>(
+    kc: usize,
+    ap: *const f32,
+    a_next: *const f32,
+    bp: *const f32,
+    c: *mut f32,
+    acc: bool,
+) {
+    unsafe {
+        let mut sum = [[_mm512_setzero_ps(); V]; MR];
+        let (mut a, mut b) = (ap, bp);
+        let split = kc.saturating_sub(PREFETCH_A);
+        for (steps, mut pf) in [(split, ap.wrapping_add(PREFETCH_A * MR)), (kc - split, a_next)] {
+            for _ in 0..steps {
+                // A prefetch only hints: a pointer past the scratch never faults.
+                _mm_prefetch::<_MM_HINT_T0>(pf.cast());
+                pf = pf.wrapping_add(MR);
+                let mut bv = [_mm512_setzero_ps(); V];
+                for (v, x) in bv.iter_mut().enumerate() {
+                    *x = _mm512_loadu_ps(b.add(16 * v));
+                }
+                rank1!(sum, a, bv);
+                a = a.add(MR);
+                b = b.add(NR);
+            }
+        }
+        store_tile!(sum, c, NR, acc, MR, 16 * V);
     }
 }
 
@@ -790,6 +930,10 @@ mod tests {
             (130, 300, 129),
             (3, 0, 5),
             (17, 15, 3),
+            // The B-panel-outer pass over C's tiles (m ≥ 256, k ≥ 512):
+            // partial A panel, KC and SUB edges, a 1-vector last panel, NB.
+            (257, 520, 100),
+            (256, 512, 530),
         ] {
             for (ta, tb, acc) in [(false, false, false), (true, false, true), (false, true, false), (true, true, true)]
             {
