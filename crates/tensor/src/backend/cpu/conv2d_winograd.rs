@@ -445,20 +445,9 @@ unsafe fn output_tiles(
 
 #[cfg(test)]
 mod tests {
+    use super::super::sgemm::tests::values;
     use super::*;
     use crate::Conv2dParams;
-
-    fn values(len: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-            })
-            .collect()
-    }
 
     /// The direct convolution in f64, from the same f32 data.
     fn direct(x: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f64> {
@@ -554,38 +543,25 @@ mod tests {
     }
 
     #[test]
-    fn weight_grad_matches_the_direct_sum() {
+    fn forward_and_weight_grad_match_the_direct_sums() {
         if !(is_x86_feature_detected!("avx512f") && super::super::sgemm::available()) {
             return;
         }
-        for g in geometries() {
-            assert!(applies(&g), "{g:?}");
-            let (x, dy) = (values(g.n * g.c * g.h * g.w, 3), values(g.n * g.o * g.oh * g.ow, 4));
-            // SAFETY: checked above.
-            let got = unsafe { weight_grad(&x, &dy, &g) };
-            let want = direct_weight_grad(&x, &dy, &g);
-            let tol = 1e-6 * (g.n * g.oh * g.ow) as f64;
-            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-                assert!((*a as f64 - b).abs() <= tol, "{g:?}: dw[{i}] = {a}, want {b}");
+        let close = |what: &str, g: &ConvGeom, got: &[f32], want: &[f64], tol: f64| {
+            for (i, (a, b)) in got.iter().zip(want).enumerate() {
+                assert!((*a as f64 - b).abs() <= tol, "{g:?}: {what}[{i}] = {a}, want {b}");
             }
-        }
-    }
-
-    #[test]
-    fn matches_the_direct_convolution() {
-        if !(is_x86_feature_detected!("avx512f") && super::super::sgemm::available()) {
-            return;
-        }
+        };
         for g in geometries() {
             assert!(applies(&g), "{g:?}");
             let (x, wt) = (values(g.n * g.c * g.h * g.w, 1), values(g.o * g.cg() * 9, 2));
             // SAFETY: checked above.
-            let got = unsafe { forward(&x, &wt, &g) };
-            let want = direct(&x, &wt, &g);
-            let tol = 1e-6 * (9 * g.cg()) as f64;
-            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-                assert!((*a as f64 - b).abs() <= tol, "{g:?}: y[{i}] = {a}, want {b}");
-            }
+            let y = unsafe { forward(&x, &wt, &g) };
+            close("y", &g, &y, &direct(&x, &wt, &g), 1e-6 * (9 * g.cg()) as f64);
+            let dy = values(g.n * g.o * g.oh * g.ow, 4);
+            // SAFETY: checked above.
+            let dw = unsafe { weight_grad(&x, &dy, &g) };
+            close("dw", &g, &dw, &direct_weight_grad(&x, &dy, &g), 1e-6 * (g.n * g.oh * g.ow) as f64);
         }
     }
 }

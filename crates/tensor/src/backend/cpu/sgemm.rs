@@ -826,7 +826,7 @@ fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use proptest::prelude::*;
 
     use super::*;
@@ -854,7 +854,8 @@ mod tests {
         out
     }
 
-    fn values(len: usize, seed: u64) -> Vec<f32> {
+    /// `len` deterministic values in [−0.5, 0.5) (xorshift).
+    pub(in crate::backend::cpu) fn values(len: usize, seed: u64) -> Vec<f32> {
         let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         (0..len)
             .map(|_| {
