@@ -1,10 +1,12 @@
 //! conv2d forward, backward-input and backward-weight as im2col + GEMM.
 //! A rayon task takes a block of images (several when the feature maps are
 //! small, so each GEMM stays wide) and loops over the groups, with column
-//! buffers bounded by the block. On AVX-512 (f32) most forwards need no
-//! column buffer: stride 1 reads shifted rows of a padded copy in place
-//! (`fwd_shifted_rows`), stride_w ≤ 2 packs the GEMM's panels straight
-//! from the input (`fwd_gathered`, `conv2d_gather.rs`). Weight gradients
+//! buffers bounded by the block. On AVX-512 (f32), 3×3 stride-1 layers run
+//! all three passes as Winograd F(2×2, 3×3) (`conv2d_winograd.rs`), and
+//! most other forwards need no column buffer: stride 1 reads shifted rows
+//! of a padded copy in place (`fwd_shifted_rows`), stride_w ≤ 2 packs the
+//! GEMM's panels straight from the input (`fwd_gathered`,
+//! `conv2d_gather.rs`). Weight gradients
 //! whose output rows come in 16s gather the column matrix into the GEMM's
 //! left operand (`bwd_weight_gathered`); input gradients at stride 1 run as
 //! a forward, at stride 2 on wide maps as one stride-1 GEMM per phase
