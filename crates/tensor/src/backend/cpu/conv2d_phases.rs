@@ -10,6 +10,7 @@
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
+use super::conv2d::stride2::first;
 use super::sgemm::{PackedA, Rows, View, sgemm_packed_rows};
 use super::{build_rows, with_scratch};
 use crate::ops::conv2d::ConvGeom;
@@ -178,7 +179,6 @@ pub fn bwd_input(dy: &[f32], w: &[f32], g: &ConvGeom, plan: &Plan) -> Vec<f32> {
 fn interleave(plan: &Plan, g: &ConvGeom, cg: usize, grid_max: usize, grids: &[f32], dx: &mut [MaybeUninit<f32>]) {
     let (sh, w) = (g.p.stride[0], g.w);
     let idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-    let first = |n: usize| if n >= 16 { 0xffff } else { (1u16 << n) - 1 };
     let [c0, c1] = plan.cols;
     for (ey, ay) in plan.rows.iter().enumerate() {
         let n = ay.len * plan.wp;

@@ -16,6 +16,7 @@
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
+use super::conv2d::stride2::first;
 use super::sgemm::{PANEL, PackedA, View, packed_b_index, packed_b_len, sgemm, sgemm_packed_b};
 use super::{build_rows, with_scratch};
 use crate::ops::conv2d::ConvGeom;
@@ -75,9 +76,10 @@ impl ColLoads {
         let mut cl = ColLoads { drow: [0, 2 * hty, 0, 2 * hty], off: [0; 4], mask: [0; 4] };
         for (i, k) in [0, 2 * htx, 2, 2 * htx + 2].into_iter().enumerate() {
             let s = (2 * tx + k) as isize - pw as isize;
-            let (lo, hi) = ((-s).clamp(0, 16), (w as isize - s).clamp(0, 16));
+            // Lanes lo..hi lie inside the row.
+            let (lo, hi) = ((-s).clamp(0, 16) as usize, (w as isize - s).clamp(0, 16) as usize);
             cl.off[i] = s;
-            cl.mask[i] = if hi > lo { (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16 } else { 0 };
+            cl.mask[i] = first(hi) & !first(lo);
         }
         cl
     }
@@ -95,6 +97,12 @@ impl Grid {
         let fit = (12_288 / (g.cg() + g.og())) / PANEL * PANEL;
         let cols = (0..txp).step_by(LANES).map(|tx| ColLoads::new(tx, hi, g.p.padding[1], g.w)).collect();
         Grid { ty, txp, hi, chunk: fit.clamp(PANEL, 192).min(ty * txp), cols }
+    }
+
+    /// Each chunk's first tile and tile count.
+    fn chunks(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let tiles = self.ty * self.txp;
+        (0..tiles).step_by(self.chunk).map(move |s0| (s0, self.chunk.min(tiles - s0)))
     }
 }
 
@@ -147,8 +155,7 @@ pub unsafe fn forward(x: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
             for (gi, u) in u.iter().enumerate() {
                 let xg = &x[(img * g.c + gi * cg) * hw..][..cg * hw];
                 let y = &mut y[gi * og * plane..][..og * plane];
-                for s0 in (0..grid.ty * grid.txp).step_by(grid.chunk) {
-                    let n = grid.chunk.min(grid.ty * grid.txp - s0);
+                for (s0, n) in grid.chunks() {
                     // SAFETY: AVX-512 is the caller's contract.
                     unsafe { input_tiles(xg, g, &grid, s0, n, v, stride, Layout::PackedB) };
                     for (e, ue) in u.iter().enumerate() {
@@ -283,8 +290,7 @@ pub unsafe fn weight_grad(x: &[f32], dy: &[f32], g: &ConvGeom) -> Vec<f32> {
                     for gi in 0..groups {
                         let xg = &x[(img * g.c + gi * cg) * hw..][..cg * hw];
                         let dyg = &dy[(img * g.o + gi * og) * g.oh * g.ow..][..og * g.oh * g.ow];
-                        for s0 in (0..grid.ty * grid.txp).step_by(grid.chunk) {
-                            let n = grid.chunk.min(grid.ty * grid.txp - s0);
+                        for (s0, n) in grid.chunks() {
                             // SAFETY: AVX-512 is the caller's contract.
                             unsafe {
                                 input_tiles(xg, g, &grid, s0, n, v, vstride, Layout::Rows);
@@ -350,7 +356,6 @@ fn a_step(y0: __m512, y1: __m512) -> [__m512; 4] {
 unsafe fn output_grad_tiles(dyg: &[f32], g: &ConvGeom, grid: &Grid, s0: usize, n: usize, m: &mut [f32], stride: usize) {
     let (og, oh, ow) = (g.og(), g.oh, g.ow);
     assert!(dyg.len() >= og * oh * ow && stride >= og * grid.chunk && m.len() >= XI * stride && n <= grid.chunk);
-    let first = |k: usize| -> __mmask16 { if k >= 16 { 0xffff } else { (1u16 << k) - 1 } };
     for o in 0..og {
         for t in (0..n).step_by(LANES) {
             let (ty, tx) = ((s0 + t) / grid.txp, (s0 + t) % grid.txp);
@@ -409,7 +414,6 @@ unsafe fn output_tiles(
     // Lanes 2i, 2i + 1 of `lo` take lane i of the even and odd outputs (i < 8); `hi` lanes 8..16.
     let lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
     let hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
-    let first = |k: usize| -> __mmask16 { if k >= 16 { 0xffff } else { (1u16 << k) - 1 } };
     for o in 0..og {
         for t in (0..n).step_by(LANES) {
             let (ty, tx) = ((s0 + t) / grid.txp, (s0 + t) % grid.txp);
