@@ -245,6 +245,28 @@ fn winograd_convs_f32_match_f64() {
 }
 
 #[test]
+fn winograd_stride2_convs_f32_match_f64() {
+    // 4×4 stride 2 with >= 16 channels on both sides runs as Winograd
+    // F(2×2, 2×2): the forward over the input's four parities, the input
+    // gradient (conv_transpose2d's forward) as four phases. Odd maps
+    // (dummy tiles, phases of unequal length), padding 0, 2 and uneven.
+    use kiln::tensor::{Conv2dParams, ConvTranspose2dParams};
+    let p = |padding| Conv2dParams { stride: [2, 2], padding, ..Default::default() };
+    for (x, w, p) in [
+        ([3, 16, 16, 16], [24, 16, 4, 4], p([1, 1])),
+        ([2, 20, 11, 13], [16, 20, 4, 4], p([0, 2])),
+        ([2, 64, 8, 8], [128, 64, 4, 4], p([1, 1])),
+        ([5, 16, 4, 4], [16, 16, 4, 4], p([2, 1])),
+    ] {
+        let name = format!("conv2d {x:?} * {w:?} {p:?}");
+        f32_vs_f64(&name, |t| t[0].conv2d(&t[1], None, p), &[randn(&x, 1), randn(&w, 2)]);
+    }
+    let pt = ConvTranspose2dParams { stride: [2, 2], padding: [1, 1], ..Default::default() };
+    let (x, w) = (randn(&[2, 32, 7, 8], 3), randn(&[32, 16, 4, 4], 4));
+    f32_vs_f64("conv_transpose2d 4x4 stride 2", |t| t[0].conv_transpose2d(&t[1], None, pt), &[x, w]);
+}
+
+#[test]
 fn wide_stride2_convs_f32_match_f64() {
     // Output rows of 35: the vectorised stride-2 im2col/col2im plus their tails.
     let p = kiln::tensor::Conv2dParams { stride: [2, 2], padding: [1, 1], ..Default::default() };

@@ -810,6 +810,14 @@ fn fwd_t<T: Float>(x: &[T], lx: &Layout, w: &[T], lw: &Layout, g: ConvGeom) -> V
         // SAFETY: T is f32 on AVX-512 with the GEMM available (`winograd`).
         return unsafe { f32_vec_as(super::conv2d_winograd::forward(as_f32(&x), as_f32(&w), &g)) };
     }
+    #[cfg(target_arch = "x86_64")]
+    if f32_on_avx512::<T>() && super::sgemm::available() {
+        // SAFETY: T is f32 (checked).
+        if let Some(plan) = super::conv2d_winograd2::Plan::forward(&g, unsafe { as_f32(&w) }) {
+            // SAFETY: AVX-512 with the GEMM available (checked); x holds n images.
+            return unsafe { f32_vec_as(plan.run(as_f32(&x), g.n)) };
+        }
+    }
     let nb = g.images_per_task();
     let packed = packed_weights(&w, &g, false);
     #[cfg(target_arch = "x86_64")]
@@ -934,6 +942,14 @@ fn bwd_input_t<T: Float>(dy: &[T], ldy: &Layout, w: &[T], lw: &Layout, g: ConvGe
     #[cfg(target_arch = "x86_64")]
     if let Some(dx) = bwd_input_as_forward(&dy, &Layout::contiguous(&g.output_shape()), &w, &g) {
         return dx;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if f32_on_avx512::<T>() && super::sgemm::available() {
+        // SAFETY: T is f32 (checked).
+        if let Some(plan) = super::conv2d_winograd2::Plan::bwd_input(&g, unsafe { as_f32(&w) }) {
+            // SAFETY: AVX-512 with the GEMM available (checked); dy holds n images.
+            return unsafe { f32_vec_as(plan.run(as_f32(&dy), g.n)) };
+        }
     }
     #[cfg(target_arch = "x86_64")]
     if let Some(plan) =

@@ -18,15 +18,15 @@ use crate::ops::conv2d::ConvGeom;
 /// One phase along one axis: dx index s·q + e (q < len) takes kernel taps
 /// i0 + s·a (a < taps) at dy index q + d − a.
 #[derive(Clone, Copy, Debug)]
-struct Axis {
-    i0: usize,
-    taps: usize,
-    d: usize,
-    len: usize,
+pub(super) struct Axis {
+    pub i0: usize,
+    pub taps: usize,
+    pub d: usize,
+    pub len: usize,
 }
 
 /// Phase e of an axis with kernel k, stride s, padding p and dx length n.
-fn axis(k: usize, s: usize, p: usize, n: usize, e: usize) -> Axis {
+pub(super) fn axis(k: usize, s: usize, p: usize, n: usize, e: usize) -> Axis {
     // dx index s·q + e = dy index·s − p + i, so i ≡ e + p (mod s).
     let i0 = (e + p) % s;
     let taps = if k > i0 { (k - i0).div_ceil(s) } else { 0 };

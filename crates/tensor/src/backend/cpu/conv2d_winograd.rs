@@ -32,15 +32,19 @@ const LANES: usize = 16;
 /// output rows ≥ 23 wide (16 tiles of a row per vector) or 11–16 wide (8
 /// tiles of two rows).
 pub fn applies(g: &ConvGeom) -> bool {
-    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let enabled = *ENABLED.get_or_init(|| std::env::var_os("KILN_CPU_WINOGRAD").is_none_or(|v| v != "0"));
-    enabled
+    enabled()
         && (g.kh, g.kw) == (3, 3)
         && g.p.stride == [1, 1]
         && g.p.dilation == [1, 1]
         && g.cg() >= 16
         && g.og() >= 16
         && (g.ow >= 23 || (11..=16).contains(&g.ow))
+}
+
+/// Whether the Winograd paths are on: `KILN_CPU_WINOGRAD=0` turns them off.
+pub fn enabled() -> bool {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var_os("KILN_CPU_WINOGRAD").is_none_or(|v| v != "0"))
 }
 
 /// Tile grid and chunk size of one geometry, and the input columns each

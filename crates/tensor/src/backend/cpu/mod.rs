@@ -14,6 +14,8 @@ mod conv2d_gather;
 mod conv2d_phases;
 #[cfg(target_arch = "x86_64")]
 mod conv2d_winograd;
+#[cfg(target_arch = "x86_64")]
+mod conv2d_winograd2;
 pub mod copy;
 pub mod elementwise;
 pub mod index;

@@ -160,9 +160,31 @@ impl PackedA {
         PackedA { data, m, k }
     }
 
+    /// A matrix written straight into the packed layout (`packed_a_index`),
+    /// rows past m zero.
+    ///
+    /// # Safety
+    /// `data` holds `packed_a_len(m, k)` floats in that layout.
+    pub unsafe fn from_packed(m: usize, k: usize, data: Vec<f32>) -> PackedA {
+        assert_eq!(data.len(), packed_a_len(m, k));
+        PackedA { data, m, k }
+    }
+
     pub fn dims(&self) -> (usize, usize) {
         (self.m, self.k)
     }
+}
+
+/// Where the MR rows i0..i0 + MR (i0 a multiple of MR) of column p of an
+/// m×k A lie in the packed layout: MR consecutive floats.
+pub fn packed_a_index(m: usize, k: usize, i0: usize, p: usize) -> usize {
+    let p0 = p / KC * KC;
+    p0 * padded(m) + i0 * KC.min(k - p0) + (p - p0) * MR
+}
+
+/// Floats of a packed m×k A (rows rounded up to whole panels).
+pub fn packed_a_len(m: usize, k: usize) -> usize {
+    padded(m) * k
 }
 
 /// `sgemm` with a pre-packed A.

@@ -1,0 +1,475 @@
+//! 4×4 stride-2 convolutions (the DCGAN discriminator's) and their input
+//! gradients (the generator's transposed convs) by Winograd's minimal
+//! filtering F(2×2, 2×2) (Lavin & Gray 2016).
+//!
+//! Both are sums of 2×2 stride-1 convolutions:
+//! - the forward is one, over the input split into its four (row, column)
+//!   parities: channel (c, a, b) holds x[c][2p + a − ph][2q + b − pw], and
+//!   its 2×2 kernel is w[o][c][2u + a][2v + b] (depth 4·cg);
+//! - the input gradient is four, one per parity (ey, ex) of dx, each over
+//!   dy with the taps of w that reach that parity (`conv2d_phases`).
+//!
+//! F(2×2, 2×2) turns a 2×2 output tile's 16 multiply-adds per channel pair
+//! into 9 (1.78× fewer): one GEMM per transform element ξν, of the
+//! transformed weights U = G k Gᵀ (og × depth) by the transformed 3×3
+//! input tiles V = Bᵀ d B (depth × tiles), then Aᵀ M A per tile, with
+//! Bᵀ = [[1, −1, 0], [0, 1, 0], [0, −1, 1]], G = [[1, 0], [1, 1], [0, 1]],
+//! Aᵀ = [[1, 1, 0], [0, 1, 1]]. The transforms only add and subtract.
+//!
+//! f32 on AVX-512: a vector holds 16 tiles of any images (DCGAN's maps are
+//! 2–16 tiles wide), gathered from the input and scattered to the output
+//! with masks for the padding and the map's edge.
+
+use std::arch::x86_64::*;
+
+use super::conv2d_phases::axis;
+use super::sgemm::{
+    PANEL, PANEL_ROWS, PackedA, packed_a_index, packed_a_len, packed_b_index, packed_b_len, sgemm_packed_b,
+};
+use super::with_scratch;
+use crate::ops::conv2d::ConvGeom;
+
+/// Transform elements per tile (3×3).
+const XI: usize = 9;
+/// Tiles per vector.
+const LANES: usize = 16;
+
+/// One 2×2 stride-1 convolution of the sum: its virtual input's channel κ
+/// at (p, q) is the source's channel `taps[κ].0` at (step·p + dr, step·q +
+/// dc) (zero outside the source map); its output (p, q) for p < rows,
+/// q < cols lands at (ostep·p + er, ostep·q + ec) of the destination.
+struct Phase {
+    taps: Vec<(usize, isize, isize)>,
+    rows: usize,
+    cols: usize,
+    er: usize,
+    ec: usize,
+    /// U_ξν (og × depth), packed.
+    u: Vec<PackedA>,
+}
+
+impl Phase {
+    fn tiles(&self) -> (usize, usize) {
+        (self.rows.div_ceil(2), self.cols.div_ceil(2))
+    }
+}
+
+/// A convolution as a sum of phases, from source maps (channels × h × w
+/// per image) to destination maps.
+pub struct Plan {
+    phases: Vec<Phase>,
+    step: usize,
+    ostep: usize,
+    src: [usize; 3],
+    dst: [usize; 3],
+}
+
+/// Whether the path is on (`KILN_CPU_WINOGRAD=0` turns it off) and `g` is
+/// a 4×4 stride-2 convolution it serves: no dilation, one group, ≥ 16
+/// channels on both sides (the GEMMs' rows; the thin first and last DCGAN
+/// layers keep their direct paths).
+fn applies(g: &ConvGeom) -> bool {
+    super::conv2d_winograd::enabled()
+        && (g.kh, g.kw) == (4, 4)
+        && g.p.stride == [2, 2]
+        && g.p.dilation == [1, 1]
+        && g.p.groups == 1
+        && g.c >= 16
+        && g.o >= 16
+        && g.oh > 0
+        && g.ow > 0
+        && g.n * (g.c * g.h * g.w).max(g.o * g.oh * g.ow) < i32::MAX as usize
+}
+
+/// Where the 2×2 kernels of the GEMM's A lie in w: row i, depth κ, tap
+/// (u, v) at w[i·row + col[κ] + taps[2u + v]].
+struct Kernels {
+    row: usize,
+    col: Vec<usize>,
+    taps: [usize; 4],
+}
+
+/// U = G k Gᵀ of every kernel (m × depth), written straight into the
+/// GEMM's packed layout: nine matrices, one per ξν. Tasks take 8-row
+/// panels, whose kernels load with one gather per tap.
+fn transformed(w: &[f32], m: usize, k: &Kernels) -> Vec<PackedA> {
+    use rayon::prelude::*;
+    let depth = k.col.len();
+    let len = packed_a_len(m, depth);
+    assert!((m * k.row).max(w.len()) < i32::MAX as usize);
+    let mut data: Vec<Vec<f32>> = (0..XI).map(|_| Vec::with_capacity(len)).collect();
+    struct Out([*mut f32; XI]);
+    // SAFETY: tasks write disjoint panels of the nine buffers.
+    unsafe impl Sync for Out {}
+    let out = Out(std::array::from_fn(|e| data[e].as_mut_ptr()));
+    (0..m.div_ceil(PANEL_ROWS)).into_par_iter().for_each(|panel| {
+        let out = &out;
+        // SAFETY: AVX-512 is the caller's; the panel's floats lie inside each buffer.
+        unsafe { transform_panel(w, m, k, PANEL_ROWS * panel, &out.0) };
+    });
+    data.into_iter()
+        .map(|mut d| {
+            // SAFETY: the panels wrote every float (rows past m as zeros).
+            unsafe {
+                d.set_len(len);
+                PackedA::from_packed(m, depth, d)
+            }
+        })
+        .collect()
+}
+
+/// `transformed` for rows i0..i0 + 8 (zero past m).
+///
+/// # Safety
+/// AVX-512; each of `out` holds `packed_a_len(m, depth)` floats; the
+/// kernels of rows < m lie in w.
+#[target_feature(enable = "avx512f,avx512vl,avx2")]
+unsafe fn transform_panel(w: &[f32], m: usize, k: &Kernels, i0: usize, out: &[*mut f32; XI]) {
+    let depth = k.col.len();
+    let live = (((1u32 << (m - i0).min(8)) - 1) & 0xff) as __mmask8;
+    let rows = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(k.row as i32));
+    let rows = _mm256_add_epi32(rows, _mm256_set1_epi32((i0 * k.row) as i32));
+    let g = |a: __m256, b: __m256| [a, _mm256_add_ps(a, b), b];
+    for (kappa, &col) in k.col.iter().enumerate() {
+        let tap = |t: usize| {
+            let idx = _mm256_add_epi32(rows, _mm256_set1_epi32((col + k.taps[t]) as i32));
+            // SAFETY: live rows address their kernel in w (the caller's).
+            unsafe { _mm256_mmask_i32gather_ps::<4>(_mm256_setzero_ps(), live, idx, w.as_ptr()) }
+        };
+        // G along u for each v, then along v.
+        let cols = [g(tap(0), tap(2)), g(tap(1), tap(3))];
+        let at = packed_a_index(m, depth, i0, kappa);
+        for xi in 0..3 {
+            for (nu, u) in g(cols[0][xi], cols[1][xi]).into_iter().enumerate() {
+                // SAFETY: at + 8 ≤ packed_a_len (the caller's).
+                unsafe { _mm256_storeu_ps(out[3 * xi + nu].add(at), u) };
+            }
+        }
+    }
+}
+
+impl Plan {
+    /// The forward of `g` (x → y) when this path serves it.
+    pub fn forward(g: &ConvGeom, w: &[f32]) -> Option<Plan> {
+        if !applies(g) {
+            return None;
+        }
+        let [ph, pw] = g.p.padding.map(|p| p as isize);
+        // Depth index κ = 4c + 2a + b: channel c at row parity a, column parity b.
+        let taps = (0..4 * g.c).map(|k| (k / 4, (k / 2 % 2) as isize - ph, (k % 2) as isize - pw)).collect();
+        // Tap (u, v) of depth (c, a, b) is w[o][c][2u + a][2v + b].
+        let col = (0..4 * g.c).map(|k| k / 4 * 16 + k / 2 % 2 * 4 + k % 2).collect();
+        let u = transformed(w, g.o, &Kernels { row: g.c * 16, col, taps: [0, 2, 8, 10] });
+        let phase = Phase { taps, rows: g.oh, cols: g.ow, er: 0, ec: 0, u };
+        Some(Plan { phases: vec![phase], step: 2, ostep: 1, src: [g.c, g.h, g.w], dst: [g.o, g.oh, g.ow] })
+    }
+
+    /// The input gradient of `g` (dy → dx) when this path serves it.
+    pub fn bwd_input(g: &ConvGeom, w: &[f32]) -> Option<Plan> {
+        if !applies(g) {
+            return None;
+        }
+        let (ph, pw) = (g.p.padding[0], g.p.padding[1]);
+        let mut phases = Vec::with_capacity(4);
+        for ey in 0..2 {
+            for ex in 0..2 {
+                let (ay, ax) = (axis(4, 2, ph, g.h, ey), axis(4, 2, pw, g.w, ex));
+                if ay.len == 0 || ax.len == 0 {
+                    continue;
+                }
+                // Tap a of an axis meets dy at q + d − a: the 2×2 conv's tap u = 1 − a.
+                let taps = (0..g.o).map(|o| (o, ay.d as isize - 1, ax.d as isize - 1)).collect();
+                // Tap (u, v) of row c, depth o is w[o][c][i0y + 2(1 − u)][i0x + 2(1 − v)].
+                let col = (0..g.o).map(|o| o * g.c * 16 + ay.i0 * 4 + ax.i0).collect();
+                let u = transformed(w, g.c, &Kernels { row: 16, col, taps: [10, 8, 2, 0] });
+                phases.push(Phase { taps, rows: ay.len, cols: ax.len, er: ey, ec: ex, u });
+            }
+        }
+        Some(Plan { phases, step: 1, ostep: 2, src: [g.o, g.oh, g.ow], dst: [g.c, g.h, g.w] })
+    }
+
+    /// The destination of `n` images from their sources.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 with the f32 GEMM available; `src` holds n source maps.
+    pub unsafe fn run(&self, src: &[f32], n: usize) -> Vec<f32> {
+        use rayon::prelude::*;
+        let (src_img, dst_img) = (self.src.iter().product::<usize>(), self.dst.iter().product::<usize>());
+        // Gather and scatter offsets are i32 (`applies`).
+        assert!(src.len() >= n * src_img && n * src_img.max(dst_img) < i32::MAX as usize);
+        let og = self.dst[0];
+        let depth = self.phases.iter().map(|p| p.taps.len()).max().unwrap_or(0);
+        // Transformed input plus GEMM output: 36·(depth + og) bytes per
+        // tile; about 1.5 MiB per chunk keeps both in L2. Whole panels.
+        let fit = ((43_690 / (depth + og)) / PANEL * PANEL).clamp(PANEL, 192);
+        // Tasks are ranges of any images' tiles, split evenly: a short last
+        // chunk would stream all the weights for a few tiles.
+        let mut tasks = Vec::new();
+        for (pi, phase) in self.phases.iter().enumerate() {
+            let tiles = n * phase.tiles().0 * phase.tiles().1;
+            let chunk = tiles.div_ceil(tiles.div_ceil(fit).max(1)).next_multiple_of(LANES);
+            tasks.extend((0..tiles).step_by(chunk.max(1)).map(|t0| (pi, t0, chunk.min(tiles - t0), tiles)));
+        }
+        let chunk = tasks.iter().map(|t| t.2).max().unwrap_or(0).next_multiple_of(LANES);
+        let (vstride, mstride) = (packed_b_len(depth, chunk) + LANES, og * chunk + LANES);
+        let mut out: Vec<f32> = Vec::with_capacity(n * dst_img);
+        struct Dst(*mut f32);
+        // SAFETY: each output is written by one lane of one tile of one task.
+        unsafe impl Sync for Dst {}
+        let dst = Dst(out.as_mut_ptr());
+        tasks.into_par_iter().for_each(|(pi, t0, nt, tiles)| {
+            let (phase, dst) = (&self.phases[pi], &dst);
+            with_scratch([XI * vstride, XI * mstride], |v: &mut [f32], m: &mut [f32]| {
+                let groups: Vec<Group> = (t0..t0 + nt).step_by(LANES).map(|s| self.group(phase, s, tiles)).collect();
+                let np = nt.next_multiple_of(LANES);
+                // SAFETY: AVX-512 is the caller's; the group offsets lie in src.
+                unsafe { self.input_tiles(phase, src, &groups, np, v, vstride) };
+                for (e, ue) in phase.u.iter().enumerate() {
+                    let (b, c) = (v[e * vstride..].as_ptr(), m[e * mstride..].as_mut_ptr());
+                    // SAFETY: B is packed depth × np inside v, C og × np inside m.
+                    unsafe { sgemm_packed_b(ue, np, b, false, c, chunk) };
+                }
+                // SAFETY: the scatters are masked to the n destination maps.
+                unsafe { self.output_tiles(&groups, m, mstride, chunk, dst.0) };
+            });
+        });
+        // SAFETY: the phases' tiles cover every destination element.
+        unsafe { out.set_len(n * dst_img) };
+        out
+    }
+}
+
+/// 16 tiles' source and destination coordinates (lanes past the last tile
+/// are masked off).
+struct Group {
+    /// Source offset of each tile's first input (row and column before the
+    /// phase's shifts), and that row and column.
+    base: __m512i,
+    row: __m512i,
+    col: __m512i,
+    live: __mmask16,
+    /// Destination offset of output (0, 0), and the outputs (i, j) inside the map.
+    out: __m512i,
+    outs: [__mmask16; 4],
+}
+
+impl Plan {
+    /// Tiles s..s + 16 of a task's `tiles` (image-major, then tile rows).
+    fn group(&self, phase: &Phase, s: usize, tiles: usize) -> Group {
+        let (ty, tx) = phase.tiles();
+        let ([_, _, w], [_, _, dw]) = (self.src, self.dst);
+        let mut lanes = [[0i32; LANES]; 4];
+        let mut outs = [0 as __mmask16; 4];
+        let mut live = 0;
+        for (l, t) in (s..(s + LANES).min(tiles)).enumerate() {
+            let (img, y, x) = (t / (ty * tx), t % (ty * tx) / tx, t % tx);
+            let (r, c) = (2 * y * self.step, 2 * x * self.step);
+            lanes[0][l] = (img * self.src.iter().product::<usize>() + r * w + c) as i32;
+            lanes[1][l] = r as i32;
+            lanes[2][l] = c as i32;
+            let (orow, ocol) = (2 * y * self.ostep + phase.er, 2 * x * self.ostep + phase.ec);
+            lanes[3][l] = (img * self.dst.iter().product::<usize>() + orow * dw + ocol) as i32;
+            live |= 1 << l;
+            for (k, (i, j)) in [(0, 0), (0, 1), (1, 0), (1, 1)].into_iter().enumerate() {
+                if 2 * y + i < phase.rows && 2 * x + j < phase.cols {
+                    outs[k] |= 1 << l;
+                }
+            }
+        }
+        // SAFETY: unaligned loads of 16 i32 from arrays of 16.
+        let ld = |a: &[i32; LANES]| unsafe { _mm512_loadu_si512(a.as_ptr().cast()) };
+        Group { base: ld(&lanes[0]), row: ld(&lanes[1]), col: ld(&lanes[2]), live, out: ld(&lanes[3]), outs }
+    }
+
+    /// The transformed inputs of `groups` (np tiles): element ξν of tile t,
+    /// depth κ at v[ξν·stride + packed_b_index(depth, np, κ, t)].
+    ///
+    /// # Safety
+    /// AVX-512; `src` holds the images the groups index; `v` holds XI·stride,
+    /// stride ≥ packed_b_len(depth, np).
+    #[target_feature(enable = "avx512f")]
+    unsafe fn input_tiles(
+        &self,
+        phase: &Phase,
+        src: &[f32],
+        groups: &[Group],
+        np: usize,
+        v: &mut [f32],
+        stride: usize,
+    ) {
+        let ([_, h, w], depth) = (self.src, phase.taps.len());
+        assert!(stride >= packed_b_len(depth, np) && v.len() >= XI * stride && groups.len() * LANES == np);
+        let (hv, wv) = (_mm512_set1_epi32(h as i32), _mm512_set1_epi32(w as i32));
+        let step = self.step as isize;
+        for (kappa, &(ch, dr, dc)) in phase.taps.iter().enumerate() {
+            let plane = (ch * h * w) as i32;
+            for (gi, gr) in groups.iter().enumerate() {
+                // Rows and columns r·step + dr, s·step + dc of each tile, inside the map.
+                let inside = |at: __m512i, off: isize, lim: __m512i| {
+                    _mm512_cmplt_epu32_mask(_mm512_add_epi32(at, _mm512_set1_epi32(off as i32)), lim)
+                };
+                let rm = [0, 1, 2].map(|r| inside(gr.row, r * step + dr, hv) & gr.live);
+                let cm = [0, 1, 2].map(|s| inside(gr.col, s * step + dc, wv));
+                let mut d = [[_mm512_setzero_ps(); 3]; 3];
+                for r in 0..3 {
+                    for s in 0..3 {
+                        let off = plane as isize + (r as isize * step + dr) * w as isize + s as isize * step + dc;
+                        let idx = _mm512_add_epi32(gr.base, _mm512_set1_epi32(off as i32));
+                        // SAFETY: masked lanes address (row, col) inside the map of an image of src.
+                        d[r][s] = unsafe {
+                            _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), rm[r] & cm[s], idx, src.as_ptr())
+                        };
+                    }
+                }
+                // Bᵀ d, then (Bᵀ d) B.
+                let bt = |a: [__m512; 3]| [_mm512_sub_ps(a[0], a[1]), a[1], _mm512_sub_ps(a[2], a[1])];
+                let cols = [0, 1, 2].map(|s| bt([d[0][s], d[1][s], d[2][s]]));
+                let at = packed_b_index(depth, np, kappa, gi * LANES);
+                // ξ picks the same element of the three columns.
+                #[allow(clippy::needless_range_loop)]
+                for xi in 0..3 {
+                    for (nu, val) in bt([cols[0][xi], cols[1][xi], cols[2][xi]]).into_iter().enumerate() {
+                        // SAFETY: at + 16 ≤ packed_b_len ≤ stride (asserted).
+                        unsafe { _mm512_storeu_ps(v.as_mut_ptr().add((3 * xi + nu) * stride + at), val) };
+                    }
+                }
+            }
+        }
+    }
+
+    /// Aᵀ M A of every tile of `groups` from the GEMMs' m[ξν·stride + o·ld +
+    /// t], scattered to the destination maps at `out`.
+    ///
+    /// # Safety
+    /// AVX-512; m holds XI·stride, stride ≥ og·ld; the groups' outputs lie in `out`.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn output_tiles(&self, groups: &[Group], m: &[f32], stride: usize, ld: usize, out: *mut f32) {
+        let [og, dh, dw] = self.dst;
+        assert!(stride >= og * ld && m.len() >= XI * stride && groups.len() * LANES <= ld);
+        let os = self.ostep as i32;
+        let offs = [0, os, os * dw as i32, os * dw as i32 + os];
+        for o in 0..og {
+            for (gi, gr) in groups.iter().enumerate() {
+                let p = m[o * ld + gi * LANES..].as_ptr();
+                // SAFETY: (3ξ + ν)·stride + o·ld + t + 16 ≤ XI·stride (asserted).
+                let ld = |e: usize| unsafe { _mm512_loadu_ps(p.add(e * stride)) };
+                // Aᵀ along ξ for each ν, then along ν.
+                let rows = [0, 1, 2].map(|nu| {
+                    let (a, b, c) = (ld(nu), ld(3 + nu), ld(6 + nu));
+                    [_mm512_add_ps(a, b), _mm512_add_ps(b, c)]
+                });
+                let base = _mm512_add_epi32(gr.out, _mm512_set1_epi32((o * dh * dw) as i32));
+                // i picks the same element of the three rows.
+                #[allow(clippy::needless_range_loop)]
+                for i in 0..2 {
+                    let y = [_mm512_add_ps(rows[0][i], rows[1][i]), _mm512_add_ps(rows[1][i], rows[2][i])];
+                    for (j, y) in y.into_iter().enumerate() {
+                        let k = 2 * i + j;
+                        let idx = _mm512_add_epi32(base, _mm512_set1_epi32(offs[k]));
+                        // SAFETY: unmasked lanes are outputs inside the task's maps.
+                        unsafe { _mm512_mask_i32scatter_ps::<4>(out, gr.outs[k], idx, y) };
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::sgemm::tests::values;
+    use super::*;
+    use crate::Conv2dParams;
+
+    /// The direct convolution in f64 and its input gradient.
+    fn direct(x: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f64> {
+        let mut y = vec![0.0; g.n * g.o * g.oh * g.ow];
+        each_tap(g, |xi, wi, yi| y[yi] += x[xi] as f64 * w[wi] as f64);
+        y
+    }
+
+    fn direct_bwd_input(dy: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f64> {
+        let mut dx = vec![0.0; g.n * g.c * g.h * g.w];
+        each_tap(g, |xi, wi, yi| dx[xi] += dy[yi] as f64 * w[wi] as f64);
+        dx
+    }
+
+    /// Calls f(x index, w index, y index) for every multiply-add of the forward.
+    fn each_tap(g: &ConvGeom, mut f: impl FnMut(usize, usize, usize)) {
+        let ([sh, sw], [ph, pw]) = (g.p.stride, g.p.padding);
+        for n in 0..g.n {
+            for o in 0..g.o {
+                for c in 0..g.c {
+                    for oy in 0..g.oh {
+                        for ox in 0..g.ow {
+                            for i in 0..g.kh {
+                                for j in 0..g.kw {
+                                    let (iy, ix) = ((sh * oy + i).wrapping_sub(ph), (sw * ox + j).wrapping_sub(pw));
+                                    if iy < g.h && ix < g.w {
+                                        f(
+                                            ((n * g.c + c) * g.h + iy) * g.w + ix,
+                                            ((o * g.c + c) * g.kh + i) * g.kw + j,
+                                            ((n * g.o + o) * g.oh + oy) * g.ow + ox,
+                                        );
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn geometries() -> Vec<ConvGeom> {
+        // (n, c, h, w, o, padding): DCGAN's shapes (small batches), odd maps
+        // (dummy tiles and phases of unequal length), padding 0 and 2 and
+        // uneven, images that share a vector of tiles, more than one chunk,
+        // depth past one GEMM block (KC = 256).
+        [
+            (3, 16, 8, 8, 16, [1, 1]),
+            (2, 16, 16, 16, 24, [1, 1]),
+            (2, 20, 11, 13, 16, [1, 1]),
+            (1, 16, 12, 10, 32, [0, 2]),
+            (2, 17, 9, 14, 16, [2, 0]),
+            (5, 16, 4, 4, 16, [1, 1]),
+            (1, 16, 64, 40, 16, [1, 1]),
+            (2, 80, 8, 8, 48, [1, 1]),
+        ]
+        .into_iter()
+        .map(|(n, c, h, w, o, padding)| {
+            let p = Conv2dParams { stride: [2, 2], padding, ..Default::default() };
+            let (oh, ow) = ((h + 2 * padding[0] - 4) / 2 + 1, (w + 2 * padding[1] - 4) / 2 + 1);
+            ConvGeom { n, c, h, w, o, kh: 4, kw: 4, oh, ow, p }
+        })
+        .collect()
+    }
+
+    #[test]
+    fn forward_and_input_grad_match_the_direct_sums() {
+        if !(is_x86_feature_detected!("avx512f") && super::super::sgemm::available()) {
+            return;
+        }
+        let close = |what: &str, g: &ConvGeom, got: &[f32], want: &[f64]| {
+            assert_eq!(got.len(), want.len());
+            for (i, (a, b)) in got.iter().zip(want).enumerate() {
+                assert!(
+                    (*a as f64 - b).abs() <= 2e-6 * (16 * g.c.max(g.o)) as f64,
+                    "{g:?}: {what}[{i}] = {a}, want {b}"
+                );
+            }
+        };
+        for g in geometries() {
+            let (x, wt) = (values(g.n * g.c * g.h * g.w, 1), values(g.o * g.c * 16, 2));
+            let plan = Plan::forward(&g, &wt).expect("applies");
+            // SAFETY: checked above.
+            let y = unsafe { plan.run(&x, g.n) };
+            close("y", &g, &y, &direct(&x, &wt, &g));
+            let dy = values(g.n * g.o * g.oh * g.ow, 4);
+            let plan = Plan::bwd_input(&g, &wt).expect("applies");
+            // SAFETY: checked above.
+            let dx = unsafe { plan.run(&dy, g.n) };
+            close("dx", &g, &dx, &direct_bwd_input(&dy, &wt, &g));
+        }
+    }
+}
