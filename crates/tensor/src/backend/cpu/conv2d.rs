@@ -994,6 +994,14 @@ fn bwd_weight_t<T: Float>(x: &[T], lx: &Layout, dy: &[T], ldy: &Layout, g: ConvG
         // SAFETY: T is f32 on AVX-512 with the GEMM available (`winograd`).
         return unsafe { f32_vec_as(super::conv2d_winograd::weight_grad(as_f32(&x), as_f32(&dy), &g)) };
     }
+    #[cfg(target_arch = "x86_64")]
+    if f32_on_avx512::<T>() && super::sgemm::available() {
+        // SAFETY: T is f32 on AVX-512 with the GEMM available (checked); x and dy hold n images.
+        if let Some(dw) = unsafe { super::conv2d_winograd2::weight_grad(&g, as_f32(&x), as_f32(&dy)) } {
+            // SAFETY: T is f32.
+            return unsafe { f32_vec_as(dw) };
+        }
+    }
     let threads = rayon::current_num_threads();
     // (The path depends on the geometry only, never on the thread count.)
     if kr >= 4 * 48 {

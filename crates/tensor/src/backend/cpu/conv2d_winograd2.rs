@@ -24,9 +24,10 @@ use std::arch::x86_64::*;
 
 use super::conv2d_phases::axis;
 use super::sgemm::{
-    PANEL, PANEL_ROWS, PackedA, packed_a_index, packed_a_len, packed_b_index, packed_b_len, sgemm_packed_b,
+    PANEL, PANEL_ROWS, PackedA, View, packed_a_index, packed_a_len, packed_b_index, packed_b_len, sgemm,
+    sgemm_packed_b,
 };
-use super::with_scratch;
+use super::{build_rows, with_scratch};
 use crate::ops::conv2d::ConvGeom;
 
 /// Transform elements per tile (3×3).
@@ -151,16 +152,23 @@ unsafe fn transform_panel(w: &[f32], m: usize, k: &Kernels, i0: usize, out: &[*m
 impl Plan {
     /// The forward of `g` (x → y) when this path serves it.
     pub fn forward(g: &ConvGeom, w: &[f32]) -> Option<Plan> {
+        let mut plan = Plan::parities(g)?;
+        // Tap (u, v) of depth (c, a, b) is w[o][c][2u + a][2v + b].
+        let col = (0..4 * g.c).map(|k| k / 4 * 16 + k / 2 % 2 * 4 + k % 2).collect();
+        plan.phases[0].u = transformed(w, g.o, &Kernels { row: g.c * 16, col, taps: [0, 2, 8, 10] });
+        Some(plan)
+    }
+
+    /// The forward's one phase over the input's parities, without weights:
+    /// depth index κ = 4c + 2a + b is channel c at row parity a, column
+    /// parity b.
+    fn parities(g: &ConvGeom) -> Option<Plan> {
         if !applies(g) {
             return None;
         }
         let [ph, pw] = g.p.padding.map(|p| p as isize);
-        // Depth index κ = 4c + 2a + b: channel c at row parity a, column parity b.
         let taps = (0..4 * g.c).map(|k| (k / 4, (k / 2 % 2) as isize - ph, (k % 2) as isize - pw)).collect();
-        // Tap (u, v) of depth (c, a, b) is w[o][c][2u + a][2v + b].
-        let col = (0..4 * g.c).map(|k| k / 4 * 16 + k / 2 % 2 * 4 + k % 2).collect();
-        let u = transformed(w, g.o, &Kernels { row: g.c * 16, col, taps: [0, 2, 8, 10] });
-        let phase = Phase { taps, rows: g.oh, cols: g.ow, er: 0, ec: 0, u };
+        let phase = Phase { taps, rows: g.oh, cols: g.ow, er: 0, ec: 0, u: Vec::new() };
         Some(Plan { phases: vec![phase], step: 2, ostep: 1, src: [g.c, g.h, g.w], dst: [g.o, g.oh, g.ow] })
     }
 
@@ -223,7 +231,7 @@ impl Plan {
                 let groups: Vec<Group> = (t0..t0 + nt).step_by(LANES).map(|s| self.group(phase, s, tiles)).collect();
                 let np = nt.next_multiple_of(LANES);
                 // SAFETY: AVX-512 is the caller's; the group offsets lie in src.
-                unsafe { self.input_tiles(phase, src, &groups, np, v, vstride) };
+                unsafe { self.input_tiles(phase, src, &groups, 0..phase.taps.len(), None, v.as_mut_ptr(), vstride) };
                 for (e, ue) in phase.u.iter().enumerate() {
                     let (b, c) = (v[e * vstride..].as_ptr(), m[e * mstride..].as_mut_ptr());
                     // SAFETY: B is packed depth × np inside v, C og × np inside m.
@@ -238,6 +246,105 @@ impl Plan {
         out
     }
 }
+
+/// The weight gradient of `g` (x, dy → dw) when this path serves it:
+/// with the forward's one phase over x's parities and U = G k Gᵀ, ∂L/∂U_ξν
+/// = Σ over tiles of (G dy Gᵀ)_ξν ⊙ (Bᵀ d B)_ξν (A = G for F(2×2, 2×2)),
+/// one GEMM per ξν (og × tiles by tiles × depth, deep), then ∂L/∂k = Gᵀ
+/// (∂L/∂U) G. Tiles run in a fixed sequence of chunks and each GEMM task
+/// owns its rows of ∂U, so the sums do not depend on the thread count.
+///
+/// # Safety
+/// The CPU has AVX-512 with the f32 GEMM available; x and dy hold g.n images.
+pub unsafe fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
+    use rayon::prelude::*;
+    let plan = Plan::parities(g)?;
+    let (phase, og, depth) = (&plan.phases[0], g.o, 4 * g.c);
+    assert!(x.len() >= g.n * g.c * g.h * g.w && dy.len() >= g.n * g.o * g.oh * g.ow);
+    let tiles = g.n * phase.tiles().0 * phase.tiles().1;
+    // Chunks of up to 16 MiB of transformed tiles, evenly split.
+    let fit = ((1 << 22) / (XI * (depth + og))).max(LANES);
+    let chunk = tiles.div_ceil(tiles.div_ceil(fit).max(1)).next_multiple_of(LANES);
+    let (vstride, mstride) = (depth * chunk, og * chunk);
+    // ∂U: the first chunk's GEMMs write every element (no accumulate).
+    let mut du: Vec<f32> = Vec::with_capacity(XI * og * depth);
+    let dup = SyncPtr(du.as_mut_ptr());
+    // GEMM tasks: (ξν, block of ∂U rows).
+    let ob = og.div_ceil(2).next_multiple_of(PANEL_ROWS);
+    with_scratch([XI * vstride, XI * mstride], |v: &mut [f32], m: &mut [f32]| {
+        for t0 in (0..tiles).step_by(chunk) {
+            let nt = chunk.min(tiles - t0);
+            let groups: Vec<Group> = (t0..t0 + nt).step_by(LANES).map(|s| plan.group(phase, s, tiles)).collect();
+            let np = groups.len() * LANES;
+            // Transforms in parallel over blocks of depth (of rows of m).
+            const BLOCK: usize = 32;
+            let (vp, mp) = (SyncPtr(v.as_mut_ptr()), SyncPtr(m.as_mut_ptr()));
+            let kd = depth.div_ceil(BLOCK);
+            (0..kd + og.div_ceil(BLOCK)).into_par_iter().for_each(|b| {
+                let (vp, mp) = (&vp, &mp);
+                // SAFETY: blocks write disjoint rows of each of the nine matrices.
+                unsafe {
+                    if b < kd {
+                        let k0 = b * BLOCK;
+                        let v = vp.0.add(k0 * chunk);
+                        plan.input_tiles(phase, x, &groups, k0..(k0 + BLOCK).min(depth), Some(chunk), v, vstride);
+                    } else {
+                        let o0 = (b - kd) * BLOCK;
+                        let m = mp.0.add(o0 * chunk);
+                        plan.output_grad_tiles(&groups, dy, o0..(o0 + BLOCK).min(og), m, mstride, chunk);
+                    }
+                }
+            });
+            let (v, m) = (&*v, &*m);
+            (0..XI * og.div_ceil(ob)).into_par_iter().for_each(|task| {
+                let (e, o0, dup) = (task % XI, task / XI * ob, &dup);
+                let rows = ob.min(og - o0);
+                // ∂U_ξν[o0..] (rows × depth) += M_ξν[o0..] (rows × np) · V_ξνᵀ (np × depth)
+                let a = View { ptr: m[e * mstride + o0 * chunk..].as_ptr(), rs: chunk, cs: 1 };
+                let b = View { ptr: v[e * vstride..].as_ptr(), rs: 1, cs: chunk };
+                // SAFETY: the views cover the chunk's matrices; each task owns rows
+                // o0..o0 + rows of ∂U_ξν, inside du's capacity.
+                unsafe { sgemm([rows, np, depth], a, b, t0 > 0, dup.0.add((e * og + o0) * depth), depth) };
+            });
+        }
+    });
+    // SAFETY: the first chunk's GEMMs wrote all XI·og·depth elements.
+    unsafe { du.set_len(XI * og * depth) };
+    // SAFETY: AVX-512 is the caller's.
+    Some(build_rows(og * g.c * 16, g.c * 16, |start, dwo| unsafe { weights_from_u(&du, og, depth, start / (g.c * 16), dwo) }))
+}
+
+/// Row o of the weight gradient from ∂U: ∂k = Gᵀ ∂U G, with ∂k[o][(c, a,
+/// b)][u][v] = dw[o][c][2u + a][2v + b]. 16 depths (4 channels) a step.
+///
+/// # Safety
+/// AVX-512; du holds XI·og·depth, `dwo` depth·4 elements.
+#[target_feature(enable = "avx512f")]
+unsafe fn weights_from_u(du: &[f32], og: usize, depth: usize, o: usize, dwo: &mut [std::mem::MaybeUninit<f32>]) {
+    assert!(du.len() >= XI * og * depth && dwo.len() == 4 * depth && o < og);
+    // Lane l = 4c + 2a + b of a step goes to c·16 + 4a + b, plus 8u + 2v.
+    let lanes = _mm512_setr_epi32(0, 1, 4, 5, 16, 17, 20, 21, 32, 33, 36, 37, 48, 49, 52, 53);
+    let gt = |a: __m512, b: __m512, c: __m512| [_mm512_add_ps(a, b), _mm512_add_ps(b, c)];
+    for k0 in (0..depth).step_by(LANES) {
+        let live = super::conv2d::stride2::first(depth - k0);
+        // SAFETY: masked to depths < depth of row o of matrix e.
+        let du = |e: usize| unsafe { _mm512_maskz_loadu_ps(live, du[(e * og + o) * depth + k0..].as_ptr()) };
+        let rows = [0, 1, 2].map(|xi| gt(du(3 * xi), du(3 * xi + 1), du(3 * xi + 2)));
+        let base = _mm512_add_epi32(lanes, _mm512_set1_epi32(4 * k0 as i32));
+        for v in 0..2 {
+            for (u, d) in gt(rows[0][v], rows[1][v], rows[2][v]).into_iter().enumerate() {
+                let idx = _mm512_add_epi32(base, _mm512_set1_epi32((8 * u + 2 * v) as i32));
+                // SAFETY: live lanes index c·16 + … < 4·depth = dwo.len().
+                unsafe { _mm512_mask_i32scatter_ps::<4>(dwo.as_mut_ptr().cast(), live, idx, d) };
+            }
+        }
+    }
+}
+
+/// A pointer shared by tasks that write disjoint parts of its buffer.
+struct SyncPtr(*mut f32);
+// SAFETY: see the uses: every task touches only its own elements.
+unsafe impl Sync for SyncPtr {}
 
 /// 16 tiles' source and destination coordinates (lanes past the last tile
 /// are masked off).
@@ -281,27 +388,33 @@ impl Plan {
         Group { base: ld(&lanes[0]), row: ld(&lanes[1]), col: ld(&lanes[2]), live, out: ld(&lanes[3]), outs }
     }
 
-    /// The transformed inputs of `groups` (np tiles): element ξν of tile t,
-    /// depth κ at v[ξν·stride + packed_b_index(depth, np, κ, t)].
+    /// The transformed inputs of `groups` (np tiles) at depths `kappas`:
+    /// element ξν of tile t, depth κ at v[ξν·stride + packed_b_index(depth,
+    /// np, κ, t)], or at v[ξν·stride + (κ − kappas.start)·ld + t] with `rows
+    /// = Some(ld)`.
     ///
     /// # Safety
-    /// AVX-512; `src` holds the images the groups index; `v` holds XI·stride,
-    /// stride ≥ packed_b_len(depth, np).
+    /// AVX-512; `src` holds the images the groups index; `v` points at
+    /// XI·stride floats, stride ≥ packed_b_len(depth, np) (or
+    /// kappas.len()·ld), that nothing else accesses meanwhile.
+    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
     unsafe fn input_tiles(
         &self,
         phase: &Phase,
         src: &[f32],
         groups: &[Group],
-        np: usize,
-        v: &mut [f32],
+        kappas: std::ops::Range<usize>,
+        rows: Option<usize>,
+        v: *mut f32,
         stride: usize,
     ) {
-        let ([_, h, w], depth) = (self.src, phase.taps.len());
-        assert!(stride >= packed_b_len(depth, np) && v.len() >= XI * stride && groups.len() * LANES == np);
+        let ([_, h, w], depth, np) = (self.src, phase.taps.len(), groups.len() * LANES);
+        let len = rows.map_or(packed_b_len(depth, np), |ld| ld * kappas.len());
+        assert!(stride >= len && kappas.end <= depth && rows.is_none_or(|ld| ld >= np));
         let (hv, wv) = (_mm512_set1_epi32(h as i32), _mm512_set1_epi32(w as i32));
         let step = self.step as isize;
-        for (kappa, &(ch, dr, dc)) in phase.taps.iter().enumerate() {
+        for (kappa, &(ch, dr, dc)) in phase.taps.iter().enumerate().take(kappas.end).skip(kappas.start) {
             let plane = (ch * h * w) as i32;
             for (gi, gr) in groups.iter().enumerate() {
                 // Rows and columns r·step + dr, s·step + dc of each tile, inside the map.
@@ -324,13 +437,15 @@ impl Plan {
                 // Bᵀ d, then (Bᵀ d) B.
                 let bt = |a: [__m512; 3]| [_mm512_sub_ps(a[0], a[1]), a[1], _mm512_sub_ps(a[2], a[1])];
                 let cols = [0, 1, 2].map(|s| bt([d[0][s], d[1][s], d[2][s]]));
-                let at = packed_b_index(depth, np, kappa, gi * LANES);
+                let at = rows.map_or(packed_b_index(depth, np, kappa, gi * LANES), |ld| {
+                    (kappa - kappas.start) * ld + gi * LANES
+                });
                 // ξ picks the same element of the three columns.
                 #[allow(clippy::needless_range_loop)]
                 for xi in 0..3 {
                     for (nu, val) in bt([cols[0][xi], cols[1][xi], cols[2][xi]]).into_iter().enumerate() {
-                        // SAFETY: at + 16 ≤ packed_b_len ≤ stride (asserted).
-                        unsafe { _mm512_storeu_ps(v.as_mut_ptr().add((3 * xi + nu) * stride + at), val) };
+                        // SAFETY: at + 16 ≤ len ≤ stride (asserted).
+                        unsafe { _mm512_storeu_ps(v.add((3 * xi + nu) * stride + at), val) };
                     }
                 }
             }
@@ -375,6 +490,52 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// G dy Gᵀ of every tile of `groups` at output channels `outs`: element
+    /// ξν of tile t, channel o at m[ξν·stride + (o − outs.start)·ld + t]
+    /// (outputs past the map read as zero).
+    ///
+    /// # Safety
+    /// AVX-512; `dy` holds the destination maps the groups index; m points
+    /// at XI·stride floats, stride ≥ outs.len()·ld, ld ≥ the groups' tiles,
+    /// that nothing else accesses meanwhile.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn output_grad_tiles(
+        &self,
+        groups: &[Group],
+        dy: &[f32],
+        outs: std::ops::Range<usize>,
+        m: *mut f32,
+        stride: usize,
+        ld: usize,
+    ) {
+        let [_, dh, dw] = self.dst;
+        assert!(stride >= outs.len() * ld && groups.len() * LANES <= ld);
+        let os = self.ostep as i32;
+        let offs = [0, os, os * dw as i32, os * dw as i32 + os];
+        let g = |a: __m512, b: __m512| [a, _mm512_add_ps(a, b), b];
+        for (row, o) in outs.enumerate() {
+            for (gi, gr) in groups.iter().enumerate() {
+                let base = _mm512_add_epi32(gr.out, _mm512_set1_epi32((o * dh * dw) as i32));
+                let y = |k: usize| {
+                    let idx = _mm512_add_epi32(base, _mm512_set1_epi32(offs[k]));
+                    // SAFETY: unmasked lanes are outputs inside the maps of dy.
+                    unsafe { _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), gr.outs[k], idx, dy.as_ptr()) }
+                };
+                // G along i for each j, then along j.
+                let cols = [g(y(0), y(2)), g(y(1), y(3))];
+                let at = row * ld + gi * LANES;
+                for xi in 0..3 {
+                    for (nu, val) in g(cols[0][xi], cols[1][xi]).into_iter().enumerate() {
+                        // SAFETY: (3ξ + ν)·stride + at + 16 ≤ XI·stride (asserted).
+                        unsafe { _mm512_storeu_ps(m.add((3 * xi + nu) * stride + at), val) };
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::sgemm::tests::values;
@@ -392,6 +553,12 @@ mod tests {
         let mut dx = vec![0.0; g.n * g.c * g.h * g.w];
         each_tap(g, |xi, wi, yi| dx[xi] += dy[yi] as f64 * w[wi] as f64);
         dx
+    }
+
+    fn direct_weight_grad(x: &[f32], dy: &[f32], g: &ConvGeom) -> Vec<f64> {
+        let mut dw = vec![0.0; g.o * g.c * 16];
+        each_tap(g, |xi, wi, yi| dw[wi] += x[xi] as f64 * dy[yi] as f64);
+        dw
     }
 
     /// Calls f(x index, w index, y index) for every multiply-add of the forward.
@@ -435,6 +602,8 @@ mod tests {
             (5, 16, 4, 4, 16, [1, 1]),
             (1, 16, 64, 40, 16, [1, 1]),
             (2, 80, 8, 8, 48, [1, 1]),
+            // 1536 tiles: two weight-gradient chunks.
+            (6, 80, 64, 64, 48, [1, 1]),
         ]
         .into_iter()
         .map(|(n, c, h, w, o, padding)| {
@@ -470,6 +639,11 @@ mod tests {
             // SAFETY: checked above.
             let dx = unsafe { plan.run(&dy, g.n) };
             close("dx", &g, &dx, &direct_bwd_input(&dy, &wt, &g));
+            // SAFETY: checked above.
+            let dw = unsafe { weight_grad(&g, &x, &dy) }.expect("applies");
+            let want = direct_weight_grad(&x, &dy, &g);
+            let tol = 2e-6 * (g.n * g.oh * g.ow) as f64;
+            assert!(dw.iter().zip(&want).all(|(a, b)| (*a as f64 - b).abs() <= tol), "{g:?}: dw");
         }
     }
 }
