@@ -26,10 +26,15 @@ fn conv2d(c: &mut Criterion) {
         let oh = (h + 2 * p - k) / s + 1;
         let flops = 2.0 * (n * cout * oh * oh * cin * k * k) as f64;
         let shape = format!("n{n}_c{cin}_h{h}_o{cout}_k{k}s{s}p{p}");
-        // 3×3 stride 1 with wide rows runs as Winograd F(2×2, 3×3) (forward,
-        // input and weight gradients) on AVX-512; `flops` stays the direct
-        // convolution's count, so its GFLOP/s is an effective rate.
-        let variant = if s == 1 && k == 3 { "winograd_f2x2" } else { "im2col" };
+        // On AVX-512, 3×3 stride 1 with wide rows runs as Winograd F(2×2,
+        // 3×3) and 4×4 stride 2 with >= 16 channels each side as F(2×2, 2×2)
+        // (forward, input and weight gradients); `flops` stays the direct
+        // convolution's count, so their GFLOP/s is an effective rate.
+        let variant = match (k, s) {
+            (3, 1) => "winograd_f2x2_3x3",
+            (4, 2) if cin >= 16 && cout >= 16 => "winograd_f2x2_2x2",
+            _ => "im2col",
+        };
         let x = randn(&[n, cin, h, h], 1, DType::F32);
         let w = randn(&[cout, cin, k, k], 2, DType::F32).mul_scalar(0.05).unwrap();
         report_error(&format!("conv2d_fwd/{shape}"), |d| {

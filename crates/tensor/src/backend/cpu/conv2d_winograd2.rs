@@ -24,8 +24,7 @@ use std::arch::x86_64::*;
 
 use super::conv2d_phases::axis;
 use super::sgemm::{
-    PANEL, PANEL_ROWS, PackedA, View, packed_a_index, packed_a_len, packed_b_index, packed_b_len, sgemm,
-    sgemm_packed_b,
+    PANEL, PANEL_ROWS, PackedA, View, packed_a_index, packed_a_len, packed_b_index, packed_b_len, sgemm, sgemm_packed_b,
 };
 use super::{build_rows, with_scratch};
 use crate::ops::conv2d::ConvGeom;
@@ -311,7 +310,9 @@ pub unsafe fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Option<Vec<f32
     // SAFETY: the first chunk's GEMMs wrote all XI·og·depth elements.
     unsafe { du.set_len(XI * og * depth) };
     // SAFETY: AVX-512 is the caller's.
-    Some(build_rows(og * g.c * 16, g.c * 16, |start, dwo| unsafe { weights_from_u(&du, og, depth, start / (g.c * 16), dwo) }))
+    Some(build_rows(og * g.c * 16, g.c * 16, |start, dwo| unsafe {
+        weights_from_u(&du, og, depth, start / (g.c * 16), dwo)
+    }))
 }
 
 /// Row o of the weight gradient from ∂U: ∂k = Gᵀ ∂U G, with ∂k[o][(c, a,
@@ -331,6 +332,8 @@ unsafe fn weights_from_u(du: &[f32], og: usize, depth: usize, o: usize, dwo: &mu
         let du = |e: usize| unsafe { _mm512_maskz_loadu_ps(live, du[(e * og + o) * depth + k0..].as_ptr()) };
         let rows = [0, 1, 2].map(|xi| gt(du(3 * xi), du(3 * xi + 1), du(3 * xi + 2)));
         let base = _mm512_add_epi32(lanes, _mm512_set1_epi32(4 * k0 as i32));
+        // v picks the same element of the three rows.
+        #[allow(clippy::needless_range_loop)]
         for v in 0..2 {
             for (u, d) in gt(rows[0][v], rows[1][v], rows[2][v]).into_iter().enumerate() {
                 let idx = _mm512_add_epi32(base, _mm512_set1_epi32((8 * u + 2 * v) as i32));
@@ -525,6 +528,8 @@ impl Plan {
                 // G along i for each j, then along j.
                 let cols = [g(y(0), y(2)), g(y(1), y(3))];
                 let at = row * ld + gi * LANES;
+                // ξ picks the same element of both columns.
+                #[allow(clippy::needless_range_loop)]
                 for xi in 0..3 {
                     for (nu, val) in g(cols[0][xi], cols[1][xi]).into_iter().enumerate() {
                         // SAFETY: (3ξ + ν)·stride + at + 16 ≤ XI·stride (asserted).
