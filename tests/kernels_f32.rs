@@ -321,9 +321,14 @@ fn conv_gradients_do_not_depend_on_the_thread_count() {
     // narrow ones) and the input gradient, at 1, 2 and 3 threads.
     let s2 = kiln::tensor::Conv2dParams { stride: [2, 2], padding: [1, 1], ..Default::default() };
     let s1 = kiln::tensor::Conv2dParams { padding: [1, 1], ..Default::default() };
-    // 32×32 inputs: 16-wide output rows, the gathered weight gradient; the
-    // 3×3 stride-1 layer runs as Winograd (image ranges summed in order).
-    for (c, o, hw, k, p) in [(16, 24, 20, 4, s2), (16, 24, 32, 4, s2), (1, 8, 20, 4, s2), (16, 16, 26, 3, s1)] {
+    // 4×4 stride 2 with >= 16 channels each side runs as Winograd F(2×2,
+    // 2×2) (tile chunks in order, ∂U rows split across tasks); 8 output
+    // channels keep the direct paths (32×32 inputs: 16-wide output rows, the
+    // gathered weight gradient); the 3×3 stride-1 layer runs as Winograd
+    // F(2×2, 3×3) (image ranges summed in order).
+    for (c, o, hw, k, p) in
+        [(16, 24, 20, 4, s2), (16, 24, 32, 4, s2), (16, 8, 32, 4, s2), (1, 8, 20, 4, s2), (16, 16, 26, 3, s1)]
+    {
         let (x, w) = (
             randn(&[6, c, hw, hw], 5).to_dtype(DType::F32).unwrap(),
             randn(&[o, c, k, k], 6).to_dtype(DType::F32).unwrap(),
