@@ -2,8 +2,9 @@
 //! A rayon task takes a block of images (several when the feature maps are
 //! small, so each GEMM stays wide) and loops over the groups, with column
 //! buffers bounded by the block. On AVX-512 (f32), 3×3 stride-1 layers run
-//! all three passes as Winograd F(2×2, 3×3) (`conv2d_winograd.rs`), and
-//! most other forwards need no column buffer: stride 1 reads shifted rows
+//! all three passes as Winograd F(2×2, 3×3) (`conv2d_winograd.rs`), 4×4
+//! stride-2 layers with ≥ 16 channels each side as F(2×2, 2×2)
+//! (`conv2d_winograd2.rs`), and most other forwards need no column buffer: stride 1 reads shifted rows
 //! of a padded copy in place (`fwd_shifted_rows`), stride_w ≤ 2 packs the
 //! GEMM's panels straight from the input (`fwd_gathered`,
 //! `conv2d_gather.rs`). Weight gradients
