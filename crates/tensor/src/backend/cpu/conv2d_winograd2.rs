@@ -96,7 +96,9 @@ fn transformed(w: &[f32], m: usize, k: &Kernels) -> Vec<PackedA> {
     use rayon::prelude::*;
     let depth = k.col.len();
     let len = packed_a_len(m, depth);
-    assert!((m * k.row).max(w.len()) < i32::MAX as usize);
+    // Every live gather reads inside w, at an i32 offset.
+    let last = (m - 1) * k.row + k.col.iter().max().unwrap_or(&0) + k.taps.iter().max().unwrap_or(&0);
+    assert!(m > 0 && last < w.len() && (m * k.row).max(w.len()) < i32::MAX as usize);
     let mut data: Vec<Vec<f32>> = (0..XI).map(|_| Vec::with_capacity(len)).collect();
     struct Out([*mut f32; XI]);
     // SAFETY: tasks write disjoint panels of the nine buffers.
