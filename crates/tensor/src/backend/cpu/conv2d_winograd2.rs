@@ -46,6 +46,41 @@ struct Phase {
     ec: usize,
     /// U_ξν (og × depth), packed.
     u: Vec<PackedA>,
+    /// When each whole vector of tiles covers 64 consecutive outputs of a
+    /// channel: the permutes that put them in order (`block_stores`).
+    block: Option<BlockStores>,
+}
+
+/// Per output vector k of a block of 64: the two of (a0, a1, b0, b1) it
+/// takes lanes from and the permute's indices. a_h, b_h hold the outputs
+/// of tiles 8h..8h + 8 in tile rows' first and second output rows, the
+/// two columns of a tile side by side.
+type BlockStores = [(usize, usize, [i32; LANES]); 4];
+
+/// The permutes when 16 consecutive tiles are whole tile rows of `tx`
+/// tiles whose outputs fill rows 2·tx wide, or None if an output vector
+/// would need more than two sources.
+fn block_stores(tx: usize) -> Option<BlockStores> {
+    let mut out = [(0, 0, [0; LANES]); 4];
+    for (k, dst) in out.iter_mut().enumerate() {
+        let mut srcs = Vec::with_capacity(2);
+        let lanes: [(usize, usize); LANES] = std::array::from_fn(|m| {
+            let f = LANES * k + m;
+            let (r, c) = (f / (2 * tx), f % (2 * tx));
+            let l = r / 2 * tx + c / 2;
+            let src = 2 * (r % 2) + l / 8;
+            if !srcs.contains(&src) {
+                srcs.push(src);
+            }
+            (src, 2 * (l % 8) + c % 2)
+        });
+        if srcs.len() > 2 {
+            return None;
+        }
+        let (s0, s1) = (srcs[0], *srcs.last().unwrap_or(&srcs[0]));
+        *dst = (s0, s1, lanes.map(|(src, lane)| (lane + if src == s0 { 0 } else { LANES }) as i32));
+    }
+    Some(out)
 }
 
 impl Phase {
@@ -169,7 +204,12 @@ impl Plan {
         }
         let [ph, pw] = g.p.padding.map(|p| p as isize);
         let taps = (0..4 * g.c).map(|k| (k / 4, (k / 2 % 2) as isize - ph, (k % 2) as isize - pw)).collect();
-        let phase = Phase { taps, rows: g.oh, cols: g.ow, er: 0, ec: 0, u: Vec::new() };
+        // Whole vectors of tiles fill 64 consecutive outputs when 16 tiles
+        // are whole tile rows of one image and no tile is cut by the edge.
+        let (ty, tx) = (g.oh.div_ceil(2), g.ow.div_ceil(2));
+        let whole = g.oh % 2 == 0 && g.ow % 2 == 0 && LANES % tx == 0 && (ty * tx) % LANES == 0;
+        let block = if whole { block_stores(tx) } else { None };
+        let phase = Phase { taps, rows: g.oh, cols: g.ow, er: 0, ec: 0, u: Vec::new(), block };
         Some(Plan { phases: vec![phase], step: 2, ostep: 1, src: [g.c, g.h, g.w], dst: [g.o, g.oh, g.ow] })
     }
 
@@ -191,7 +231,7 @@ impl Plan {
                 // Tap (u, v) of row c, depth o is w[o][c][i0y + 2(1 − u)][i0x + 2(1 − v)].
                 let col = (0..g.o).map(|o| o * g.c * 16 + ay.i0 * 4 + ax.i0).collect();
                 let u = transformed(w, g.c, &Kernels { row: 16, col, taps: [10, 8, 2, 0] });
-                phases.push(Phase { taps, rows: ay.len, cols: ax.len, er: ey, ec: ex, u });
+                phases.push(Phase { taps, rows: ay.len, cols: ax.len, er: ey, ec: ex, u, block: None });
             }
         }
         Some(Plan { phases, step: 1, ostep: 2, src: [g.o, g.oh, g.ow], dst: [g.c, g.h, g.w] })
@@ -239,7 +279,7 @@ impl Plan {
                     unsafe { sgemm_packed_b(ue, np, b, false, c, chunk) };
                 }
                 // SAFETY: the scatters are masked to the n destination maps.
-                unsafe { self.output_tiles(&groups, m, mstride, chunk, dst.0) };
+                unsafe { self.output_tiles(phase, &groups, m, mstride, chunk, dst.0) };
             });
         });
         // SAFETY: the phases' tiles cover every destination element.
@@ -363,6 +403,9 @@ struct Group {
     /// Destination offset of output (0, 0), and the outputs (i, j) inside the map.
     out: __m512i,
     outs: [__mmask16; 4],
+    /// The destination offset of the first of 64 consecutive outputs (per
+    /// channel) when the phase's `block` applies and all 16 tiles are live.
+    first: Option<usize>,
 }
 
 impl Plan {
@@ -390,7 +433,8 @@ impl Plan {
         }
         // SAFETY: unaligned loads of 16 i32 from arrays of 16.
         let ld = |a: &[i32; LANES]| unsafe { _mm512_loadu_si512(a.as_ptr().cast()) };
-        Group { base: ld(&lanes[0]), row: ld(&lanes[1]), col: ld(&lanes[2]), live, out: ld(&lanes[3]), outs }
+        let first = (phase.block.is_some() && live == 0xffff).then_some(lanes[3][0] as usize);
+        Group { base: ld(&lanes[0]), row: ld(&lanes[1]), col: ld(&lanes[2]), live, out: ld(&lanes[3]), outs, first }
     }
 
     /// The transformed inputs of `groups` (np tiles) at depths `kappas`:
@@ -463,11 +507,25 @@ impl Plan {
     /// # Safety
     /// AVX-512; m holds XI·stride, stride ≥ og·ld; the groups' outputs lie in `out`.
     #[target_feature(enable = "avx512f")]
-    unsafe fn output_tiles(&self, groups: &[Group], m: &[f32], stride: usize, ld: usize, out: *mut f32) {
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn output_tiles(
+        &self,
+        phase: &Phase,
+        groups: &[Group],
+        m: &[f32],
+        stride: usize,
+        ld: usize,
+        out: *mut f32,
+    ) {
         let [og, dh, dw] = self.dst;
         assert!(stride >= og * ld && m.len() >= XI * stride && groups.len() * LANES <= ld);
         let os = self.ostep as i32;
         let offs = [0, os, os * dw as i32, os * dw as i32 + os];
+        // Tile i's two columns side by side: lanes 0..8 (`lo`) or 8..16 (`hi`).
+        let lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+        let hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
+        // SAFETY: 16 i32 from an array of 16.
+        let block = phase.block.map(|b| b.map(|(s0, s1, idx)| (s0, s1, unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) })));
         for o in 0..og {
             for (gi, gr) in groups.iter().enumerate() {
                 let p = m[o * ld + gi * LANES..].as_ptr();
@@ -478,11 +536,20 @@ impl Plan {
                     let (a, b, c) = (ld(nu), ld(3 + nu), ld(6 + nu));
                     [_mm512_add_ps(a, b), _mm512_add_ps(b, c)]
                 });
+                let y = |i: usize| [_mm512_add_ps(rows[0][i], rows[1][i]), _mm512_add_ps(rows[1][i], rows[2][i])];
+                if let (Some(block), Some(first)) = (block, gr.first) {
+                    let ([y00, y01], [y10, y11]) = (y(0), y(1));
+                    let p = |a, idx, b| _mm512_permutex2var_ps(a, idx, b);
+                    let srcs = [p(y00, lo, y01), p(y00, hi, y01), p(y10, lo, y11), p(y10, hi, y11)];
+                    for (k, (s0, s1, idx)) in block.into_iter().enumerate() {
+                        // SAFETY: the group's 64 outputs of channel o are consecutive in the maps.
+                        unsafe { _mm512_storeu_ps(out.add(first + o * dh * dw + LANES * k), p(srcs[s0], idx, srcs[s1])) };
+                    }
+                    continue;
+                }
                 let base = _mm512_add_epi32(gr.out, _mm512_set1_epi32((o * dh * dw) as i32));
-                // i picks the same element of the three rows.
-                #[allow(clippy::needless_range_loop)]
                 for i in 0..2 {
-                    let y = [_mm512_add_ps(rows[0][i], rows[1][i]), _mm512_add_ps(rows[1][i], rows[2][i])];
+                    let y = y(i);
                     for (j, y) in y.into_iter().enumerate() {
                         let k = 2 * i + j;
                         let idx = _mm512_add_epi32(base, _mm512_set1_epi32(offs[k]));
@@ -609,8 +676,12 @@ mod tests {
             (5, 16, 4, 4, 16, [1, 1]),
             (1, 16, 64, 40, 16, [1, 1]),
             (2, 80, 8, 8, 48, [1, 1]),
-            // 1536 tiles: two weight-gradient chunks.
+            // 1536 tiles: two weight-gradient chunks; tile rows of 16.
             (6, 80, 64, 64, 48, [1, 1]),
+            // Whole vectors stored in order (`block_stores`): rows of 8, 4
+            // (above) and 2 tiles.
+            (2, 16, 32, 32, 16, [1, 1]),
+            (1, 16, 32, 8, 16, [1, 1]),
         ]
         .into_iter()
         .map(|(n, c, h, w, o, padding)| {
