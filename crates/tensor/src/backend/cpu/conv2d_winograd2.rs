@@ -207,7 +207,10 @@ impl Plan {
         // Whole vectors of tiles fill 64 consecutive outputs when 16 tiles
         // are whole tile rows of one image and no tile is cut by the edge.
         let (ty, tx) = (g.oh.div_ceil(2), g.ow.div_ceil(2));
-        let whole = g.oh % 2 == 0 && g.ow % 2 == 0 && LANES % tx == 0 && (ty * tx) % LANES == 0;
+        let whole = g.oh.is_multiple_of(2)
+            && g.ow.is_multiple_of(2)
+            && LANES.is_multiple_of(tx)
+            && (ty * tx).is_multiple_of(LANES);
         let block = if whole { block_stores(tx) } else { None };
         let phase = Phase { taps, rows: g.oh, cols: g.ow, er: 0, ec: 0, u: Vec::new(), block };
         Some(Plan { phases: vec![phase], step: 2, ostep: 1, src: [g.c, g.h, g.w], dst: [g.o, g.oh, g.ow] })
@@ -508,15 +511,7 @@ impl Plan {
     /// AVX-512; m holds XI·stride, stride ≥ og·ld; the groups' outputs lie in `out`.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn output_tiles(
-        &self,
-        phase: &Phase,
-        groups: &[Group],
-        m: &[f32],
-        stride: usize,
-        ld: usize,
-        out: *mut f32,
-    ) {
+    unsafe fn output_tiles(&self, phase: &Phase, groups: &[Group], m: &[f32], stride: usize, ld: usize, out: *mut f32) {
         let [og, dh, dw] = self.dst;
         assert!(stride >= og * ld && m.len() >= XI * stride && groups.len() * LANES <= ld);
         let os = self.ostep as i32;
@@ -525,7 +520,8 @@ impl Plan {
         let lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
         let hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
         // SAFETY: 16 i32 from an array of 16.
-        let block = phase.block.map(|b| b.map(|(s0, s1, idx)| (s0, s1, unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) })));
+        let block =
+            phase.block.map(|b| b.map(|(s0, s1, idx)| (s0, s1, unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) })));
         for o in 0..og {
             for (gi, gr) in groups.iter().enumerate() {
                 let p = m[o * ld + gi * LANES..].as_ptr();
@@ -543,7 +539,9 @@ impl Plan {
                     let srcs = [p(y00, lo, y01), p(y00, hi, y01), p(y10, lo, y11), p(y10, hi, y11)];
                     for (k, (s0, s1, idx)) in block.into_iter().enumerate() {
                         // SAFETY: the group's 64 outputs of channel o are consecutive in the maps.
-                        unsafe { _mm512_storeu_ps(out.add(first + o * dh * dw + LANES * k), p(srcs[s0], idx, srcs[s1])) };
+                        unsafe {
+                            _mm512_storeu_ps(out.add(first + o * dh * dw + LANES * k), p(srcs[s0], idx, srcs[s1]))
+                        };
                     }
                     continue;
                 }
