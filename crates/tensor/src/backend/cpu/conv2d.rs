@@ -4,13 +4,13 @@
 //! buffers bounded by the block. On AVX-512 (f32), 3×3 stride-1 layers run
 //! all three passes as Winograd F(2×2, 3×3) (`conv2d_winograd.rs`), 4×4
 //! stride-2 layers with ≥ 16 channels each side as F(2×2, 2×2)
-//! (`conv2d_winograd2.rs`), and most other forwards need no column buffer: stride 1 reads shifted rows
-//! of a padded copy in place (`fwd_shifted_rows`), stride_w ≤ 2 packs the
-//! GEMM's panels straight from the input (`fwd_gathered`,
-//! `conv2d_gather.rs`). Weight gradients
-//! whose output rows come in 16s gather the column matrix into the GEMM's
-//! left operand (`bwd_weight_gathered`); input gradients at stride 1 run as
-//! a forward, at stride 2 on wide maps as one stride-1 GEMM per phase
+//! (`conv2d_winograd2.rs`), and most other forwards need no column buffer:
+//! stride 1 reads shifted rows of a padded copy in place
+//! (`fwd_shifted_rows`), stride_w ≤ 2 packs the GEMM's panels straight from
+//! the input (`fwd_gathered`, `conv2d_gather.rs`). Weight gradients whose
+//! output rows come in 16s gather the column matrix into the GEMM's left
+//! operand (`bwd_weight_gathered`); input gradients at stride 1 run as a
+//! forward, at stride 2 on wide maps as one stride-1 GEMM per phase
 //! (`conv2d_phases.rs`).
 //! conv_transpose2d is conv2d_bwd_input (and its weight gradient is
 //! conv2d_bwd_weight with the roles of input and output swapped).

@@ -77,7 +77,7 @@ fn block_stores(tx: usize) -> Option<BlockStores> {
         if srcs.len() > 2 {
             return None;
         }
-        let (s0, s1) = (srcs[0], *srcs.last().unwrap_or(&srcs[0]));
+        let (s0, s1) = (srcs[0], srcs[srcs.len() - 1]);
         *dst = (s0, s1, lanes.map(|(src, lane)| (lane + if src == s0 { 0 } else { LANES }) as i32));
     }
     Some(out)
@@ -114,6 +114,7 @@ fn applies(g: &ConvGeom) -> bool {
         && g.oh > 0
         && g.ow > 0
         && g.n * (g.c * g.h * g.w).max(g.o * g.oh * g.ow) < i32::MAX as usize
+        && g.o * g.c * 16 < i32::MAX as usize
 }
 
 /// Where the 2×2 kernels of the GEMM's A lie in w: row i, depth κ, tap
@@ -132,17 +133,16 @@ fn transformed(w: &[f32], m: usize, k: &Kernels) -> Vec<PackedA> {
     let depth = k.col.len();
     let len = packed_a_len(m, depth);
     // Every live gather reads inside w, at an i32 offset.
+    assert!(m > 0 && (m * k.row).max(w.len()) < i32::MAX as usize);
     let last = (m - 1) * k.row + k.col.iter().max().unwrap_or(&0) + k.taps.iter().max().unwrap_or(&0);
-    assert!(m > 0 && last < w.len() && (m * k.row).max(w.len()) < i32::MAX as usize);
+    assert!(last < w.len());
     let mut data: Vec<Vec<f32>> = (0..XI).map(|_| Vec::with_capacity(len)).collect();
-    struct Out([*mut f32; XI]);
-    // SAFETY: tasks write disjoint panels of the nine buffers.
-    unsafe impl Sync for Out {}
-    let out = Out(std::array::from_fn(|e| data[e].as_mut_ptr()));
+    // Tasks write disjoint panels of the nine buffers.
+    let out: [SyncPtr; XI] = std::array::from_fn(|e| SyncPtr(data[e].as_mut_ptr()));
     (0..m.div_ceil(PANEL_ROWS)).into_par_iter().for_each(|panel| {
         let out = &out;
         // SAFETY: AVX-512 is the caller's; the panel's floats lie inside each buffer.
-        unsafe { transform_panel(w, m, k, PANEL_ROWS * panel, &out.0) };
+        unsafe { transform_panel(w, m, k, PANEL_ROWS * panel, &out.each_ref().map(|p| p.0)) };
     });
     data.into_iter()
         .map(|mut d| {
@@ -265,10 +265,8 @@ impl Plan {
         let chunk = tasks.iter().map(|t| t.2).max().unwrap_or(0).next_multiple_of(LANES);
         let (vstride, mstride) = (packed_b_len(depth, chunk) + LANES, og * chunk + LANES);
         let mut out: Vec<f32> = Vec::with_capacity(n * dst_img);
-        struct Dst(*mut f32);
-        // SAFETY: each output is written by one lane of one tile of one task.
-        unsafe impl Sync for Dst {}
-        let dst = Dst(out.as_mut_ptr());
+        // Each output is written by one lane of one tile of one task.
+        let dst = SyncPtr(out.as_mut_ptr());
         tasks.into_par_iter().for_each(|(pi, t0, nt, tiles)| {
             let (phase, dst) = (&self.phases[pi], &dst);
             with_scratch([XI * vstride, XI * mstride], |v: &mut [f32], m: &mut [f32]| {
@@ -306,6 +304,9 @@ pub unsafe fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Option<Vec<f32
     let (phase, og, depth) = (&plan.phases[0], g.o, 4 * g.c);
     assert!(x.len() >= g.n * g.c * g.h * g.w && dy.len() >= g.n * g.o * g.oh * g.ow);
     let tiles = g.n * phase.tiles().0 * phase.tiles().1;
+    if tiles == 0 {
+        return Some(vec![0.0; og * g.c * 16]);
+    }
     // Chunks of up to 16 MiB of transformed tiles, evenly split.
     let fit = ((1 << 22) / (XI * (depth + og))).max(LANES);
     let chunk = tiles.div_ceil(tiles.div_ceil(fit).max(1)).next_multiple_of(LANES);
@@ -412,6 +413,12 @@ struct Group {
 }
 
 impl Plan {
+    /// A tile's outputs (i, j) relative to its output (0, 0) in the destination.
+    fn out_offsets(&self) -> [i32; 4] {
+        let (os, dw) = (self.ostep as i32, self.dst[2] as i32);
+        [0, os, os * dw, os * dw + os]
+    }
+
     /// Tiles s..s + 16 of a task's `tiles` (image-major, then tile rows).
     fn group(&self, phase: &Phase, s: usize, tiles: usize) -> Group {
         let (ty, tx) = phase.tiles();
@@ -510,12 +517,10 @@ impl Plan {
     /// # Safety
     /// AVX-512; m holds XI·stride, stride ≥ og·ld; the groups' outputs lie in `out`.
     #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
     unsafe fn output_tiles(&self, phase: &Phase, groups: &[Group], m: &[f32], stride: usize, ld: usize, out: *mut f32) {
         let [og, dh, dw] = self.dst;
         assert!(stride >= og * ld && m.len() >= XI * stride && groups.len() * LANES <= ld);
-        let os = self.ostep as i32;
-        let offs = [0, os, os * dw as i32, os * dw as i32 + os];
+        let offs = self.out_offsets();
         // Tile i's two columns side by side: lanes 0..8 (`lo`) or 8..16 (`hi`).
         let lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
         let hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
@@ -526,10 +531,10 @@ impl Plan {
             for (gi, gr) in groups.iter().enumerate() {
                 let p = m[o * ld + gi * LANES..].as_ptr();
                 // SAFETY: (3ξ + ν)·stride + o·ld + t + 16 ≤ XI·stride (asserted).
-                let ld = |e: usize| unsafe { _mm512_loadu_ps(p.add(e * stride)) };
+                let load = |e: usize| unsafe { _mm512_loadu_ps(p.add(e * stride)) };
                 // Aᵀ along ξ for each ν, then along ν.
                 let rows = [0, 1, 2].map(|nu| {
-                    let (a, b, c) = (ld(nu), ld(3 + nu), ld(6 + nu));
+                    let (a, b, c) = (load(nu), load(3 + nu), load(6 + nu));
                     [_mm512_add_ps(a, b), _mm512_add_ps(b, c)]
                 });
                 let y = |i: usize| [_mm512_add_ps(rows[0][i], rows[1][i]), _mm512_add_ps(rows[1][i], rows[2][i])];
@@ -581,8 +586,7 @@ impl Plan {
     ) {
         let [_, dh, dw] = self.dst;
         assert!(stride >= outs.len() * ld && groups.len() * LANES <= ld);
-        let os = self.ostep as i32;
-        let offs = [0, os, os * dw as i32, os * dw as i32 + os];
+        let offs = self.out_offsets();
         let g = |a: __m512, b: __m512| [a, _mm512_add_ps(a, b), b];
         for (row, o) in outs.enumerate() {
             for (gi, gr) in groups.iter().enumerate() {
@@ -677,9 +681,10 @@ mod tests {
             // 1536 tiles: two weight-gradient chunks; tile rows of 16.
             (6, 80, 64, 64, 48, [1, 1]),
             // Whole vectors stored in order (`block_stores`): rows of 8, 4
-            // (above) and 2 tiles.
+            // (above), 2 and 1 tiles.
             (2, 16, 32, 32, 16, [1, 1]),
             (1, 16, 32, 8, 16, [1, 1]),
+            (1, 16, 64, 4, 16, [1, 1]),
         ]
         .into_iter()
         .map(|(n, c, h, w, o, padding)| {

@@ -232,8 +232,8 @@ pub fn simd<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// Whether the CPU has the AVX-512 subsets (F, BW, DQ, VL) that the run-time
-/// vector paths are compiled for; asked once per process.
+/// Whether the CPU has the AVX-512 subsets (F, BW, DQ, VL) and FMA that the
+/// run-time vector paths are compiled for; asked once per process.
 #[cfg(target_arch = "x86_64")]
 pub fn avx512() -> bool {
     static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -242,6 +242,7 @@ pub fn avx512() -> bool {
             && is_x86_feature_detected!("avx512bw")
             && is_x86_feature_detected!("avx512dq")
             && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("fma")
     })
 }
 
