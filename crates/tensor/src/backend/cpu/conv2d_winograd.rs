@@ -453,67 +453,10 @@ unsafe fn output_tiles(
 
 #[cfg(test)]
 mod tests {
+    use super::super::conv2d_winograd2::tests::{direct, direct_weight_grad};
     use super::super::sgemm::tests::values;
     use super::*;
     use crate::Conv2dParams;
-
-    /// The direct convolution in f64, from the same f32 data.
-    fn direct(x: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f64> {
-        let (cg, og, [ph, pw]) = (g.cg(), g.og(), g.p.padding);
-        let mut y = vec![0.0; g.n * g.o * g.oh * g.ow];
-        for n in 0..g.n {
-            for o in 0..g.o {
-                let gi = o / og;
-                for oy in 0..g.oh {
-                    for ox in 0..g.ow {
-                        let mut s = 0.0;
-                        for c in 0..cg {
-                            for i in 0..3 {
-                                for j in 0..3 {
-                                    let (iy, ix) = ((oy + i).wrapping_sub(ph), (ox + j).wrapping_sub(pw));
-                                    if iy < g.h && ix < g.w {
-                                        let xv = x[((n * g.c + gi * cg + c) * g.h + iy) * g.w + ix] as f64;
-                                        s += xv * w[((o * cg + c) * 3 + i) * 3 + j] as f64;
-                                    }
-                                }
-                            }
-                        }
-                        y[((n * g.o + o) * g.oh + oy) * g.ow + ox] = s;
-                    }
-                }
-            }
-        }
-        y
-    }
-
-    /// The direct weight gradient in f64: dW[o][c][i][j] = Σ dy·x.
-    fn direct_weight_grad(x: &[f32], dy: &[f32], g: &ConvGeom) -> Vec<f64> {
-        let (cg, og, [ph, pw]) = (g.cg(), g.og(), g.p.padding);
-        let mut dw = vec![0.0; g.o * cg * 9];
-        for n in 0..g.n {
-            for o in 0..g.o {
-                let gi = o / og;
-                for c in 0..cg {
-                    for i in 0..3 {
-                        for j in 0..3 {
-                            let mut s = 0.0;
-                            for oy in 0..g.oh {
-                                for ox in 0..g.ow {
-                                    let (iy, ix) = ((oy + i).wrapping_sub(ph), (ox + j).wrapping_sub(pw));
-                                    if iy < g.h && ix < g.w {
-                                        let xv = x[((n * g.c + gi * cg + c) * g.h + iy) * g.w + ix] as f64;
-                                        s += xv * dy[((n * g.o + o) * g.oh + oy) * g.ow + ox] as f64;
-                                    }
-                                }
-                            }
-                            dw[((o * cg + c) * 3 + i) * 3 + j] += s;
-                        }
-                    }
-                }
-            }
-        }
-        dw
-    }
 
     fn geometries() -> Vec<ConvGeom> {
         // (n, c, h, w, o, padding, groups): dummy tiles (ow 24 and 33: 12

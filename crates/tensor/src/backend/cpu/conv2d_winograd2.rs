@@ -613,13 +613,14 @@ impl Plan {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::sgemm::tests::values;
     use super::*;
     use crate::Conv2dParams;
 
-    /// The direct convolution in f64 and its input gradient.
-    fn direct(x: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f64> {
+    /// The direct convolution in f64 (any kernel, stride and groups), and
+    /// its input and weight gradients: the 3×3 Winograd tests use them too.
+    pub(in crate::backend::cpu) fn direct(x: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f64> {
         let mut y = vec![0.0; g.n * g.o * g.oh * g.ow];
         each_tap(g, |xi, wi, yi| y[yi] += x[xi] as f64 * w[wi] as f64);
         y
@@ -631,27 +632,30 @@ mod tests {
         dx
     }
 
-    fn direct_weight_grad(x: &[f32], dy: &[f32], g: &ConvGeom) -> Vec<f64> {
-        let mut dw = vec![0.0; g.o * g.c * 16];
+    pub(in crate::backend::cpu) fn direct_weight_grad(x: &[f32], dy: &[f32], g: &ConvGeom) -> Vec<f64> {
+        let mut dw = vec![0.0; g.o * g.cg() * g.kh * g.kw];
         each_tap(g, |xi, wi, yi| dw[wi] += x[xi] as f64 * dy[yi] as f64);
         dw
     }
 
     /// Calls f(x index, w index, y index) for every multiply-add of the forward.
     fn each_tap(g: &ConvGeom, mut f: impl FnMut(usize, usize, usize)) {
-        let ([sh, sw], [ph, pw]) = (g.p.stride, g.p.padding);
+        let ([sh, sw], [ph, pw], [dh, dw]) = (g.p.stride, g.p.padding, g.p.dilation);
+        let (cg, og) = (g.cg(), g.og());
         for n in 0..g.n {
             for o in 0..g.o {
-                for c in 0..g.c {
+                for c in 0..cg {
+                    let xc = n * g.c + o / og * cg + c;
                     for oy in 0..g.oh {
                         for ox in 0..g.ow {
                             for i in 0..g.kh {
                                 for j in 0..g.kw {
-                                    let (iy, ix) = ((sh * oy + i).wrapping_sub(ph), (sw * ox + j).wrapping_sub(pw));
+                                    let (iy, ix) =
+                                        ((sh * oy + dh * i).wrapping_sub(ph), (sw * ox + dw * j).wrapping_sub(pw));
                                     if iy < g.h && ix < g.w {
                                         f(
-                                            ((n * g.c + c) * g.h + iy) * g.w + ix,
-                                            ((o * g.c + c) * g.kh + i) * g.kw + j,
+                                            (xc * g.h + iy) * g.w + ix,
+                                            ((o * cg + c) * g.kh + i) * g.kw + j,
                                             ((n * g.o + o) * g.oh + oy) * g.ow + ox,
                                         );
                                     }
