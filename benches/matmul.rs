@@ -34,5 +34,23 @@ fn matmul(c: &mut Criterion) {
     }
 }
 
-criterion_group! { name = benches; config = config(); targets = matmul }
+/// The micro-kernel alone on cache-resident panels, on every thread at
+/// once (as `benches/peak.rs` runs its FMA loop): the ceiling the GEMMs'
+/// kernel time runs at, so "% of peak" separates kernel from packing.
+fn kernel_ceiling(c: &mut Criterion) {
+    use rayon::prelude::*;
+    let threads = rayon::current_num_threads();
+    for (panels, what) in [(1, "b_in_l1"), (10, "b_in_l2")] {
+        let reps = 1000 / panels;
+        let Some(flops) = kiln::tensor::cpu::sgemm_kernel_sweep(256, panels, reps) else { return };
+        let id = format!("kc256_{what}");
+        bench(c, "matmul_kernel", kiln::tensor::cpu::sgemm_name(), &id, threads as f64 * flops, || {
+            (0..threads).into_par_iter().for_each(|_| {
+                kiln::tensor::cpu::sgemm_kernel_sweep(256, panels, reps);
+            });
+        });
+    }
+}
+
+criterion_group! { name = benches; config = config(); targets = matmul, kernel_ceiling }
 criterion_main!(benches);

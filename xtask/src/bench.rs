@@ -140,7 +140,8 @@ pub fn run(compare_torch: bool) -> Result<(), String> {
          max |f64| of the same op on the same values (the f64 CPU path is the oracle). GFLOP/s counts a\n\
          convolution's direct FLOPs; `winograd_f2x2_3x3` rows do 2.25× fewer multiply-adds in their GEMMs and\n\
          `winograd_f2x2_2x2` rows 1.78× fewer, so their GFLOP/s and % of peak are effective rates, not the\n\
-         kernel's efficiency. Both processes run\n\
+         kernel's efficiency. `matmul_kernel` rows time the GEMM's micro-kernel alone on cache-resident\n\
+         packed panels, on every thread at once: the ceiling the GEMM rows' kernel time runs at. Both processes run\n\
          with glibc's `MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296` (freed tensors\n\
          stay in the heap; `kiln-train` is started with the same settings).\n\n",
         cpu_name(),

@@ -40,6 +40,21 @@ pub mod cpu {
         }
         "matrixmultiply"
     }
+
+    /// The f32 GEMM's micro-kernel alone on cache-resident panels, `reps`
+    /// passes of a `kc`-deep A panel over `panels` B panels (1: B in L1;
+    /// 10: B in L2, as in a large GEMM): its FLOPs, or `None` where
+    /// `sgemm_name()` is not `"avx512_8x48"`. `benches/matmul.rs` times it
+    /// on every thread to show the kernel's ceiling beside the GEMMs.
+    pub fn sgemm_kernel_sweep(kc: usize, panels: usize, reps: usize) -> Option<f64> {
+        #[cfg(target_arch = "x86_64")]
+        return crate::backend::cpu::sgemm::kernel_sweep(kc, panels, reps);
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (kc, panels, reps);
+            None
+        }
+    }
 }
 /// The wgpu backend's device handle (adapter info, pooled memory) and shader sources.
 pub mod gpu {

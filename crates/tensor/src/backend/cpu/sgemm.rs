@@ -775,6 +775,48 @@ unsafe fn kernel_rows<const V: usize>(
     }
 }
 
+/// The micro-kernel's own rate: `reps` passes of one kc-deep A panel over
+/// `panels` packed B panels, each adding into its C tile, with every
+/// operand already in this thread's caches (the A panel and the C tiles in
+/// L1; B in L1 for one panel, in L2 for ten, as in a big GEMM's inner loop).
+/// No packing and no edges: the ceiling the GEMMs' kernel time runs at.
+/// Returns the FLOPs done, or `None` where this kernel is not used.
+pub fn kernel_sweep(kc: usize, panels: usize, reps: usize) -> Option<f64> {
+    if !available() {
+        return None;
+    }
+    thread_local! {
+        // Filled once per size, so a timed call runs the kernel only.
+        static BUF: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    // The A panel, the B panels with PREFETCH steps of slack, the C tiles;
+    // 16 floats more to start 64-byte aligned, as the packing scratch does.
+    let (a_len, b_len) = (kc * MR, (kc * panels + PREFETCH) * NR);
+    let len = a_len + b_len + MR * NR * panels + 16;
+    BUF.with_borrow_mut(|buf| {
+        if buf.len() != len {
+            *buf = vec![0.25; len];
+        }
+        let at = buf.as_ptr().align_offset(64);
+        let (a, rest) = buf[at..].split_at_mut(a_len);
+        let (b, c) = rest.split_at_mut(b_len);
+        for _ in 0..reps {
+            for jp in 0..panels {
+                // SAFETY: the CPU check is above; A holds kc·MR floats, B
+                // panel jp kc·NR (+ prefetch slack) from jp·kc·NR, C tile jp
+                // MR·NR from jp·MR·NR.
+                unsafe {
+                    let (bp, cp) = (b.as_ptr().add(jp * kc * NR), c.as_mut_ptr().add(jp * MR * NR));
+                    kernel::<NV>(kc, a.as_ptr(), bp, cp, NR, true, MR, NR);
+                }
+            }
+        }
+        // Keep C's sums bounded across calls (they are never read).
+        c.fill(0.0);
+    });
+    Some((2 * reps * panels * kc * MR * NR) as f64)
+}
+
 /// 8×16 transpose in registers: out[j] holds columns 2j and 2j + 1 of the
 /// 8 rows, as [r0[2j], …, r7[2j], r0[2j+1], …, r7[2j+1]] (an A panel's
 /// layout for 2 k steps).
@@ -991,6 +1033,14 @@ pub(super) mod tests {
             agrees(&format!("{what} {m}x{k}x{n} acc {acc}"), got, &want, k)?;
         }
         Ok(())
+    }
+
+    #[test]
+    fn kernel_sweep_counts_its_flops() {
+        let want = available().then_some((2 * 3 * 2 * 16 * MR * NR) as f64);
+        assert_eq!(kernel_sweep(16, 2, 3), want);
+        // A second size refills the thread's buffer.
+        assert_eq!(kernel_sweep(8, 1, 1).is_some(), available());
     }
 
     #[test]
