@@ -28,8 +28,11 @@ fn f32_vs_f64(what: &str, f: impl Fn(&[Tensor]) -> kiln::Result<Tensor>, inputs:
 
 #[test]
 fn matmul_f32_across_block_edges() {
-    // Odd shapes, one-element edges, deep and wide operands.
-    for &(m, k, n) in &[(1, 1, 1), (13, 300, 33), (25, 513, 70), (12, 256, 32), (3, 40, 1100), (40, 3, 5)] {
+    // Odd shapes, one-element edges, deep and wide operands, column blocks
+    // that end inside a 48-wide tile (20×200: 112 + 88 columns).
+    for &(m, k, n) in
+        &[(1, 1, 1), (13, 300, 33), (25, 513, 70), (12, 256, 32), (3, 40, 1100), (40, 3, 5), (20, 70, 200)]
+    {
         let a = randn(&[m, k], 1);
         let b = randn(&[k, n], 2);
         f32_vs_f64(&format!("matmul {m}x{k}x{n}"), |t| t[0].matmul(&t[1]), &[a, b]);

@@ -118,9 +118,11 @@ fn matmul_t<T: Float>(a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Vec<T> {
                 gemm([oc.len() / n, k, n], am, bm, T::zero(), oc, n);
             });
         } else {
-            // Column blocks of whole 48-column register tiles.
-            // (one per thread: a block is a whole number of tiles, so finer splits unbalance).
-            let width = n.div_ceil(48).div_ceil(threads.div_ceil(batch).max(1)) * 48;
+            // Equal column blocks, one per thread, in whole 16-wide vectors:
+            // a block that is not whole 48-column tiles ends in a narrower
+            // panel, which costs less than an unequal split (m128·k1024·n256
+            // in 144 + 112 columns ran 8% slower than in 128 + 128).
+            let width = n.div_ceil(threads.div_ceil(batch).max(1)).next_multiple_of(16);
             let shared = SharedOut(ob.as_mut_ptr());
             let col0s: Vec<usize> = (0..n).step_by(width).collect();
             col0s.into_par_iter().for_each(|col0| {
