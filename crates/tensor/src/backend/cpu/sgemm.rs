@@ -3,7 +3,9 @@
 //! loads of B and 8 broadcasts of A feed 24 FMAs).
 //!
 //! Blocking: A is packed KC columns at a time into 8-row k-major panels (a
-//! panel, 8 KiB, stays in L1 while it sweeps the B block); B is packed into
+//! panel, 8 KiB, stays in L1 while it sweeps the B block), or, row-major,
+//! read in place by the kernel (8 row pointers: matmul's column tasks each
+//! packed all of A; m128·k1024·n256 ran 5% faster without); B is packed into
 //! a KC×NB block of 48-column k-major panels (480 KiB, in L2) that the
 //! kernel streams with a software prefetch 8 k steps ahead. Deep GEMMs of
 //! 256+ rows whose C fits in L2 (the big DCGAN forwards) turn that around
@@ -361,7 +363,14 @@ unsafe fn blocked(
             let kc = KC.min(k - p0);
             // Later depth blocks add onto what the first one wrote.
             let acc = accumulate || p0 > 0;
+            // Row-major A is read in place by the direct pass (`ATile`);
+            // the other passes take packed panels.
+            let in_place = match a {
+                Operand::View(a) if a.cs == 1 && tiles.is_none() && !matches!(b, BOperand::Rows(_)) => Some(a),
+                _ => None,
+            };
             let ap = match a {
+                Operand::View(_) if in_place.is_some() => ap.cast_const(),
                 Operand::View(a) => {
                     for i0 in (0..m).step_by(MR) {
                         pack_a(a, i0, MR.min(m - i0), p0, kc, ap.add(i0 * kc));
@@ -440,7 +449,11 @@ unsafe fn blocked(
                     for jp in 0..panels {
                         let nr = NR.min(nb - jp * NR);
                         let cij = c.add(i0 * ldc + j0 + jp * NR);
-                        let (a, b) = (ap.add(i0 * kc), bp.add(jp * kc * NR));
+                        let b = bp.add(jp * kc * NR);
+                        let a = match in_place {
+                            Some(a) => ATile { ptr: a.ptr.add(i0 * a.rs + p0), rs: a.rs, ps: 1 },
+                            None => ATile { ptr: ap.add(i0 * kc), rs: 1, ps: MR },
+                        };
                         // A narrow last panel computes only its live vectors
                         // (n = 64 would otherwise spend 96 columns of work).
                         match nr.div_ceil(16) {
@@ -666,14 +679,24 @@ macro_rules! store_tile {
     };
 }
 
-/// C tile (mr×nr of an MR×NR tile, nr ≤ 16·`V`) = Ap·Bp over kc steps (+
+/// Where a register tile's rows of A are: row r, step p at ptr + r·rs +
+/// p·ps. A packed panel has rs 1, ps MR; a row-major A read in place
+/// (no packing) rs = its row stride, ps 1.
+#[derive(Clone, Copy)]
+struct ATile {
+    ptr: *const f32,
+    rs: usize,
+    ps: usize,
+}
+
+/// C tile (mr×nr of an MR×NR tile, nr ≤ 16·`V`) = A·Bp over kc steps (+
 /// C if `acc`), reading only the first `V` vectors of each packed B row.
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
 #[target_feature(enable = "avx512f")]
 unsafe fn kernel<const V: usize>(
     kc: usize,
-    ap: *const f32,
+    a: ATile,
     bp: *const f32,
     c: *mut f32,
     ldc: usize,
@@ -682,9 +705,11 @@ unsafe fn kernel<const V: usize>(
     nr: usize,
 ) {
     unsafe {
+        // Rows past mr (never stored) repeat row mr − 1: in place, A ends there.
+        let rows: [*const f32; MR] = std::array::from_fn(|r| a.ptr.add(r.min(mr - 1) * a.rs));
         let mut sum = [[_mm512_setzero_ps(); V]; MR];
-        let (mut a, mut b) = (ap, bp);
-        for _ in 0..kc {
+        let mut b = bp;
+        for p in 0..kc {
             for v in 0..V {
                 // Past the panel's end this only touches the next panel or scratch.
                 _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(PREFETCH * NR + 16 * v).cast());
@@ -693,8 +718,12 @@ unsafe fn kernel<const V: usize>(
             for (v, x) in bv.iter_mut().enumerate() {
                 *x = _mm512_loadu_ps(b.add(16 * v));
             }
-            rank1!(sum, a, bv);
-            a = a.add(MR);
+            for (row, at) in sum.iter_mut().zip(rows) {
+                let av = _mm512_set1_ps(*at.add(p * a.ps));
+                for (acc, b) in row.iter_mut().zip(&bv) {
+                    *acc = _mm512_fmadd_ps(av, *b, *acc);
+                }
+            }
             b = b.add(NR);
         }
         store_tile!(sum, c, ldc, acc, mr, nr);
@@ -807,7 +836,7 @@ pub fn kernel_sweep(kc: usize, panels: usize, reps: usize) -> Option<f64> {
                 // MR·NR from jp·MR·NR.
                 unsafe {
                     let (bp, cp) = (b.as_ptr().add(jp * kc * NR), c.as_mut_ptr().add(jp * MR * NR));
-                    kernel::<NV>(kc, a.as_ptr(), bp, cp, NR, true, MR, NR);
+                    kernel::<NV>(kc, ATile { ptr: a.as_ptr(), rs: 1, ps: MR }, bp, cp, NR, true, MR, NR);
                 }
             }
         }
