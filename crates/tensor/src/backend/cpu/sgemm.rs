@@ -645,8 +645,8 @@ unsafe fn pack_cols(b: Rows, p0: usize, kc: usize, j0: usize, nr: usize, bp: *mu
     }
 }
 
-/// sum[r][v] += A[r] · B[v] for one k step: the register tile's update,
-/// shared by both kernels.
+/// sum[r][v] += A[r] · B[v] for one k step from a packed A panel: the
+/// register tile's update in `kernel_tile` and `kernel_rows`.
 macro_rules! rank1 {
     ($sum:expr, $a:expr, $bv:expr) => {
         for (r, row) in $sum.iter_mut().enumerate() {
