@@ -134,8 +134,10 @@ pub fn run(compare_torch: bool) -> Result<(), String> {
     let mut md = String::from("# kiln benchmarks\n\n");
     md += &format!(
         "Machine: {} ({} threads). Measured FMA peak (f32): **{peak:.0} GFLOP/s** (`cargo bench --bench peak`).\n\
-         Produced by `cargo xtask bench{}` in one run; times are the best per-call time of criterion's\n\
-         samples (ours) and of repeated calls (PyTorch {}, 2 threads): on a shared machine noise only\n\
+         Produced by `cargo xtask bench{}` in one run; op times on both sides (PyTorch {}, 2 threads) are\n\
+         criterion's estimate: the best time per call of 10 samples of d, 2d, …, 10d calls (`scripts/bench_torch.py`\n\
+         samples PyTorch the same way), except PyTorch's DCGAN step, its best single step (which favours it;\n\
+         the interleaved rounds compare best single steps on both sides). On a shared machine noise only\n\
          adds time, so the minimum is the stable estimate. Ratios below 1 mean kiln is faster. Accuracy: max |f32 − f64| /\n\
          max |f64| of the same op on the same values (the f64 CPU path is the oracle). GFLOP/s counts a\n\
          convolution's direct FLOPs; `winograd_f2x2_3x3` rows do 2.25× fewer multiply-adds in their GEMMs and\n\
