@@ -281,11 +281,11 @@ impl Plan {
         assert!(src.len() >= n * src_img && n * src_img.max(dst_img) < i32::MAX as usize);
         let og = self.dst[0];
         let depth = self.phases.iter().map(|p| p.taps.len()).max().unwrap_or(0);
-        // Transformed input plus GEMM output: 36·(depth + og) bytes per
-        // tile; about 1.5 MiB per chunk keeps both in L2. Whole panels.
-        let joint = self.joint(n);
         // A joint pass keeps all four phases' GEMM outputs at once.
+        let joint = self.joint(n);
         let ms = if joint { 4 } else { 1 };
+        // Transformed input plus GEMM outputs: 36·(depth + ms·og) bytes per
+        // tile; about 1.5 MiB per chunk keeps both in L2. Whole panels.
         let fit = ((43_690 / (depth + ms * og)) / PANEL * PANEL).clamp(PANEL, 192);
         let tiles = |p: &Phase| n * p.tiles().0 * p.tiles().1;
         // Runs of phases a task does in turn: all of them, or one each.
