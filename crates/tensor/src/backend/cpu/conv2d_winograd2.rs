@@ -450,6 +450,32 @@ struct SyncPtr(*mut f32);
 // SAFETY: see the uses: every task touches only its own elements.
 unsafe impl Sync for SyncPtr {}
 
+/// Aᵀ M A of 16 tiles whose element ξν lies at m + (3ξ + ν)·stride: their
+/// outputs (i, j), one vector each (Aᵀ along ξ for each ν, then along ν).
+///
+/// # Safety
+/// AVX-512; m + e·stride holds 16 floats for every e < 9.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn inverse(m: *const f32, stride: usize) -> [[__m512; 2]; 2] {
+    // SAFETY: the caller's.
+    let load = |e: usize| unsafe { _mm512_loadu_ps(m.add(e * stride)) };
+    let rows = [0, 1, 2].map(|nu| {
+        let (a, b, c) = (load(nu), load(3 + nu), load(6 + nu));
+        [_mm512_add_ps(a, b), _mm512_add_ps(b, c)]
+    });
+    [0, 1].map(|i| [_mm512_add_ps(rows[0][i], rows[1][i]), _mm512_add_ps(rows[1][i], rows[2][i])])
+}
+
+/// Permute indices that put two vectors' lanes side by side, a0 b0 a1 b1 …:
+/// from lanes 0..8 of each, and from lanes 8..16.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn side_by_side() -> [__m512i; 2] {
+    let lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    [lo, _mm512_add_epi32(lo, _mm512_set1_epi32(8))]
+}
+
 /// 16 tiles' source and destination coordinates (lanes past the last tile
 /// are masked off).
 struct Group {
@@ -576,25 +602,17 @@ impl Plan {
         let [og, dh, dw] = self.dst;
         assert!(stride >= og * ld && m.len() >= XI * stride && groups.len() * LANES <= ld);
         let offs = self.out_offsets();
-        // Tile i's two columns side by side: lanes 0..8 (`lo`) or 8..16 (`hi`).
-        let lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-        let hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
+        // Tile i's two columns side by side.
+        let [lo, hi] = side_by_side();
         // SAFETY: 16 i32 from an array of 16.
         let block =
             phase.block.map(|b| b.map(|(s0, s1, idx)| (s0, s1, unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) })));
         for o in 0..og {
             for (gi, gr) in groups.iter().enumerate() {
-                let p = m[o * ld + gi * LANES..].as_ptr();
                 // SAFETY: (3ξ + ν)·stride + o·ld + t + 16 ≤ XI·stride (asserted).
-                let load = |e: usize| unsafe { _mm512_loadu_ps(p.add(e * stride)) };
-                // Aᵀ along ξ for each ν, then along ν.
-                let rows = [0, 1, 2].map(|nu| {
-                    let (a, b, c) = (load(nu), load(3 + nu), load(6 + nu));
-                    [_mm512_add_ps(a, b), _mm512_add_ps(b, c)]
-                });
-                let y = |i: usize| [_mm512_add_ps(rows[0][i], rows[1][i]), _mm512_add_ps(rows[1][i], rows[2][i])];
+                let y = unsafe { inverse(m[o * ld + gi * LANES..].as_ptr(), stride) };
                 if let (Some(block), Some(first)) = (block, gr.first) {
-                    let ([y00, y01], [y10, y11]) = (y(0), y(1));
+                    let [[y00, y01], [y10, y11]] = y;
                     let p = |a, idx, b| _mm512_permutex2var_ps(a, idx, b);
                     let srcs = [p(y00, lo, y01), p(y00, hi, y01), p(y10, lo, y11), p(y10, hi, y11)];
                     for (k, (s0, s1, idx)) in block.into_iter().enumerate() {
@@ -606,8 +624,7 @@ impl Plan {
                     continue;
                 }
                 let base = _mm512_add_epi32(gr.out, _mm512_set1_epi32((o * dh * dw) as i32));
-                for i in 0..2 {
-                    let y = y(i);
+                for (i, y) in y.into_iter().enumerate() {
                     for (j, y) in y.into_iter().enumerate() {
                         let k = 2 * i + j;
                         let idx = _mm512_add_epi32(base, _mm512_set1_epi32(offs[k]));
@@ -635,9 +652,7 @@ impl Plan {
         let [og, dh, dw] = self.dst;
         let (ty, tx) = (dh / 4, dw / 4);
         assert!(stride >= og * ld && m.len() >= 4 * XI * stride && count * LANES <= ld);
-        // Two vectors' lanes side by side: lanes 0..8 (`lo`) or 8..16 (`hi`) of each.
-        let lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-        let hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
+        let [lo, hi] = side_by_side();
         let p = |a, idx, b| _mm512_permutex2var_ps(a, idx, b);
         for gi in 0..count {
             let s = t0 + gi * LANES;
@@ -646,17 +661,10 @@ impl Plan {
                 // SAFETY: the group's rows of map (img, o) lie in `out`.
                 let map = unsafe { out.add((img * og + o) * dh * dw + 4 * y0 * dw) };
                 // Phase (ey, ex)'s outputs (i, j) of the 16 tiles.
-                let y = |ph: usize| {
-                    let at = m[ph * XI * stride + o * ld + gi * LANES..].as_ptr();
-                    // SAFETY: (3ξ + ν)·stride + o·ld + t + 16 ≤ XI·stride (asserted).
-                    let load = |e: usize| unsafe { _mm512_loadu_ps(at.add(e * stride)) };
-                    let rows = [0, 1, 2].map(|nu| {
-                        let (a, b, c) = (load(nu), load(3 + nu), load(6 + nu));
-                        [_mm512_add_ps(a, b), _mm512_add_ps(b, c)]
-                    });
-                    [0, 1].map(|i| [_mm512_add_ps(rows[0][i], rows[1][i]), _mm512_add_ps(rows[1][i], rows[2][i])])
-                };
-                let ys = [0, 1, 2, 3].map(y);
+                let ys = [0, 1, 2, 3].map(|ph| {
+                    // SAFETY: ph·XI·stride + (3ξ + ν)·stride + o·ld + t + 16 ≤ 4·XI·stride (asserted).
+                    unsafe { inverse(m[ph * XI * stride + o * ld + gi * LANES..].as_ptr(), stride) }
+                });
                 for ey in 0..2 {
                     // i picks the same output row of both phases (and the destination row).
                     #[allow(clippy::needless_range_loop)]
