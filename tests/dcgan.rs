@@ -1,94 +1,29 @@
-//! DCGAN end to end at a tiny size: finite losses, every output file, a
-//! bit-exact checkpoint round trip, resume ≡ an uninterrupted run, and the
-//! layers against a PyTorch forward/backward from fixed weights.
+//! DCGAN's own training tests (the run loop's are in train.rs, run for
+//! DCGAN too): GPU backends, image folders, errors, old run folders.
 
 use std::sync::atomic::AtomicBool;
 
 use kiln::gan::{Dcgan, DcganConfig};
-use kiln::train::dcgan::{TrainOptions, load_run, parameters, train};
+use kiln::train::{load_run, train};
 use kiln::{Device, Tensor};
 
-fn options(out: &std::path::Path, steps: usize) -> TrainOptions {
-    TrainOptions {
-        device: "cpu".into(),
-        data: None,
-        channels: 1,
-        steps,
-        epochs: None,
-        batch: 8,
-        image_size: 16,
-        ngf: 4,
-        ndf: 4,
-        lr: 2e-4,
-        seed: 5,
-        label_smoothing: false,
-        out: Some(out.to_path_buf()),
-        resume: None,
-        sample_every: 2,
-        checkpoint_every: 2,
-        quiet: true,
-    }
-}
-
-fn fresh_dir(name: &str) -> std::path::PathBuf {
-    // The trainer creates the run folder itself: hand it a path that does not exist.
-    let d = crate::common::scratch_dir(&format!("dcgan-{name}"));
-    std::fs::remove_dir(&d).unwrap();
-    d
-}
-
-fn bits(params: &[(String, Vec<f32>)]) -> Vec<(String, Vec<u32>)> {
-    params.iter().map(|(n, v)| (n.clone(), v.iter().map(|x| x.to_bits()).collect())).collect()
-}
-
-#[test]
-fn a_short_run_writes_everything_and_resumes_bit_exactly() {
-    let stop = AtomicBool::new(false);
-    // Uninterrupted: 4 steps.
-    let full_dir = fresh_dir("full");
-    let full = train(&options(&full_dir, 4), &stop).unwrap();
-    assert_eq!(full.steps_done, 4);
-    let last = full.last.unwrap();
-    assert!(last.is_finite(), "{last:?}");
-    for f in [
-        "config.json",
-        "metrics.csv",
-        "checkpoint.safetensors",
-        "loss.png",
-        "samples/final.png",
-        "samples/step-000002.png",
-    ] {
-        assert!(full_dir.join(f).exists(), "missing {f}");
-    }
-    let rows = std::fs::read_to_string(full_dir.join("metrics.csv")).unwrap().lines().count();
-    assert_eq!(rows, 5, "header + one row per step");
-
-    // Interrupted after 2 steps, then resumed to 4.
-    let part_dir = fresh_dir("part");
-    train(&options(&part_dir, 2), &stop).unwrap();
-    let resumed = train(&TrainOptions { resume: Some(part_dir.clone()), ..options(&part_dir, 4) }, &stop).unwrap();
-    assert_eq!(resumed.steps_done, 2);
-    let a = bits(&parameters(&load_run(&full_dir).unwrap()).unwrap());
-    let b = bits(&parameters(&load_run(&part_dir).unwrap()).unwrap());
-    assert_eq!(a.len(), b.len());
-    for ((n, x), (_, y)) in a.iter().zip(&b) {
-        assert!(x == y, "{n} differs between the resumed and the uninterrupted run");
-    }
-    let rows = std::fs::read_to_string(part_dir.join("metrics.csv")).unwrap().lines().count();
-    assert_eq!(rows, 5, "the resumed run continues the same metrics file");
-}
+use crate::train::{fresh, request, resume, tiny_dcgan};
 
 /// A run on a GPU backend writes its checkpoint from the device and resumes
 /// into the device (the checkpoint holds host tensors).
 fn resumes_on(device: &str, name: &str) {
     let stop = AtomicBool::new(false);
-    let dir = fresh_dir(name);
-    let o = |steps| TrainOptions { device: device.into(), ..options(&dir, steps) };
-    let first = train(&o(2), &stop).unwrap();
-    assert!(first.last.unwrap().is_finite());
-    let resumed = train(&TrainOptions { resume: Some(dir.clone()), ..o(3) }, &stop).unwrap();
+    let dir = fresh(name);
+    let o = |steps| {
+        let mut r = request(&tiny_dcgan(), &dir, steps);
+        r.how.device = device.into();
+        r
+    };
+    let first = train::<Dcgan>(&o(2), &stop).unwrap();
+    assert!(first.last.iter().all(|(_, v)| v.is_finite()));
+    let resumed = train::<Dcgan>(&resume(o(3), &dir, &["steps", "device"]), &stop).unwrap();
     assert_eq!(resumed.steps_done, 1);
-    assert!(resumed.last.unwrap().is_finite());
+    assert!(resumed.last.iter().all(|(_, v)| v.is_finite()));
     let rows = std::fs::read_to_string(dir.join("metrics.csv")).unwrap().lines().count();
     assert_eq!(rows, 4, "header + 3 steps");
 }
@@ -96,40 +31,65 @@ fn resumes_on(device: &str, name: &str) {
 #[test]
 fn trains_and_resumes_on_wgpu() {
     if crate::gpu_parity::wgpu().is_some() {
-        resumes_on("wgpu", "wgpu-resume");
+        resumes_on("wgpu", "dcgan-wgpu-resume");
     }
 }
 
 #[test]
 fn trains_and_resumes_on_cuda() {
     if crate::gpu_parity::cuda().is_some() {
-        resumes_on("cuda", "cuda-resume");
+        resumes_on("cuda", "dcgan-cuda-resume");
     }
-}
-
-#[test]
-fn ctrl_c_stops_after_the_step_with_a_checkpoint() {
-    let stop = AtomicBool::new(true);
-    let dir = fresh_dir("stop");
-    let s = train(&options(&dir, 50), &stop).unwrap();
-    assert_eq!(s.steps_done, 1);
-    assert!(dir.join("checkpoint.safetensors").exists());
 }
 
 #[test]
 fn unbuilt_devices_and_bad_data_are_clear_errors() {
     let stop = AtomicBool::new(false);
-    let dir = fresh_dir("errors");
+    let dir = fresh("dcgan-errors");
+    let with = |f: &dyn Fn(&mut kiln::train::TrainRequest<DcganConfig>)| {
+        let mut r = request(&tiny_dcgan(), &dir, 1);
+        f(&mut r);
+        train::<Dcgan>(&r, &stop).unwrap_err().to_string()
+    };
     // No CUDA device here (the tests' CPU emulation has only ordinal 0).
-    let e = train(&TrainOptions { device: "cuda:7".into(), ..options(&dir, 1) }, &stop).unwrap_err().to_string();
+    let e = with(&|r| r.how.device = "cuda:7".into());
     assert!(e.contains("--device cuda:7") && e.contains("Cuda(7)"), "{e}");
-    let e = train(&TrainOptions { device: "tpu".into(), ..options(&dir, 1) }, &stop).unwrap_err().to_string();
+    let e = with(&|r| r.how.device = "tpu".into());
     assert!(e.contains("expected auto, cpu"), "{e}");
-    let e =
-        train(&TrainOptions { data: Some("/nonexistent".into()), ..options(&dir, 1) }, &stop).unwrap_err().to_string();
-    assert!(e.contains("/nonexistent"), "{e}");
-    let e = train(&TrainOptions { image_size: 24, ..options(&dir, 1) }, &stop).unwrap_err().to_string();
-    assert!(e.contains("power of two"), "{e}");
+    let e = with(&|r| r.run.data = Some("/nonexistent".into()));
+    assert!(e.starts_with("--data /nonexistent"), "{e}");
+    let e = with(&|r| r.model.image_size = 24);
+    assert!(e.starts_with("--image-size 24"), "{e}");
+    let e = with(&|r| r.model.image_size = 65536);
+    assert!(e.starts_with("--image-size 65536"), "{e}");
+    let e = with(&|r| r.model.ngf = 0);
+    assert!(e.starts_with("--ngf 0"), "{e}");
+    assert!(!dir.exists(), "a failed command left a folder");
+}
+
+/// A run folder as the trainer before the shared loop wrote it: a flat
+/// config.json and no store generators in the checkpoint. It still samples
+/// and resumes.
+#[test]
+fn runs_from_before_the_shared_loop_still_load() {
+    let dir = fresh("dcgan-legacy");
+    train::<Dcgan>(&request(&tiny_dcgan(), &dir, 2), &AtomicBool::new(false)).unwrap();
+    let data = kiln::data::shipped_mnist_dir().canonicalize().unwrap();
+    let flat = serde_json::json!({
+        "model": "dcgan", "data": data.display().to_string(), "steps": 2, "batch": 8, "image_size": 16, "nz": 100,
+        "ngf": 4, "ndf": 4, "nc": 1, "lr": 0.0002, "beta1": 0.5, "seed": 5, "real_label": 1.0,
+        "sample_every": 2, "checkpoint_every": 2,
+    });
+    std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&flat).unwrap()).unwrap();
+    let path = dir.join("checkpoint.safetensors");
+    let mut ck = kiln::nn::load_checkpoint(&path).unwrap();
+    ck.metadata.retain(|k, _| !k.starts_with("rng."));
+    let tensors: Vec<(String, Tensor)> = ck.tensors.into_iter().collect();
+    kiln::nn::save_checkpoint(&path, &tensors, &ck.metadata).unwrap();
+    let (model, file, step) = load_run::<Dcgan>(&dir, Device::Cpu).unwrap();
+    assert_eq!((step, file.run.batch, model.config.ngf), (2, Some(8), 4));
+    let r = train::<Dcgan>(&resume(request(&tiny_dcgan(), &dir, 3), &dir, &["steps"]), &AtomicBool::new(false));
+    assert_eq!(r.unwrap().step, 3);
 }
 
 #[test]
@@ -149,35 +109,17 @@ fn generator_and_discriminator_shapes() {
 
 #[test]
 fn trains_on_an_rgb_image_folder() {
-    let root = fresh_dir("rgb-data");
+    let root = fresh("dcgan-rgb-data");
     std::fs::create_dir_all(&root).unwrap();
     for i in 0..8u8 {
         let px: Vec<u8> = (0..20 * 20 * 3).map(|k| (k as u8).wrapping_mul(i + 1)).collect();
         kiln::train::images::write_png(&root.join(format!("{i}.png")), 20, 20, true, &px).unwrap();
     }
-    let dir = fresh_dir("rgb-run");
-    let o = TrainOptions { data: Some(root), channels: 3, ..options(&dir, 2) };
-    let s = train(&o, &AtomicBool::new(false)).unwrap();
-    assert!(s.last.unwrap().is_finite());
-    assert_eq!(load_run(&dir).unwrap().config.nc, 3);
-}
-
-#[test]
-fn a_non_finite_loss_stops_the_run_naming_the_step() {
-    let dir = fresh_dir("nan");
-    let e = train(&TrainOptions { lr: f64::NAN, ..options(&dir, 5) }, &AtomicBool::new(false)).unwrap_err().to_string();
-    assert!(e.contains("learning rate must be a positive number"), "{e}");
-    // Two good steps, then the run resumes with a learning rate so large
-    // (Adam moves every weight by about lr) that the activations overflow.
-    train(&options(&dir, 2), &AtomicBool::new(false)).unwrap();
-    let cfg_path = dir.join("config.json");
-    let cfg = std::fs::read_to_string(&cfg_path).unwrap().replace("\"lr\": 0.0002", "\"lr\": 1e30");
-    std::fs::write(&cfg_path, cfg).unwrap();
-    let o = TrainOptions { resume: Some(dir.clone()), ..options(&dir, 5) };
-    let e = train(&o, &AtomicBool::new(false)).unwrap_err().to_string();
-    assert!(e.starts_with("step 2: a loss is not finite"), "{e}");
-    assert!(e.contains("checkpoint.safetensors"), "{e}");
-    // The last good checkpoint (after step 2) is intact and finite.
-    let params = parameters(&load_run(&dir).unwrap()).unwrap();
-    assert!(params.iter().all(|(_, v)| v.iter().all(|x| x.is_finite())));
+    let dir = fresh("dcgan-rgb-run");
+    let mut r = request(&tiny_dcgan(), &dir, 2);
+    r.run.data = Some(root);
+    r.run.channels = 3;
+    let s = train::<Dcgan>(&r, &AtomicBool::new(false)).unwrap();
+    assert!(s.last.iter().all(|(_, v)| v.is_finite()));
+    assert_eq!(load_run::<Dcgan>(&dir, Device::Cpu).unwrap().0.config.nc, 3);
 }

@@ -13,4 +13,5 @@ mod grad_shape_reduce;
 mod kernels_f32;
 mod nn;
 mod torch_reference;
+mod train;
 mod views;

@@ -53,6 +53,9 @@ pub fn load_mnist(dir: &Path) -> Result<ImageSet> {
     let [n, h, w] = images.dims[..] else {
         return Err(bad(&img_path, format!("images must have 3 dims (n, h, w), got {:?}", images.dims)));
     };
+    if n == 0 || h == 0 || w == 0 {
+        return Err(bad(&img_path, format!("images have dims {:?}: every dim must be at least 1", images.dims)));
+    }
     if labels.dims != [n] {
         return Err(bad(&lbl_path, format!("labels have dims {:?} but the images file has {n} images", labels.dims)));
     }

@@ -10,34 +10,59 @@ use kiln_nn::{
 };
 use kiln_tensor::{Conv2dParams, ConvTranspose2dParams, DType, Device, Error, Result, Rng, Tensor, no_grad};
 
-#[derive(Debug, Clone, PartialEq)]
+/// The DCGAN's settings: the constructor's argument, the `train dcgan`
+/// flags (with the `cli` feature) and the "config" of a run's config.json.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+#[serde(deny_unknown_fields)]
 pub struct DcganConfig {
     /// Latent size (100 in the paper).
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = DEFAULT.nz, allow_negative_numbers = true))]
     pub nz: usize,
+    /// Generator width (channels of its last hidden layer).
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = DEFAULT.ngf, allow_negative_numbers = true))]
     pub ngf: usize,
+    /// Discriminator width (channels of its first layer).
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = DEFAULT.ndf, allow_negative_numbers = true))]
     pub ndf: usize,
-    /// Image channels (1 for MNIST).
+    /// Image channels: set from the data (1 for MNIST), not a flag.
+    #[cfg_attr(feature = "cli", arg(skip = DEFAULT.nc))]
+    #[serde(skip, default = "one")]
     pub nc: usize,
-    /// A power of two ≥ 16: 64 is the reference, 32 has one stage fewer.
+    /// Image side, a power of two from 16 to 256: 64 is the reference DCGAN, 32 has one stage fewer.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = DEFAULT.image_size, allow_negative_numbers = true))]
     pub image_size: usize,
+    /// Adam learning rate (both networks).
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = DEFAULT.lr, allow_negative_numbers = true))]
     pub lr: f64,
+    /// Adam beta1 (both networks).
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = DEFAULT.beta1, allow_negative_numbers = true))]
     pub beta1: f64,
-    /// Target for real images in D's loss (1.0, or 0.9 for one-sided smoothing).
+    /// Target for real images in D's loss: 1, or 0.9 for one-sided label smoothing.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = DEFAULT.real_label, allow_negative_numbers = true))]
     pub real_label: f64,
 }
 
+fn one() -> usize {
+    1
+}
+
+/// pytorch/examples' settings at 32×32 on one channel.
+pub const DEFAULT: DcganConfig =
+    DcganConfig { nz: 100, ngf: 64, ndf: 64, nc: 1, image_size: 32, lr: 2e-4, beta1: 0.5, real_label: 1.0 };
+
 impl Default for DcganConfig {
     fn default() -> Self {
-        DcganConfig { nz: 100, ngf: 64, ndf: 64, nc: 1, image_size: 64, lr: 2e-4, beta1: 0.5, real_label: 1.0 }
+        DEFAULT
     }
 }
 
 /// Number of stride-2 stages between 4×4 and the image size.
 fn stages(image_size: usize) -> Result<usize> {
-    if image_size < 16 || !image_size.is_power_of_two() {
+    if !(16..=1024).contains(&image_size) || !image_size.is_power_of_two() {
         return Err(Error::Argument {
             op: "dcgan",
-            msg: format!("image size must be a power of two >= 16, got {image_size}"),
+            msg: format!("image size must be a power of two from 16 to 1024, got {image_size}"),
         });
     }
     Ok(image_size.trailing_zeros() as usize - 2)

@@ -70,15 +70,43 @@ pub fn save_checkpoint(
         .map_err(|e| CheckpointError::Format { path: p.clone(), msg: e.to_string() })?;
     let bytes = safetensors::serialize(views, Some(metadata.clone()))
         .map_err(|e| CheckpointError::Format { path: p.clone(), msg: e.to_string() })?;
+    let bytes = sort_metadata(bytes).map_err(|msg| CheckpointError::Format { path: p.clone(), msg })?;
     let tmp = path.with_extension("tmp");
     let io = |e| CheckpointError::Io { path: p.clone(), source: e };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
-    std::fs::write(&tmp, &bytes).map_err(io)?;
-    // Flush to disk before the rename makes it visible.
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    let written = std::fs::write(&tmp, &bytes)
+        // Flush to disk before the rename makes it visible.
+        .and_then(|()| std::fs::File::open(&tmp).and_then(|f| f.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        // A full disk must not leave a half-written temporary behind.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map_err(io)
+}
+
+/// safetensors writes the metadata map in hash order, which differs per
+/// process: rewrite the header with its keys sorted, so two identical runs
+/// write identical bytes. Tensor entries and the data are left as written.
+fn sort_metadata(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+    let len = u64::from_le_bytes(bytes[..8].try_into().map_err(|_| "short safetensors output")?) as usize;
+    let mut header: serde_json::Value =
+        serde_json::from_slice(&bytes[8..8 + len]).map_err(|e| format!("safetensors header: {e}"))?;
+    if let Some(meta) = header.get_mut("__metadata__") {
+        let sorted: std::collections::BTreeMap<String, serde_json::Value> =
+            serde_json::from_value(meta.take()).map_err(|e| format!("safetensors metadata: {e}"))?;
+        *meta = serde_json::to_value(sorted).map_err(|e| e.to_string())?;
+    }
+    let mut text = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
+    // The data section starts 8-byte aligned, padded with spaces as safetensors does.
+    text.resize(text.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - 8 - len);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&bytes[8 + len..]);
+    Ok(out)
 }
 
 pub fn load_checkpoint(path: &Path) -> Result<Checkpoint, CheckpointError> {

@@ -79,6 +79,16 @@ impl VarStore {
             .collect()
     }
 
+    /// The state of the store's generator (initialisers, dropout masks):
+    /// checkpoints save it so a resumed run draws the same masks.
+    pub fn rng_state(&self) -> [u64; 4] {
+        self.lock().rng.state()
+    }
+
+    pub fn set_rng_state(&self, state: [u64; 4]) {
+        self.lock().rng = Rng::from_state(state);
+    }
+
     pub fn num_parameters(&self) -> usize {
         self.trainable().iter().map(|(_, v)| v.numel()).sum()
     }

@@ -1,0 +1,82 @@
+//! The command line of `kiln-train` (`cargo xtask train|sample|data`).
+//! Each model's flags are its recipe's config type, flattened in.
+
+use std::path::PathBuf;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Parser, Subcommand};
+use kiln_gan::DcganConfig;
+
+use crate::config::{Invocation, RunConfig};
+use crate::sample::SampleArgs;
+
+#[derive(Debug, Parser)]
+#[command(name = "kiln-train", about = "Train and sample kiln's generative models")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a model (or --resume a run).
+    Train {
+        #[command(subcommand)]
+        model: TrainModel,
+    },
+    /// Write a grid of samples from a run's checkpoint.
+    Sample {
+        #[command(subcommand)]
+        model: SampleModel,
+    },
+    /// Fetch a data set.
+    Data {
+        #[command(subcommand)]
+        set: DataSet,
+    },
+}
+
+/// `train <model>`: the run's flags, how to run, and the model's config.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TrainArgs<C: clap::Args> {
+    #[command(flatten)]
+    pub run: RunConfig,
+    #[command(flatten)]
+    pub how: Invocation,
+    #[command(flatten)]
+    pub model: C,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrainModel {
+    /// DCGAN (pytorch/examples) on MNIST (default: the 10,000 digits shipped in data/mnist).
+    Dcgan(TrainArgs<DcganConfig>),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SampleModel {
+    /// Samples of a DCGAN run.
+    Dcgan(SampleArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DataSet {
+    /// The full 70,000-digit MNIST, checked against published SHA-256 sums.
+    Mnist {
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// The ids of the flags given on the command line of the innermost
+/// subcommand (`train dcgan --lr 1e-3` gives ["lr"]).
+pub fn given_flags(matches: &ArgMatches) -> Vec<String> {
+    let mut m = matches;
+    while let Some((_, sub)) = m.subcommand() {
+        m = sub;
+    }
+    m.ids()
+        .filter(|id| m.value_source(id.as_str()) == Some(ValueSource::CommandLine))
+        .map(|id| id.as_str().to_string())
+        .collect()
+}

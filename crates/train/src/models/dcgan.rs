@@ -1,0 +1,113 @@
+//! `train dcgan`: kiln-gan's DCGAN as a recipe. Its config is
+//! `kiln_gan::DcganConfig` itself (flags, config.json and constructor).
+
+use kiln_gan::{Dcgan, DcganConfig};
+use kiln_nn::{Adam, VarStore};
+use kiln_tensor::{Rng, Tensor};
+use serde_json::{Value, json};
+
+use crate::Result;
+use crate::config::flag;
+use crate::recipe::{Batch, Plot, Recipe, Setup};
+
+/// A value that must be at least 1 (widths, sizes).
+pub fn at_least_one(key: &str, v: usize) -> Result<()> {
+    if v == 0 { Err(format!("{} 0: must be at least 1", flag(key)).into()) } else { Ok(()) }
+}
+
+/// A learning rate or similar: positive and finite.
+pub fn positive(key: &str, v: f64) -> Result<()> {
+    if v.is_finite() && v > 0.0 { Ok(()) } else { Err(format!("{} {v}: must be a positive number", flag(key)).into()) }
+}
+
+/// A value in [lo, hi] (Adam's betas, label targets).
+pub fn within(key: &str, v: f64, lo: f64, hi: f64) -> Result<()> {
+    if (lo..=hi).contains(&v) { Ok(()) } else { Err(format!("{} {v}: must be from {lo} to {hi}", flag(key)).into()) }
+}
+
+impl Recipe for Dcgan {
+    const NAME: &'static str = "dcgan";
+    /// About 10 minutes on a 2-core CPU (see README).
+    const DEFAULT_STEPS: usize = 3000;
+    const DEFAULT_BATCH: usize = 64;
+    type Config = DcganConfig;
+
+    fn check(c: &DcganConfig) -> Result<()> {
+        at_least_one("nz", c.nz)?;
+        at_least_one("ngf", c.ngf)?;
+        at_least_one("ndf", c.ndf)?;
+        // Widths past 4096 would ask for tens of GB before any check could.
+        for (key, v) in [("nz", c.nz), ("ngf", c.ngf), ("ndf", c.ndf)] {
+            if v > 4096 {
+                return Err(format!("{} {v}: at most 4096", flag(key)).into());
+            }
+        }
+        if !(16..=256).contains(&c.image_size) || !c.image_size.is_power_of_two() {
+            return Err(format!("--image-size {}: must be 16, 32, 64, 128 or 256", c.image_size).into());
+        }
+        positive("lr", c.lr)?;
+        within("beta1", c.beta1, 0.0, 0.999_999)?;
+        within("real_label", c.real_label, 0.0, 1.0)
+    }
+
+    fn image_size(c: &DcganConfig) -> usize {
+        c.image_size
+    }
+
+    fn build(c: &DcganConfig, setup: &Setup) -> Result<Self> {
+        Ok(Dcgan::new(DcganConfig { nc: setup.channels, ..c.clone() }, setup.device, setup.seed)?)
+    }
+
+    fn stat_names() -> &'static [&'static str] {
+        &["loss_d", "loss_g", "d_x", "d_g_z1", "d_g_z2"]
+    }
+
+    fn train_step(&mut self, batch: &Batch, rng: &mut Rng) -> Result<Vec<f64>> {
+        let noise = self.noise(batch.images.shape()[0], rng)?;
+        let s = Dcgan::train_step(self, &batch.images, &noise)?;
+        Ok(vec![s.loss_d, s.loss_g, s.d_x, s.d_g_z1, s.d_g_z2])
+    }
+
+    fn stores(&self) -> Vec<(&'static str, &VarStore)> {
+        vec![("g", &self.g_store), ("d", &self.d_store)]
+    }
+
+    fn optimizers(&mut self) -> Vec<(&'static str, &mut Adam)> {
+        vec![("opt_g", &mut self.opt_g), ("opt_d", &mut self.opt_d)]
+    }
+
+    fn sample(&self, n: usize, rng: &mut Rng) -> Result<Tensor> {
+        let noise = self.noise(n, rng)?;
+        Ok(Dcgan::sample(self, &noise)?)
+    }
+
+    fn plots() -> &'static [Plot] {
+        &[
+            Plot { name: "loss", title: "DCGAN losses", y_label: "BCE", series: &["loss_d", "loss_g"], log_y: true },
+            Plot {
+                name: "d_output",
+                title: "Discriminator outputs",
+                y_label: "mean D(.)",
+                series: &["d_x", "d_g_z1", "d_g_z2"],
+                log_y: false,
+            },
+        ]
+    }
+
+    /// config.json before the shared loop was one flat object.
+    fn upgrade_config(v: Value) -> Value {
+        if v.get("run").is_some() {
+            return v;
+        }
+        let take = |keys: &[(&str, &str)]| -> Value {
+            keys.iter().filter_map(|(new, old)| v.get(*old).map(|x| (new.to_string(), x.clone()))).collect()
+        };
+        json!({
+            "model": v.get("model").cloned().unwrap_or(Value::Null),
+            "run": take(&[("data", "data"), ("channels", "nc"), ("steps", "steps"), ("batch", "batch"), ("seed", "seed"),
+                ("sample_every", "sample_every"), ("checkpoint_every", "checkpoint_every")]),
+            "config": take(&[("nz", "nz"), ("ngf", "ngf"), ("ndf", "ndf"), ("image_size", "image_size"), ("lr", "lr"),
+                ("beta1", "beta1"), ("real_label", "real_label")]),
+        })
+    }
+}

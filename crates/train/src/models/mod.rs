@@ -1,0 +1,4 @@
+//! One recipe per model (the model itself lives in its own crate); the
+//! registry (`registry.rs`) lists them.
+
+pub mod dcgan;

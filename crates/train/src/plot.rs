@@ -1,0 +1,113 @@
+//! Line plots of metrics.csv columns with plotters (bitmap backend): axis
+//! titles, ticks, a legend, a log y axis for positive losses. Text uses
+//! DejaVu Sans Mono, shipped in assets/ (licence beside it).
+
+use std::path::Path;
+use std::sync::Once;
+
+use plotters::prelude::*;
+
+use crate::Result;
+use crate::images::write_png;
+use crate::recipe::Plot;
+
+const FONT: &str = "kiln-sans";
+const COLOURS: [RGBColor; 6] = [
+    RGBColor(214, 39, 40),
+    RGBColor(31, 119, 180),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+    RGBColor(23, 190, 207),
+];
+
+fn register_font() -> Result<()> {
+    static ONCE: Once = Once::new();
+    let mut result = Ok(());
+    ONCE.call_once(|| {
+        let bytes: &'static [u8] = include_bytes!("../assets/DejaVuSansMono.ttf");
+        result = plotters::style::register_font(FONT, FontStyle::Normal, bytes).map_err(|_| "the plot font is invalid");
+    });
+    Ok(result?)
+}
+
+/// Mean over the last `window` values at each point (shorter at the start).
+pub fn moving_average(v: &[f64], window: usize) -> Vec<f64> {
+    let mut sum = 0.0;
+    (0..v.len())
+        .map(|i| {
+            sum += v[i];
+            if i >= window {
+                sum -= v[i - window];
+            }
+            sum / (i + 1).min(window) as f64
+        })
+        .collect()
+}
+
+/// Draws `plot` from `series` (one column per name in `plot.series`,
+/// indexed by step from 1), smoothed over `window` steps, to `path`.
+pub fn write_plot(path: &Path, plot: &Plot, series: &[Vec<f64>], window: usize) -> Result<()> {
+    register_font()?;
+    let (width, height) = (800u32, 450u32);
+    let smoothed: Vec<Vec<f64>> = series.iter().map(|s| moving_average(s, window)).collect();
+    let values = || smoothed.iter().flatten().copied().filter(|v| v.is_finite());
+    let (lo, hi) = values().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    let (lo, hi) = if lo < hi {
+        (lo, hi)
+    } else if lo.is_finite() {
+        (lo - 1.0, lo + 1.0)
+    } else {
+        (0.0, 1.0)
+    };
+    let steps = series.iter().map(Vec::len).max().unwrap_or(0).max(2) as f64;
+    // A log axis only helps (and only gets ticks) across a decade or more.
+    let log = plot.log_y && lo > 0.0 && hi / lo >= 10.0;
+    let title = if window > 1 { format!("{} ({window}-step moving average)", plot.title) } else { plot.title.into() };
+
+    let mut pixels = vec![255u8; (width * height * 3) as usize];
+    let draw = |pixels: &mut [u8]| -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let root = BitMapBackend::with_buffer(pixels, (width, height)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root);
+        chart.caption(title, (FONT, 20)).margin(12).x_label_area_size(40).y_label_area_size(70);
+        macro_rules! finish {
+            ($chart:expr) => {{
+                let mut c = $chart;
+                c.configure_mesh()
+                    .x_desc("step")
+                    .y_desc(plot.y_label)
+                    .label_style((FONT, 14))
+                    .axis_desc_style((FONT, 15))
+                    .light_line_style(RGBColor(235, 235, 235))
+                    .x_label_formatter(&|x| format!("{x:.0}"))
+                    .y_label_formatter(&|y| format!("{y:.3}"))
+                    .draw()?;
+                for (i, (name, s)) in plot.series.iter().zip(&smoothed).enumerate() {
+                    let colour = COLOURS[i % COLOURS.len()];
+                    let points = s.iter().enumerate().filter(|(_, v)| v.is_finite()).map(|(k, &v)| ((k + 1) as f64, v));
+                    c.draw_series(LineSeries::new(points, colour.stroke_width(2)))?
+                        .label(*name)
+                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+                }
+                c.configure_series_labels()
+                    .label_font((FONT, 14))
+                    .background_style(WHITE.mix(0.85))
+                    .border_style(BLACK)
+                    .position(SeriesLabelPosition::UpperRight)
+                    .draw()?;
+            }};
+        }
+        if log {
+            finish!(chart.build_cartesian_2d(1.0..steps, (lo..hi).log_scale())?);
+        } else {
+            let pad = (hi - lo) * 0.05;
+            finish!(chart.build_cartesian_2d(1.0..steps, (lo - pad)..(hi + pad))?);
+        }
+        root.present()?;
+        Ok(())
+    };
+    draw(&mut pixels).map_err(|e| format!("{}: drawing the plot: {e}", path.display()))?;
+    write_png(path, width as usize, height as usize, true, &pixels).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(())
+}
