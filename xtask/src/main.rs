@@ -11,10 +11,9 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   test            run the whole test suite (cargo test --workspace)
   ci              what CI runs: fmt check, clippy -D warnings, the tests
-  train <model>   train a model (release build): `cargo xtask train dcgan --help`
+  train <model>   train a model (release build); `cargo xtask train --help`
+                  lists the models, `cargo xtask train dcgan --help` its flags
   sample <model>  sample a trained run: `cargo xtask sample dcgan --checkpoint RUN`
-  data mnist --out DIR
-                  download the full MNIST (70,000 digits) with SHA-256 checks
   data mnist --out DIR
                   download the full MNIST (70,000 digits) with SHA-256 checks
   bench [--compare torch]

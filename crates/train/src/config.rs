@@ -34,7 +34,7 @@ pub struct RunConfig {
     #[arg(long, allow_negative_numbers = true)]
     pub batch: Option<usize>,
     /// Seeds the weights, the data order and every random draw of a step.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub seed: u64,
     /// Write a sample grid every N steps (0: never; the final grid is always written).
     #[arg(long, default_value_t = 200, allow_negative_numbers = true)]

@@ -9,6 +9,13 @@ use clap::{CommandFactory, FromArgMatches};
 use kiln_train::cli::{Cli, given_flags};
 
 fn main() -> ExitCode {
+    // Mesa's Vulkan driver prints "error: XDG_RUNTIME_DIR is invalid or not
+    // set" twice while kiln probes for a GPU on a machine without a
+    // session. Any existing folder silences it.
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        // SAFETY: first thing in main, before any other thread exists.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
+    }
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,

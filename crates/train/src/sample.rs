@@ -18,7 +18,7 @@ pub struct SampleArgs {
     /// Number of samples (8 a row).
     #[arg(long, default_value_t = 64, allow_negative_numbers = true)]
     pub n: usize,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub seed: u64,
     /// The grid, a .png file.
     #[arg(long, default_value = "grid.png")]
