@@ -66,6 +66,17 @@ fn missing_mnist_files_are_named() {
     assert!(e.contains("train-images-idx3-ubyte"), "{e}");
 }
 
+/// An IDX file with a zero dim is an error naming the file, not a panic
+/// in the loader's thread.
+#[test]
+fn mnist_with_an_empty_dim_is_refused() {
+    let dir = crate::common::scratch_dir("data-zero-width");
+    std::fs::write(dir.join("train-images-idx3-ubyte"), idx_bytes(&[2, 28, 0], &[])).unwrap();
+    std::fs::write(dir.join("train-labels-idx1-ubyte"), idx_bytes(&[2], &[1, 2])).unwrap();
+    let e = load_mnist(&dir).unwrap_err().to_string();
+    assert!(e.contains("train-images-idx3-ubyte") && e.contains("every dim must be at least 1"), "{e}");
+}
+
 #[test]
 fn loader_is_seeded_and_resumable() {
     let d = Arc::new(load_mnist(&shipped_mnist_dir()).unwrap());
