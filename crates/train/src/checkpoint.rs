@@ -16,31 +16,36 @@ use crate::recipe::Recipe;
 
 pub const FILE: &str = "checkpoint.safetensors";
 
+/// Whether every value of `t` is finite (always true for integer tensors).
+fn all_finite(t: &Tensor) -> Result<bool> {
+    Ok(match t.dtype() {
+        DType::F64 => t.to_vec::<f64>()?.iter().all(|v| v.is_finite()),
+        d if d.is_float() => t.to_dtype(DType::F32)?.to_vec::<f32>()?.iter().all(|v| v.is_finite()),
+        _ => true,
+    })
+}
+
 /// The name of the first tensor holding a NaN or ±inf, if any.
-pub fn first_non_finite<'a>(tensors: impl IntoIterator<Item = (String, &'a Tensor)>) -> Result<Option<String>> {
+pub fn first_non_finite<'a>(tensors: impl IntoIterator<Item = (&'a String, &'a Tensor)>) -> Result<Option<String>> {
     for (name, t) in tensors {
-        if !t.dtype().is_float() {
-            continue;
-        }
-        let finite = match t.dtype() {
-            DType::F64 => t.to_vec::<f64>()?.iter().all(|v| v.is_finite()),
-            _ => t.to_dtype(DType::F32)?.to_vec::<f32>()?.iter().all(|v| v.is_finite()),
-        };
-        if !finite {
-            return Ok(Some(name));
+        if !all_finite(t)? {
+            return Ok(Some(name.clone()));
         }
     }
     Ok(None)
 }
 
-/// The first parameter or buffer of the model that is not finite.
+/// The first parameter or buffer of the model that is not finite (checked
+/// after every step: names are only formatted for the culprit).
 pub fn model_non_finite<R: Recipe>(model: &R) -> Result<Option<String>> {
-    let tensors: Vec<(String, Tensor)> = model
-        .stores()
-        .into_iter()
-        .flat_map(|(s, vs)| vs.named_tensors().into_iter().map(move |(n, t)| (format!("{s}.{n}"), t)))
-        .collect();
-    first_non_finite(tensors.iter().map(|(n, t)| (n.clone(), t)))
+    for (store, vs) in model.stores() {
+        for (name, t) in vs.named_tensors() {
+            if !all_finite(&t)? {
+                return Ok(Some(format!("{store}.{name}")));
+            }
+        }
+    }
+    Ok(None)
 }
 
 fn rng_text(state: [u64; 4]) -> String {
@@ -74,19 +79,19 @@ pub fn save<R: Recipe>(dir: &Path, model: &mut R, step: usize, rng: &Rng, config
         tensors.extend(state.into_iter().map(|(n, t)| (format!("{name}.{n}"), t)));
         meta.insert(format!("{name}_step"), opt_step.to_string());
     }
-    if let Some(bad) = first_non_finite(tensors.iter().map(|(n, t)| (n.clone(), t)))? {
+    if let Some(bad) = first_non_finite(tensors.iter().map(|(n, t)| (n, t)))? {
         return Err(format!("step {step}: {bad} is not finite; no checkpoint was written").into());
     }
     save_checkpoint(&path, &tensors, &meta)?;
     Ok(())
 }
 
-/// Restores the model's state, returning (step, the loop's generator).
-/// `check_finite` refuses a checkpoint holding NaN or ±inf.
+/// Restores the model's state, returning (step, the loop's generator);
+/// refuses a checkpoint holding NaN or ±inf, naming the tensor.
 pub fn restore<R: Recipe>(dir: &Path, model: &mut R) -> Result<(usize, Rng)> {
     let path = dir.join(FILE);
     let ck = load_checkpoint(&path)?;
-    if let Some(bad) = first_non_finite(ck.tensors.iter().map(|(n, t)| (n.clone(), t)))? {
+    if let Some(bad) = first_non_finite(&ck.tensors)? {
         return Err(format!("{}: tensor {bad} is not finite; this checkpoint cannot be used", path.display()).into());
     }
     let number = |key: &str| -> Result<u64> {

@@ -45,7 +45,7 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
-    /// Resolved `steps` (set by `resolve`).
+    /// Resolved `steps` (every config the loop holds has been through `run::settle`).
     pub fn steps(&self) -> usize {
         self.steps.unwrap_or(0)
     }
@@ -80,6 +80,21 @@ pub struct Invocation {
 /// The flag a config key is set by.
 pub fn flag(key: &str) -> String {
     format!("--{}", key.replace('_', "-"))
+}
+
+/// A value that must be at least 1 (steps, widths, sizes); errors name the flag.
+pub fn at_least_one(key: &str, v: usize) -> Result<()> {
+    if v == 0 { Err(format!("{} 0: must be at least 1", flag(key)).into()) } else { Ok(()) }
+}
+
+/// A learning rate or similar: positive and finite.
+pub fn positive(key: &str, v: f64) -> Result<()> {
+    if v.is_finite() && v > 0.0 { Ok(()) } else { Err(format!("{} {v}: must be a positive number", flag(key)).into()) }
+}
+
+/// A value in [lo, hi] (Adam's betas, label targets).
+pub fn within(key: &str, v: f64, lo: f64, hi: f64) -> Result<()> {
+    if (lo..=hi).contains(&v) { Ok(()) } else { Err(format!("{} {v}: must be from {lo} to {hi}", flag(key)).into()) }
 }
 
 /// A run's config.json: the model's name, the run settings and the model's config.

@@ -40,7 +40,8 @@ pub fn resolve_device(name: &str) -> Result<Device> {
 /// What a user should read about the device in use, e.g. "wgpu:0 (llvmpipe ...)".
 pub fn describe(device: Device) -> String {
     match device {
-        Device::Cpu => format!("cpu ({} threads)", rayon_threads()),
+        // The CPU backend runs on rayon's global pool.
+        Device::Cpu => format!("cpu ({} threads)", rayon::current_num_threads()),
         Device::Wgpu(n) => match kiln_tensor::gpu::wgpu_device(n) {
             Ok(d) => format!("wgpu:{n} ({})", d.name()),
             Err(_) => format!("wgpu:{n}"),
@@ -50,8 +51,4 @@ pub fn describe(device: Device) -> String {
             _ => format!("cuda:{n}"),
         },
     }
-}
-
-fn rayon_threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }

@@ -3,7 +3,7 @@
 //! DejaVu Sans Mono, shipped in assets/ (licence beside it).
 
 use std::path::Path;
-use std::sync::Once;
+use std::sync::OnceLock;
 
 use plotters::prelude::*;
 
@@ -21,14 +21,14 @@ const COLOURS: [RGBColor; 6] = [
     RGBColor(23, 190, 207),
 ];
 
+/// Registers the font once; its outcome is kept, so every plot reports a failure.
 fn register_font() -> Result<()> {
-    static ONCE: Once = Once::new();
-    let mut result = Ok(());
-    ONCE.call_once(|| {
+    static REGISTERED: OnceLock<std::result::Result<(), &'static str>> = OnceLock::new();
+    let outcome = REGISTERED.get_or_init(|| {
         let bytes: &'static [u8] = include_bytes!("../assets/DejaVuSansMono.ttf");
-        result = plotters::style::register_font(FONT, FontStyle::Normal, bytes).map_err(|_| "the plot font is invalid");
+        plotters::style::register_font(FONT, FontStyle::Normal, bytes).map_err(|_| "the plot font is invalid")
     });
-    Ok(result?)
+    Ok((*outcome)?)
 }
 
 /// Mean over the last `window` values at each point (shorter at the start).
@@ -108,6 +108,5 @@ pub fn write_plot(path: &Path, plot: &Plot, series: &[Vec<f64>], window: usize) 
         Ok(())
     };
     draw(&mut pixels).map_err(|e| format!("{}: drawing the plot: {e}", path.display()))?;
-    write_png(path, width as usize, height as usize, true, &pixels).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(())
+    write_png(path, width as usize, height as usize, true, &pixels)
 }

@@ -14,7 +14,7 @@ use kiln_tensor::{Device, Rng, Tensor};
 
 use crate::Result;
 use crate::checkpoint::{self, model_non_finite};
-use crate::config::{ConfigFile, Invocation, RunConfig, absolute, check_resume_flags, flag};
+use crate::config::{ConfigFile, Invocation, RunConfig, absolute, at_least_one, check_resume_flags, flag};
 use crate::device::{describe, resolve_device};
 use crate::images::write_image_grid;
 use crate::plot::write_plot;
@@ -57,11 +57,11 @@ fn check_run(run: &RunConfig) -> Result<()> {
     if ![1, 3].contains(&run.channels) {
         return bad("channels", &run.channels, "must be 1 (grey) or 3 (RGB)");
     }
-    if let Some(s) = run.steps.filter(|&s| s == 0) {
-        return bad("steps", &s, "must be at least 1");
+    if let Some(s) = run.steps {
+        at_least_one("steps", s)?;
     }
-    if let Some(e) = run.epochs.filter(|&e| e == 0) {
-        return bad("epochs", &e, "must be at least 1");
+    if let Some(e) = run.epochs {
+        at_least_one("epochs", e)?;
     }
     if let Some(b) = run.batch.filter(|b| !(1..=65_536).contains(b)) {
         return bad("batch", &b, "must be from 1 to 65536");

@@ -6,7 +6,7 @@ use kiln_tensor::Rng;
 
 use crate::Result;
 use crate::device::resolve_device;
-use crate::images::write_image_grid;
+use crate::images::{check_png_path, write_image_grid};
 use crate::recipe::Recipe;
 use crate::run::load_run;
 
@@ -33,9 +33,8 @@ pub fn sample<R: Recipe>(a: &SampleArgs) -> Result<String> {
     if !(1..=4096).contains(&a.n) {
         return Err(format!("--n {}: must be from 1 to 4096", a.n).into());
     }
-    if !a.out.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) {
-        return Err(format!("--out {}: the grid is a PNG file; name it *.png", a.out.display()).into());
-    }
+    // Before the model is loaded, naming the flag.
+    check_png_path(&a.out).map_err(|e| format!("--out {e}"))?;
     let device = resolve_device(&a.device)?;
     let (model, _, step) = load_run::<R>(&a.checkpoint, device)?;
     write_image_grid(&a.out, &model.sample(a.n, &mut Rng::new(a.seed))?, 8)?;

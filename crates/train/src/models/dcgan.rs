@@ -7,23 +7,8 @@ use kiln_tensor::{Rng, Tensor};
 use serde_json::{Value, json};
 
 use crate::Result;
-use crate::config::flag;
+use crate::config::{at_least_one, flag, positive, within};
 use crate::recipe::{Batch, Plot, Recipe, Setup};
-
-/// A value that must be at least 1 (widths, sizes).
-pub fn at_least_one(key: &str, v: usize) -> Result<()> {
-    if v == 0 { Err(format!("{} 0: must be at least 1", flag(key)).into()) } else { Ok(()) }
-}
-
-/// A learning rate or similar: positive and finite.
-pub fn positive(key: &str, v: f64) -> Result<()> {
-    if v.is_finite() && v > 0.0 { Ok(()) } else { Err(format!("{} {v}: must be a positive number", flag(key)).into()) }
-}
-
-/// A value in [lo, hi] (Adam's betas, label targets).
-pub fn within(key: &str, v: f64, lo: f64, hi: f64) -> Result<()> {
-    if (lo..=hi).contains(&v) { Ok(()) } else { Err(format!("{} {v}: must be from {lo} to {hi}", flag(key)).into()) }
-}
 
 impl Recipe for Dcgan {
     const NAME: &'static str = "dcgan";
