@@ -6,6 +6,7 @@ mod cuda_kernels;
 mod data;
 mod dcgan;
 mod errors;
+mod eval;
 mod gpu_parity;
 mod grad_elementwise;
 mod grad_nn_ops;

@@ -12,7 +12,7 @@ use kiln::nn::{Adam, AdamConfig, Dropout, Linear, Module, VarStore};
 use kiln::tensor::Rng;
 use kiln::train::config::{Invocation, RunConfig};
 use kiln::train::run_dir::claim_default;
-use kiln::train::{Batch, Plot, Recipe, Setup, TrainRequest, load_run, train};
+use kiln::train::{Batch, HeldOut, Plot, Recipe, Setup, TrainRequest, load_run, train};
 use kiln::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +34,9 @@ pub fn request<C: Clone>(model: &C, out: &Path, steps: usize) -> TrainRequest<C>
             seed: 5,
             sample_every: 2,
             checkpoint_every: 2,
+            // Every suite test also runs the evaluation path (FID of 16 samples, held-out numbers).
+            eval_every: 2,
+            eval_n: 16,
         },
         model: model.clone(),
         how: Invocation { device: "cpu".into(), out: Some(out.to_path_buf()), quiet: true, ..Default::default() },
@@ -339,7 +342,25 @@ impl Recipe for Toy {
         Ok(c.reshape(&[n, ch, SIDE, SIDE])?)
     }
     fn plots() -> &'static [Plot] {
-        &[Plot { name: "loss", title: "Toy loss", y_label: "MSE", series: &["loss"], log_y: true }]
+        &[Plot { name: "loss", title: "Toy loss", y_label: "MSE", x: "step", series: &["loss"], log_y: true }]
+    }
+    fn eval_names() -> &'static [&'static str] {
+        &["held_out_mse"]
+    }
+    /// Reconstruction error of the held-out images, with noise from `rng`.
+    fn evaluate(&self, held_out: &HeldOut, rng: &mut Rng) -> kiln::train::Result<Vec<f64>> {
+        let _g = kiln::tensor::no_grad();
+        let (mut total, mut n) = (0.0, 0);
+        for batch in held_out.batches(300) {
+            let x = batch?.images;
+            let s = x.shape().to_vec();
+            let x = x.reshape(&[s[0], s[1] * s[2] * s[3]])?;
+            let noise = Tensor::randn(x.shape(), 0.0, 0.1, DType::F32, x.device(), rng)?;
+            let y = self.dec.forward(&self.enc.forward(&x.add(&noise)?, false)?.relu()?, false)?.tanh()?;
+            total += mse_loss(&y, &x, Reduction::Sum)?.to_scalar()?;
+            n += x.numel();
+        }
+        Ok(vec![total / n as f64])
     }
 }
 

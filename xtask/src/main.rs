@@ -14,6 +14,11 @@ commands:
   train <model>   train a model (release build); `cargo xtask train --help`
                   lists the models, `cargo xtask train dcgan --help` its flags
   sample <model>  sample a trained run: `cargo xtask sample dcgan --checkpoint RUN`
+  eval RUN        FID, classifier score and modes of 1,000 samples of a run, and its
+                  held-out numbers, into RUN/eval.json; `eval --images PNGS` scores
+                  any folder of PNGs or PNG grid with the same classifier
+  export-classifier RUN
+                  write a `train classifier` run as the classifier eval uses
   data mnist --out DIR
                   download the full MNIST (70,000 digits) with SHA-256 checks
   bench [--compare torch]
@@ -76,7 +81,7 @@ fn main() -> ExitCode {
                 && cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])
                 && cargo(&["test", "--workspace"])
         }
-        ["train" | "sample" | "data", ..] => {
+        ["train" | "sample" | "eval" | "export-classifier" | "data", ..] => {
             // Release build: training never runs unoptimised code.
             let run = [&["run", "--release", "--quiet", "--package", "kiln-train", "--"], &args[..]].concat();
             cargo_with_env(&run, &malloc_env())

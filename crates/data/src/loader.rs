@@ -42,7 +42,7 @@ pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
 }
 
 /// Bilinear resize of one channel (align_corners = false, like torch's
-/// interpolate), then scaling of bytes to [-1, 1].
+/// interpolate without antialiasing), then scaling of bytes to [-1, 1].
 fn resize_into(src: &[u8], h: usize, w: usize, size: usize, out: &mut [f32]) {
     let scale = |v: u8| v as f32 / 127.5 - 1.0;
     if h == size && w == size {
@@ -66,20 +66,25 @@ fn resize_into(src: &[u8], h: usize, w: usize, size: usize, out: &mut [f32]) {
     }
 }
 
-fn make_batch(data: &ImageSet, cfg: &LoaderConfig, order: &[usize], epoch: usize, step: usize, within: usize) -> Batch {
-    let (c, s) = (data.channels, cfg.image_size);
-    let mut images = vec![0.0; cfg.batch * c * s * s];
-    let mut labels = Vec::with_capacity(cfg.batch);
-    for b in 0..cfg.batch {
-        let i = order[within * cfg.batch + b];
-        labels.push(data.labels[i]);
+/// Images `indices` of `data` as f32 (n, c, size, size) in [-1, 1], resized
+/// as the loader resizes them (for held-out evaluation).
+pub fn scaled_images(data: &ImageSet, indices: &[usize], size: usize) -> Vec<f32> {
+    let (c, plane) = (data.channels, data.height * data.width);
+    let mut out = vec![0.0; indices.len() * c * size * size];
+    for (k, &i) in indices.iter().enumerate() {
         let img = data.image(i);
         for ch in 0..c {
-            let plane = &img[ch * data.height * data.width..(ch + 1) * data.height * data.width];
-            resize_into(plane, data.height, data.width, s, &mut images[(b * c + ch) * s * s..(b * c + ch + 1) * s * s]);
+            let dst = &mut out[(k * c + ch) * size * size..(k * c + ch + 1) * size * size];
+            resize_into(&img[ch * plane..(ch + 1) * plane], data.height, data.width, size, dst);
         }
     }
-    Batch { images, labels, epoch, step }
+    out
+}
+
+fn make_batch(data: &ImageSet, cfg: &LoaderConfig, order: &[usize], epoch: usize, step: usize, within: usize) -> Batch {
+    let indices = &order[within * cfg.batch..(within + 1) * cfg.batch];
+    let labels = indices.iter().map(|&i| data.labels[i]).collect();
+    Batch { images: scaled_images(data, indices, cfg.image_size), labels, epoch, step }
 }
 
 impl Loader {

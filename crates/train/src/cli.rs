@@ -5,9 +5,11 @@ use std::path::PathBuf;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Parser, Subcommand};
+use kiln_eval::ClassifierConfig;
 use kiln_gan::DcganConfig;
 
 use crate::config::{Invocation, RunConfig};
+use crate::evaluate::EvalArgs;
 use crate::sample::SampleArgs;
 
 #[derive(Debug, Parser)]
@@ -28,6 +30,16 @@ pub enum Command {
     Sample {
         #[command(subcommand)]
         model: SampleModel,
+    },
+    /// Measure a run (FID, classifier score, modes, held-out numbers; writes RUN/eval.json) or any PNGs.
+    Eval(EvalArgs),
+    /// Write a `train classifier` run as the classifier `eval` measures with.
+    ExportClassifier {
+        /// The classifier run folder.
+        run: PathBuf,
+        /// The classifier file [default: the one kiln ships].
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Fetch a data set.
     Data {
@@ -51,6 +63,8 @@ pub struct TrainArgs<C: clap::Args> {
 pub enum TrainModel {
     /// DCGAN (pytorch/examples) on MNIST (default: the 10,000 digits shipped in data/mnist).
     Dcgan(TrainArgs<DcganConfig>),
+    /// The LeNet classifier `eval` measures samples with (digits outside the held-out split).
+    Classifier(TrainArgs<ClassifierConfig>),
 }
 
 #[derive(Debug, Subcommand)]

@@ -42,6 +42,18 @@ pub struct RunConfig {
     /// Write a checkpoint every N steps (0: only at the end, on Ctrl-C or SIGTERM).
     #[arg(long, default_value_t = 200, allow_negative_numbers = true)]
     pub checkpoint_every: usize,
+    /// Evaluate every N steps and at the end (FID of --eval-n samples, held-out numbers) into metrics.csv (0: never).
+    #[arg(long, default_value_t = 500, allow_negative_numbers = true)]
+    #[serde(default)]
+    pub eval_every: usize,
+    /// Samples per evaluation during training (FID depends on it; `eval` uses 1000).
+    #[arg(long, default_value_t = 1000, allow_negative_numbers = true)]
+    #[serde(default = "thousand")]
+    pub eval_n: usize,
+}
+
+fn thousand() -> usize {
+    1000
 }
 
 impl RunConfig {
@@ -138,7 +150,7 @@ fn field(section: &impl Serialize, key: &str) -> Option<Value> {
 /// On resume: every flag the user gave (`given`, config keys) must agree
 /// with the stored run, except the ones that only say how long to train or
 /// how often to write (`steps`, `epochs`, `sample_every`,
-/// `checkpoint_every`), which are deliberate overrides. The error names
+/// `checkpoint_every`, `eval_every`), which are deliberate overrides. The error names
 /// the flag, both values and the file.
 pub fn check_resume_flags<C: Serialize>(
     given: &[String],
@@ -147,7 +159,7 @@ pub fn check_resume_flags<C: Serialize>(
     stored: &ConfigFile<C>,
     file: &Path,
 ) -> Result<()> {
-    const OVERRIDES: [&str; 4] = ["steps", "epochs", "sample_every", "checkpoint_every"];
+    const OVERRIDES: [&str; 5] = ["steps", "epochs", "sample_every", "checkpoint_every", "eval_every"];
     for key in given.iter().filter(|k| !OVERRIDES.contains(&k.as_str())) {
         let (asked, have) = if let Some(v) = field(asked_run, key) {
             (v, field(&stored.run, key))
@@ -165,7 +177,7 @@ pub fn check_resume_flags<C: Serialize>(
             let have = have.map(|v| v.to_string()).unwrap_or_else(|| "unset".into());
             return Err(format!(
                 "{} {asked}: the run being resumed has {key} = {have} ({}); a resumed run keeps its settings \
-                 (only --steps, --epochs, --sample-every and --checkpoint-every may change); start a new run to change it",
+                 (only --steps, --epochs, --sample-every, --checkpoint-every and --eval-every may change); start a new run to change it",
                 flag(key),
                 file.display()
             )

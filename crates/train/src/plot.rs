@@ -31,6 +31,19 @@ fn register_font() -> Result<()> {
     Ok((*outcome)?)
 }
 
+/// FID against steps and against wall time, drawn when the run evaluated.
+pub const FID_PLOTS: [Plot; 2] = [
+    Plot { name: "fid", title: "FID (kiln LeNet features)", y_label: "FID", x: "step", series: &["fid"], log_y: true },
+    Plot {
+        name: "fid_time",
+        title: "FID against wall time",
+        y_label: "FID",
+        x: "seconds",
+        series: &["fid"],
+        log_y: true,
+    },
+];
+
 /// Mean over the last `window` values at each point (shorter at the start).
 pub fn moving_average(v: &[f64], window: usize) -> Vec<f64> {
     let mut sum = 0.0;
@@ -45,13 +58,19 @@ pub fn moving_average(v: &[f64], window: usize) -> Vec<f64> {
         .collect()
 }
 
-/// Draws `plot` from `series` (one column per name in `plot.series`,
-/// indexed by step from 1), smoothed over `window` steps, to `path`.
-pub fn write_plot(path: &Path, plot: &Plot, series: &[Vec<f64>], window: usize) -> Result<()> {
+/// Draws `plot` from `series` ((x, value) points per name in
+/// `plot.series`), values smoothed over `window` points, to `path`.
+pub fn write_plot(path: &Path, plot: &Plot, series: &[Vec<(f64, f64)>], window: usize) -> Result<()> {
     register_font()?;
     let (width, height) = (800u32, 450u32);
-    let smoothed: Vec<Vec<f64>> = series.iter().map(|s| moving_average(s, window)).collect();
-    let values = || smoothed.iter().flatten().copied().filter(|v| v.is_finite());
+    let smoothed: Vec<Vec<(f64, f64)>> = series
+        .iter()
+        .map(|s| {
+            let ys: Vec<f64> = s.iter().map(|p| p.1).collect();
+            s.iter().map(|p| p.0).zip(moving_average(&ys, window)).collect()
+        })
+        .collect();
+    let values = || smoothed.iter().flatten().map(|p| p.1).filter(|v| v.is_finite());
     let (lo, hi) = values().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
     let (lo, hi) = if lo < hi {
         (lo, hi)
@@ -60,10 +79,13 @@ pub fn write_plot(path: &Path, plot: &Plot, series: &[Vec<f64>], window: usize) 
     } else {
         (0.0, 1.0)
     };
-    let steps = series.iter().map(Vec::len).max().unwrap_or(0).max(2) as f64;
+    let xs = || smoothed.iter().flatten().map(|p| p.0).filter(|v| v.is_finite());
+    let x_lo = xs().fold(f64::INFINITY, f64::min).clamp(0.0, 1.0);
+    let x_hi = xs().fold(x_lo + 1.0, f64::max);
+    let x_desc = if plot.x == "seconds" { "wall-clock seconds" } else { plot.x };
     // A log axis only helps (and only gets ticks) across a decade or more.
     let log = plot.log_y && lo > 0.0 && hi / lo >= 10.0;
-    let title = if window > 1 { format!("{} ({window}-step moving average)", plot.title) } else { plot.title.into() };
+    let title = if window > 1 { format!("{} ({window}-point moving average)", plot.title) } else { plot.title.into() };
 
     let mut pixels = vec![255u8; (width * height * 3) as usize];
     let draw = |pixels: &mut [u8]| -> std::result::Result<(), Box<dyn std::error::Error>> {
@@ -75,7 +97,7 @@ pub fn write_plot(path: &Path, plot: &Plot, series: &[Vec<f64>], window: usize) 
             ($chart:expr) => {{
                 let mut c = $chart;
                 c.configure_mesh()
-                    .x_desc("step")
+                    .x_desc(x_desc)
                     .y_desc(plot.y_label)
                     .label_style((FONT, 14))
                     .axis_desc_style((FONT, 15))
@@ -85,7 +107,7 @@ pub fn write_plot(path: &Path, plot: &Plot, series: &[Vec<f64>], window: usize) 
                     .draw()?;
                 for (i, (name, s)) in plot.series.iter().zip(&smoothed).enumerate() {
                     let colour = COLOURS[i % COLOURS.len()];
-                    let points = s.iter().enumerate().filter(|(_, v)| v.is_finite()).map(|(k, &v)| ((k + 1) as f64, v));
+                    let points = s.iter().copied().filter(|(_, v)| v.is_finite());
                     c.draw_series(LineSeries::new(points, colour.stroke_width(2)))?
                         .label(*name)
                         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
@@ -99,10 +121,10 @@ pub fn write_plot(path: &Path, plot: &Plot, series: &[Vec<f64>], window: usize) 
             }};
         }
         if log {
-            finish!(chart.build_cartesian_2d(1.0..steps, (lo..hi).log_scale())?);
+            finish!(chart.build_cartesian_2d(x_lo..x_hi, (lo..hi).log_scale())?);
         } else {
             let pad = (hi - lo) * 0.05;
-            finish!(chart.build_cartesian_2d(1.0..steps, (lo - pad)..(hi + pad))?);
+            finish!(chart.build_cartesian_2d(x_lo..x_hi, (lo - pad)..(hi + pad))?);
         }
         root.present()?;
         Ok(())

@@ -3,6 +3,7 @@
 //! optimizers), names what a checkpoint holds, and draws samples; the loop
 //! (`run.rs`) does everything else the same way for every model.
 
+use kiln_data::{ImageSet, scaled_images};
 use kiln_nn::{Adam, VarStore};
 use kiln_tensor::{Device, Rng, Tensor};
 use serde::Serialize;
@@ -28,6 +29,33 @@ pub struct Batch {
     pub labels: Vec<u8>,
 }
 
+/// The held-out split of the run's data (`kiln_data::split`), which no
+/// model trains on: likelihoods and accuracies are measured on it.
+pub struct HeldOut {
+    /// The held-out images, 8-bit at the data's own size.
+    pub set: ImageSet,
+    /// The model's image side (`Recipe::image_size`) and device.
+    pub size: usize,
+    pub device: Device,
+}
+
+impl HeldOut {
+    /// The held-out images in batches of `batch` (the last may be smaller),
+    /// resized and scaled to [-1, 1] as training batches are.
+    pub fn batches(&self, batch: usize) -> impl Iterator<Item = Result<Batch>> + '_ {
+        let all: Vec<usize> = (0..self.set.n).collect();
+        let c = self.set.channels;
+        all.chunks(batch.max(1))
+            .map(|idx| {
+                let x = scaled_images(&self.set, idx, self.size);
+                let images = Tensor::from_vec(x, &[idx.len(), c, self.size, self.size], self.device)?;
+                Ok(Batch { images, labels: idx.iter().map(|&i| self.set.labels[i]).collect() })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+}
+
 /// A line plot of some of the step's scalars (metrics.csv columns), one
 /// PNG per family so scalars of different sizes do not share an axis.
 #[derive(Debug, Clone, Copy)]
@@ -36,6 +64,8 @@ pub struct Plot {
     pub name: &'static str,
     pub title: &'static str,
     pub y_label: &'static str,
+    /// The metrics.csv column on the x axis: "step" or "seconds" (wall time).
+    pub x: &'static str,
     pub series: &'static [&'static str],
     /// A log y axis (used only when every value is positive).
     pub log_y: bool,
@@ -44,6 +74,9 @@ pub struct Plot {
 pub trait Recipe: Sized {
     /// The registry name: `train NAME`, `sample NAME`, config.json's "model".
     const NAME: &'static str;
+    /// False for a model that draws no images (the classifier): the loop
+    /// writes no grids and measures no FID for it.
+    const GENERATES: bool = true;
     const DEFAULT_STEPS: usize;
     const DEFAULT_BATCH: usize;
     /// The model's config: its flags, config.json's "config", and `build`'s argument.
@@ -74,6 +107,23 @@ pub trait Recipe: Sized {
     /// `n` images (n, channels, size, size) in [-1, 1], in evaluation mode,
     /// drawn from `rng` only; cheap enough for a grid every few hundred steps.
     fn sample(&self, n: usize, rng: &mut Rng) -> Result<Tensor>;
+
+    /// Conditional models: samples with the class each was asked to be.
+    fn sample_labelled(&self, n: usize, rng: &mut Rng) -> Result<(Tensor, Option<Vec<u8>>)> {
+        Ok((self.sample(n, rng)?, None))
+    }
+
+    /// Names of the numbers `evaluate` returns (metrics.csv columns, eval.json keys).
+    fn eval_names() -> &'static [&'static str] {
+        &[]
+    }
+
+    /// The model's own numbers on the held-out split (bits/dim for flows,
+    /// ELBO and IWAE NLL for VAEs, accuracy for the classifier), in
+    /// evaluation mode; anything random comes from `rng`.
+    fn evaluate(&self, _held_out: &HeldOut, _rng: &mut Rng) -> Result<Vec<f64>> {
+        Ok(vec![])
+    }
 
     /// The plots the loop draws from metrics.csv at the end of a run.
     fn plots() -> &'static [Plot];

@@ -4,10 +4,13 @@
 
 use std::sync::atomic::AtomicBool;
 
+use kiln_eval::lenet::LeNetTrainer;
 use kiln_gan::Dcgan;
 
 use crate::Result;
 use crate::cli::{Command, DataSet, SampleModel, TrainArgs, TrainModel};
+use crate::evaluate::{EvalArgs, eval_images, eval_run};
+use crate::models::classifier::export_classifier;
 use crate::recipe::Recipe;
 use crate::run::{Summary, TrainRequest, train};
 use crate::sample::sample;
@@ -17,14 +20,34 @@ pub fn run(command: Command, given: Vec<String>, stop: &AtomicBool) -> Result<St
     match command {
         Command::Train { model } => match model {
             TrainModel::Dcgan(a) => train_model::<Dcgan>(a, given, stop),
+            TrainModel::Classifier(a) => train_model::<LeNetTrainer>(a, given, stop),
         },
         Command::Sample { model } => match model {
             SampleModel::Dcgan(a) => sample::<Dcgan>(&a),
         },
+        Command::Eval(a) => eval(&a),
+        Command::ExportClassifier { run, out } => {
+            export_classifier(&run, &out.unwrap_or_else(kiln_eval::shipped_classifier_path))
+        }
         Command::Data { set: DataSet::Mnist { out } } => {
             kiln_data::download_mnist(&out, kiln_data::MNIST_MIRRORS)?;
             Ok(format!("MNIST verified in {} (use --data {0})", out.display()))
         }
+    }
+}
+
+/// `eval RUN` goes to the recipe named in RUN/config.json.
+fn eval(a: &EvalArgs) -> Result<String> {
+    let Some(dir) = &a.run else {
+        return eval_images(a.images.as_deref().ok_or("eval: give a run folder or --images")?, a);
+    };
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let config: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    match config.get("model").and_then(serde_json::Value::as_str) {
+        Some(Dcgan::NAME) => eval_run::<Dcgan>(dir, a),
+        Some(LeNetTrainer::NAME) => eval_run::<LeNetTrainer>(dir, a),
+        other => Err(format!("{}: model {other:?} is not one kiln trains", path.display()).into()),
     }
 }
 

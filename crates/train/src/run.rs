@@ -16,10 +16,11 @@ use crate::Result;
 use crate::checkpoint::{self, model_non_finite};
 use crate::config::{ConfigFile, Invocation, RunConfig, absolute, at_least_one, check_resume_flags, flag};
 use crate::device::{describe, resolve_device};
+use crate::evaluate::{eval_columns, evaluate};
 use crate::images::write_image_grid;
-use crate::plot::write_plot;
-use crate::recipe::{Batch, Recipe, Setup};
-use crate::run_dir::{Metrics, check_out, claim_default, claim_out, read_columns, write_atomic};
+use crate::plot::{FID_PLOTS, write_plot};
+use crate::recipe::{Batch, HeldOut, Recipe, Setup};
+use crate::run_dir::{Metrics, check_out, claim_default, claim_out, read_series, write_atomic};
 
 /// One `train <model>` command.
 #[derive(Debug, Clone)]
@@ -66,11 +67,14 @@ fn check_run(run: &RunConfig) -> Result<()> {
     if let Some(b) = run.batch.filter(|b| !(1..=65_536).contains(b)) {
         return bad("batch", &b, "must be from 1 to 65536");
     }
+    if !(2..=100_000).contains(&run.eval_n) {
+        return bad("eval_n", &run.eval_n, "must be from 2 to 100000");
+    }
     Ok(())
 }
 
 /// MNIST IDX files when the folder has them, else a folder of images.
-fn load_data(path: &Path, size: usize, channels: usize) -> Result<ImageSet> {
+pub fn load_data(path: &Path, size: usize, channels: usize) -> Result<ImageSet> {
     let idx = ["train-images-idx3-ubyte", "train-images-idx3-ubyte.gz", "train-images.idx3-ubyte"];
     if idx.iter().any(|f| path.join(f).exists()) {
         if channels != 1 {
@@ -121,6 +125,9 @@ fn settle<R: Recipe>(req: &TrainRequest<R::Config>) -> Result<ConfigFile<R::Conf
     if given("checkpoint_every") {
         file.run.checkpoint_every = req.run.checkpoint_every;
     }
+    if given("eval_every") {
+        file.run.eval_every = req.run.eval_every;
+    }
     file.run.epochs = req.run.epochs;
     Ok(file)
 }
@@ -135,10 +142,14 @@ pub fn train<R: Recipe>(req: &TrainRequest<R::Config>, stop: &AtomicBool) -> Res
     }
     let size = R::image_size(&file.config);
     let (batch, seed) = (file.run.batch(), file.run.seed);
-    let data = Arc::new(load_data(file.run.data(), size, file.run.channels)?);
+    // Models train outside the held-out split (kiln_data::split).
+    let (data, held_out) = load_data(file.run.data(), size, file.run.channels)?.split();
+    let (data, held_out) = (Arc::new(data), HeldOut { set: held_out, size, device });
     if data.n < batch {
-        return Err(format!("--batch {batch}: the data set has only {} images", data.n).into());
+        return Err(format!("--batch {batch}: the data set has only {} training images", data.n).into());
     }
+    let eval_every = file.run.eval_every;
+    let classifier = if eval_every > 0 && R::GENERATES { Some(kiln_eval::Classifier::shipped(device)?) } else { None };
     let steps_per_epoch = data.n / batch;
     if let Some(e) = file.run.epochs.take() {
         file.run.steps = Some(e.checked_mul(steps_per_epoch).ok_or(format!("--epochs {e}: too many steps"))?);
@@ -172,16 +183,19 @@ pub fn train<R: Recipe>(req: &TrainRequest<R::Config>, stop: &AtomicBool) -> Res
     write_atomic(&dir.join("config.json"), config_json.as_bytes())?;
     if !req.how.quiet {
         eprintln!(
-            "{} on {}: {} images, step {start} of {total}, run folder {}",
+            "{} on {}: {} images ({} held out), step {start} of {total}, run folder {}",
             R::NAME,
             describe(device),
             data.n,
+            held_out.set.n,
             dir.display()
         );
     }
 
     let names = R::stat_names();
-    let header = format!("step,epoch,{},seconds", names.join(","));
+    let evals = eval_columns::<R>();
+    // Evaluation columns are empty except on evaluation steps; seconds stays last.
+    let header = format!("step,epoch,{},seconds", names.iter().chain(&evals).copied().collect::<Vec<_>>().join(","));
     let mut metrics = Metrics::open(&dir.join("metrics.csv"), &header, start)?;
     let bar = if req.how.quiet { ProgressBar::hidden() } else { ProgressBar::new(total as u64) };
     bar.set_style(
@@ -214,10 +228,23 @@ pub fn train<R: Recipe>(req: &TrainRequest<R::Config>, stop: &AtomicBool) -> Res
             };
             return Err(format!("step {step}: {what}; training stopped, {kept}").into());
         }
+        let every = |n: usize| n > 0 && step % n == 0;
+        let eval_now = eval_every > 0 && (every(eval_every) || step == total);
+        let evaluation = match eval_now {
+            true => Some(evaluate(&model, classifier.as_ref(), &held_out, file.run.eval_n, 0)?),
+            false => None,
+        };
         let secs = metrics.seconds_before + t0.elapsed().as_secs_f64();
         let mut row = vec![step.to_string(), b.epoch.to_string()];
         row.extend(stats.iter().map(|v| format!("{v:.6}")));
+        match &evaluation {
+            Some(e) => row.extend(e.columns().iter().map(|v| format!("{v:.6}"))),
+            None => row.extend(evals.iter().map(|_| String::new())),
+        }
         row.push(format!("{secs:.3}"));
+        if let Some(e) = evaluation.as_ref().filter(|_| !req.how.quiet) {
+            bar.println(format!("step {step}: {}", e.line()));
+        }
         metrics.row(&row)?;
         let ips = (step - start) as f64 * batch as f64 / t0.elapsed().as_secs_f64().max(1e-9);
         let shown: Vec<String> = names.iter().zip(&stats).map(|(n, v)| format!("{n} {v:.3}")).collect();
@@ -225,8 +252,7 @@ pub fn train<R: Recipe>(req: &TrainRequest<R::Config>, stop: &AtomicBool) -> Res
         bar.set_message(format!("epoch {} {} {ips:.0} img/s", b.epoch, shown.join(" ")));
         last = names.iter().copied().zip(stats).collect();
         interrupted = stop.load(Ordering::SeqCst);
-        let every = |n: usize| n > 0 && step % n == 0;
-        if every(file.run.sample_every) {
+        if R::GENERATES && every(file.run.sample_every) {
             grid(&model, format!("step-{step:06}.png"))?;
         }
         if every(file.run.checkpoint_every) || interrupted {
@@ -247,11 +273,21 @@ pub fn train<R: Recipe>(req: &TrainRequest<R::Config>, stop: &AtomicBool) -> Res
     if saved_at != Some(step) {
         checkpoint::save(&dir, &mut model, step, &rng, &config_json)?;
     }
-    grid(&model, "final.png".into())?;
+    if R::GENERATES {
+        grid(&model, "final.png".into())?;
+    }
     let metrics_path = dir.join("metrics.csv");
     for plot in R::plots() {
-        let columns = read_columns(&metrics_path, plot.series)?;
-        write_plot(&dir.join(format!("{}.png", plot.name)), plot, &columns, 25)?;
+        let series = read_series(&metrics_path, plot.x, plot.series)?;
+        // Per-step scalars are noisy; evaluations are few and drawn as they are.
+        let window = if plot.series.iter().all(|s| evals.contains(s)) { 1 } else { 25 };
+        write_plot(&dir.join(format!("{}.png", plot.name)), plot, &series, window)?;
+    }
+    if classifier.is_some() {
+        for plot in &FID_PLOTS {
+            let series = read_series(&metrics_path, plot.x, plot.series)?;
+            write_plot(&dir.join(format!("{}.png", plot.name)), plot, &series, 1)?;
+        }
     }
     let seconds = t0.elapsed().as_secs_f64();
     let images_per_second = (step - start) as f64 * batch as f64 / seconds.max(1e-9);

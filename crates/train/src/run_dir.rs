@@ -142,20 +142,24 @@ impl Metrics {
     }
 }
 
-/// The columns named `names` of a metrics file (header row first).
-pub fn read_columns(path: &Path, names: &[&str]) -> Result<Vec<Vec<f64>>> {
+/// For each of `names`, the (x, value) points of a metrics file where both
+/// cells hold numbers (evaluation columns are empty on most rows).
+pub fn read_series(path: &Path, x: &str, names: &[&str]) -> Result<Vec<Vec<(f64, f64)>>> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
-    let index: Vec<Option<usize>> = names.iter().map(|n| header.iter().position(|h| h == n)).collect();
-    let mut cols = vec![vec![]; names.len()];
+    let column = |n: &str| header.iter().position(|h| *h == n);
+    let xi = column(x).ok_or_else(|| format!("{}: no column {x}", path.display()))?;
+    let index: Vec<Option<usize>> = names.iter().map(|n| column(n)).collect();
+    let mut series = vec![vec![]; names.len()];
     for line in lines {
         let fields: Vec<&str> = line.split(',').collect();
-        for (col, i) in cols.iter_mut().zip(&index) {
-            if let Some(v) = i.and_then(|i| fields.get(i)).and_then(|f| f.parse().ok()) {
-                col.push(v);
+        let Some(xv) = fields.get(xi).and_then(|f| f.parse::<f64>().ok()) else { continue };
+        for (s, i) in series.iter_mut().zip(&index) {
+            if let Some(v) = i.and_then(|i| fields.get(i)).and_then(|f| f.parse::<f64>().ok()) {
+                s.push((xv, v));
             }
         }
     }
-    Ok(cols)
+    Ok(series)
 }

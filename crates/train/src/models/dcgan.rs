@@ -68,11 +68,19 @@ impl Recipe for Dcgan {
 
     fn plots() -> &'static [Plot] {
         &[
-            Plot { name: "loss", title: "DCGAN losses", y_label: "BCE", series: &["loss_d", "loss_g"], log_y: true },
+            Plot {
+                name: "loss",
+                title: "DCGAN losses",
+                y_label: "BCE",
+                x: "step",
+                series: &["loss_d", "loss_g"],
+                log_y: true,
+            },
             Plot {
                 name: "d_output",
                 title: "Discriminator outputs",
                 y_label: "mean D(.)",
+                x: "step",
                 series: &["d_x", "d_g_z1", "d_g_z2"],
                 log_y: false,
             },

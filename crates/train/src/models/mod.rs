@@ -1,4 +1,5 @@
 //! One recipe per model (the model itself lives in its own crate); the
 //! registry (`registry.rs`) lists them.
 
+pub mod classifier;
 pub mod dcgan;
