@@ -27,7 +27,7 @@ fn run(args: &[&str]) -> Option<String> {
     kiln_train::registry::run(cli.command, given_flags(&matches), &AtomicBool::new(false)).err().map(|e| e.to_string())
 }
 
-const TINY: [(&str, &str); 8] = [
+const TINY: [(&str, &str); 9] = [
     ("--device", "cpu"),
     ("--image-size", "16"),
     ("--ngf", "4"),
@@ -36,6 +36,7 @@ const TINY: [(&str, &str); 8] = [
     ("--steps", "1"),
     ("--sample-every", "0"),
     ("--checkpoint-every", "0"),
+    ("--eval-n", "50"),
 ];
 
 /// `train dcgan` with the tiny settings, `flag value` replacing its own.
@@ -65,6 +66,8 @@ fn every_bad_flag_value_is_an_error_naming_the_flag() {
         ("--seed", "-1"),
         ("--sample-every", "-1"),
         ("--checkpoint-every", "x"),
+        ("--eval-every", "-1"),
+        ("--eval-n", "1"),
         ("--lr", "-1"),
         ("--lr", "0"),
         ("--lr", "nan"),
@@ -108,6 +111,15 @@ fn sample_checks_its_flags_and_refuses_a_non_finite_checkpoint() {
     assert!(e.starts_with("--out") && e.contains("PNG"), "{e}");
     let e = run(&["sample", "dcgan", "--checkpoint", &run_dir, "--n", "0", "--out", &grid]).unwrap();
     assert!(e.starts_with("--n 0"), "{e}");
+    // eval: the run (eval.json), a grid of PNGs, and its flag checks.
+    assert_eq!(run(&["eval", &run_dir, "--n", "20"]), None);
+    let report = std::fs::read_to_string(out.join("eval.json")).unwrap();
+    assert!(report.contains("\"fid\"") && report.contains("\"n\": 20"), "{report}");
+    assert_eq!(run(&["eval", "--images", &grid, "--n", "10"]), None);
+    assert!(run(&["eval", &run_dir, "--n", "1"]).unwrap().starts_with("--n 1"));
+    assert!(run(&["eval", "--images", &grid, "--nrow", "7"]).unwrap().contains("7 tiles a row"));
+    assert!(run(&["eval"]).unwrap().contains("<RUN>"));
+    assert!(run(&["eval", "/nonexistent"]).unwrap().contains("/nonexistent/config.json"));
     // A checkpoint with an inf in it (written behind kiln's back).
     let path = out.join("checkpoint.safetensors");
     let ck = kiln_nn::load_checkpoint(&path).unwrap();
