@@ -14,8 +14,11 @@ KILN_KERNEL(adam_update_f32) {
     float gi = arg_buf<const float>(a, 0)[P[1] + i];
     if (P[11] == 1) gi += p[i] * pf(a, 6);
     else if (P[11] == 2) p[i] *= pf(a, 7);
-    m[i] = m[i] * pf(a, 2) + gi * pf(a, 4);
-    v[i] = v[i] * pf(a, 3) + gi * gi * pf(a, 5);
+    // Moments below the smallest normal float are stored as 0, as on the CPU.
+    float mi = m[i] * pf(a, 2) + gi * pf(a, 4);
+    float vi = v[i] * pf(a, 3) + gi * gi * pf(a, 5);
+    m[i] = fabsf(mi) < 1.17549435e-38f ? 0.0f : mi;
+    v[i] = vi < 1.17549435e-38f ? 0.0f : vi;
     float denom = sqrtf(v[i]) * pf(a, 8) + pf(a, 9);
     p[i] -= m[i] / denom * pf(a, 10);
 }

@@ -19,8 +19,11 @@ fn adam_update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     } else if (P[11] == 2u) {
         p[i] *= pf(7u);
     }
-    m[i] = m[i] * pf(2u) + gi * pf(4u);
-    v[i] = v[i] * pf(3u) + gi * gi * pf(5u);
+    // Moments below the smallest normal float are stored as 0, as on the CPU.
+    let mi = m[i] * pf(2u) + gi * pf(4u);
+    let vi = v[i] * pf(3u) + gi * gi * pf(5u);
+    m[i] = select(mi, 0.0, abs(mi) < 1.17549435e-38);
+    v[i] = select(vi, 0.0, vi < 1.17549435e-38);
     let denom = sqrt(v[i]) * pf(8u) + pf(9u);
     p[i] -= m[i] / denom * pf(10u);
 }
