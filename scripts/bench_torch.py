@@ -94,7 +94,50 @@ def main():
         with torch.no_grad():
             out[f"matmul_fwd/m{m}_k{k}_n{n}"] = sampled(lambda: a @ b)
     out.update(dcgan_steps())
+    out.update(vae_step())
     print(json.dumps(out))
+
+
+def vae_step():
+    """kiln's default VAE (crates/vae): one training step at batch 128 on
+    28×28 (dynamic binarization, ELBO with Bernoulli logits, Adam 1e-3), and
+    the IWAE pass: log weights of 8 draws for 500 digits, no grad."""
+    import torch.nn as nn
+    latent, w, hidden = 16, 32, 256
+    enc = nn.Sequential(nn.Conv2d(1, w, 4, 2, 1), nn.ReLU(), nn.Conv2d(w, 2 * w, 4, 2, 1), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(2 * w * 49, hidden), nn.ReLU(), nn.Linear(hidden, 2 * latent))
+    dec = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, 2 * w * 49), nn.ReLU(),
+                        nn.Unflatten(1, (2 * w, 7, 7)), nn.ConvTranspose2d(2 * w, w, 4, 2, 1), nn.ReLU(),
+                        nn.ConvTranspose2d(w, 1, 4, 2, 1))
+    opt = torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=1e-3)
+    x = torch.tanh(torch.randn(128, 1, 28, 28))
+
+    def step():
+        t = (torch.rand_like(x) < (x + 1) / 2).float()
+        mu, logvar = enc(2 * t - 1).chunk(2, 1)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        ll = -F.binary_cross_entropy_with_logits(dec(z), t, reduction="none").sum((1, 2, 3))
+        kl = 0.5 * (logvar.exp() + mu ** 2 - 1 - logvar).sum(1)
+        loss = (kl - ll).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    held = (torch.rand(500, 1, 28, 28) < 0.5).float()
+
+    def iwae_pass(k=8):
+        with torch.no_grad():
+            mu, logvar = enc(2 * held - 1).chunk(2, 1)
+            eps = torch.randn(500, k, latent)
+            z = (mu.unsqueeze(1) + torch.exp(0.5 * logvar).unsqueeze(1) * eps).reshape(-1, latent)
+            t = held.unsqueeze(1).expand(500, k, 1, 28, 28).reshape(-1, 1, 28, 28)
+            ll = -F.binary_cross_entropy_with_logits(dec(z), t, reduction="none").sum((1, 2, 3)).reshape(500, k)
+            log_p = (-0.5 * z ** 2 - 0.9189385332046727).sum(1).reshape(500, k)
+            log_q = (-0.5 * eps ** 2 - 0.9189385332046727 - 0.5 * logvar.unsqueeze(1)).sum(2)
+            return (ll + log_p - log_q).sum().item()
+
+    return {"vae_step/n128_s28": sampled(step), "vae_step/n500_k8": sampled(iwae_pass)}
 
 
 def dcgan_steps(sizes=(64, 32), min_time=3.0, min_reps=3):

@@ -22,3 +22,4 @@ pub use kiln_nn as nn;
 pub use kiln_tensor as tensor;
 pub use kiln_tensor::{DType, Device, Error, Result, Tensor, Var};
 pub use kiln_train as train;
+pub use kiln_vae as vae;

@@ -81,6 +81,9 @@ fn runs_from_before_the_shared_loop_still_load() {
         "sample_every": 2, "checkpoint_every": 2,
     });
     std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&flat).unwrap()).unwrap();
+    // metrics.csv without the evaluation columns, as kiln wrote it then.
+    let old = "step,epoch,loss_d,loss_g,d_x,d_g_z1,d_g_z2,seconds\n1,0,1,2,0.5,0.5,0.5,0.25\n2,0,1,2,0.5,0.5,0.5,0.5\n";
+    std::fs::write(dir.join("metrics.csv"), old).unwrap();
     let path = dir.join("checkpoint.safetensors");
     let mut ck = kiln::nn::load_checkpoint(&path).unwrap();
     ck.metadata.retain(|k, _| !k.starts_with("rng."));
@@ -90,6 +93,12 @@ fn runs_from_before_the_shared_loop_still_load() {
     assert_eq!((step, file.run.batch, model.config.ngf), (2, Some(8), 4));
     let r = train::<Dcgan>(&resume(request(&tiny_dcgan(), &dir, 3), &dir, &["steps"]), &AtomicBool::new(false));
     assert_eq!(r.unwrap().step, 3);
+    // Its rows moved to today's columns by name: the evaluation cells empty, seconds last.
+    let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    let lines: Vec<&str> = metrics.lines().collect();
+    assert_eq!(lines[0], "step,epoch,loss_d,loss_g,d_x,d_g_z1,d_g_z2,fid,classifier_score,modes,seconds");
+    assert_eq!(lines[2], "2,0,1,2,0.5,0.5,0.5,,,,0.5");
+    assert_eq!(lines.len(), 4);
 }
 
 #[test]

@@ -15,4 +15,5 @@ mod kernels_f32;
 mod nn;
 mod torch_reference;
 mod train;
+mod vae;
 mod views;

@@ -13,6 +13,7 @@ use kiln::tensor::Rng;
 use kiln::train::config::{Invocation, RunConfig};
 use kiln::train::run_dir::claim_default;
 use kiln::train::{Batch, HeldOut, Plot, Recipe, Setup, TrainRequest, load_run, train};
+use kiln::vae::{Vae, VaeConfig};
 use kiln::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -81,14 +82,19 @@ pub mod suite {
     use super::*;
 
     /// 2 steps, then --resume --steps 4 ≡ 4 steps: checkpoint file, final
-    /// grid and every metric bit for bit; seconds keep counting.
+    /// grid, pictures, eval.json and every metric bit for bit; seconds keep counting.
     pub fn resume_is_bit_identical<R: Recipe>(cfg: &R::Config, name: &str) {
         let full = fresh(&format!("{name}-full"));
         let s = go::<R>(&request(cfg, &full, 4)).unwrap();
         assert_eq!((s.steps_done, s.step), (4, 4));
-        for f in
-            ["config.json", "metrics.csv", "checkpoint.safetensors", "samples/final.png", "samples/step-000002.png"]
-        {
+        for f in [
+            "config.json",
+            "metrics.csv",
+            "eval.json",
+            "checkpoint.safetensors",
+            "samples/final.png",
+            "samples/step-000002.png",
+        ] {
             assert!(full.join(f).exists(), "missing {f}");
         }
         for p in R::plots() {
@@ -102,6 +108,14 @@ pub mod suite {
         assert!(bytes(&full.join("samples/final.png")) == bytes(&part.join("samples/final.png")));
         assert_eq!(metrics_without_time(&full), metrics_without_time(&part));
         assert_eq!(bytes(&full.join("config.json")), bytes(&part.join("config.json")));
+        assert_eq!(bytes(&full.join("eval.json")), bytes(&part.join("eval.json")));
+        let pictures = |dir: &Path| -> Vec<(PathBuf, Vec<u8>)> {
+            let rel = |(p, b): (PathBuf, Vec<u8>)| (p.strip_prefix(dir).unwrap().to_path_buf(), b);
+            snapshot(&dir.join("samples")).into_iter().map(rel).collect()
+        };
+        let (a, b) = (pictures(&full), pictures(&part));
+        assert_eq!(a.iter().map(|p| &p.0).collect::<Vec<_>>(), b.iter().map(|p| &p.0).collect::<Vec<_>>());
+        assert!(a == b, "a picture differs after resume");
         let secs: Vec<f64> = std::fs::read_to_string(part.join("metrics.csv"))
             .unwrap()
             .lines()
@@ -249,6 +263,8 @@ pub fn tiny_dcgan() -> DcganConfig {
     DcganConfig { image_size: 16, ngf: 4, ndf: 4, ..Default::default() }
 }
 
+recipe_suite!(vae_suite, Vae, crate::vae::tiny_vae(), VaeConfig { lr: 1e30, ..crate::vae::tiny_vae() });
+
 // Adam moves every weight by about lr a step: at 1e30 the activations overflow.
 recipe_suite!(dcgan_suite, Dcgan, tiny_dcgan(), DcganConfig { lr: 1e30, ..tiny_dcgan() });
 // The toy's tanh saturates instead of overflowing: its f32 loss is scaled past f32::MAX.
@@ -348,7 +364,7 @@ impl Recipe for Toy {
         &["held_out_mse"]
     }
     /// Reconstruction error of the held-out images, with noise from `rng`.
-    fn evaluate(&self, held_out: &HeldOut, rng: &mut Rng) -> kiln::train::Result<Vec<f64>> {
+    fn evaluate(&self, held_out: &HeldOut, rng: &mut Rng, _full: bool) -> kiln::train::Result<Vec<Option<f64>>> {
         let _g = kiln::tensor::no_grad();
         let (mut total, mut n) = (0.0, 0);
         for batch in held_out.batches(300) {
@@ -360,7 +376,7 @@ impl Recipe for Toy {
             total += mse_loss(&y, &x, Reduction::Sum)?.to_scalar()?;
             n += x.numel();
         }
-        Ok(vec![total / n as f64])
+        Ok(vec![Some(total / n as f64)])
     }
 }
 

@@ -7,6 +7,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Parser, Subcommand};
 use kiln_eval::ClassifierConfig;
 use kiln_gan::DcganConfig;
+use kiln_vae::VaeConfig;
 
 use crate::config::{Invocation, RunConfig};
 use crate::evaluate::EvalArgs;
@@ -63,6 +64,8 @@ pub struct TrainArgs<C: clap::Args> {
 pub enum TrainModel {
     /// DCGAN (pytorch/examples) on MNIST (default: the 10,000 digits shipped in data/mnist).
     Dcgan(TrainArgs<DcganConfig>),
+    /// Variational autoencoder (Kingma & Welling) on dynamically binarized digits; held-out ELBO and IWAE NLL.
+    Vae(TrainArgs<VaeConfig>),
     /// The LeNet classifier `eval` measures samples with (digits outside the held-out split).
     Classifier(TrainArgs<ClassifierConfig>),
 }
@@ -71,6 +74,8 @@ pub enum TrainModel {
 pub enum SampleModel {
     /// Samples of a DCGAN run.
     Dcgan(SampleArgs),
+    /// Prior samples (decoder means) of a VAE run.
+    Vae(SampleArgs),
 }
 
 #[derive(Debug, Subcommand)]

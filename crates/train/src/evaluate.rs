@@ -57,15 +57,16 @@ pub struct EvalArgs {
 #[derive(Debug, Clone)]
 pub struct Evaluation {
     pub samples: Option<SampleReport>,
-    pub held_out: Vec<(&'static str, f64)>,
+    /// None: not computed in this (quick) evaluation.
+    pub held_out: Vec<(&'static str, Option<f64>)>,
 }
 
 impl Evaluation {
     /// Values in the order of `eval_columns::<R>()`.
-    pub fn columns(&self) -> Vec<f64> {
+    pub fn columns(&self) -> Vec<Option<f64>> {
         let mut v = vec![];
         if let Some(s) = &self.samples {
-            v.extend([s.fid, s.scores.classifier_score, s.scores.modes as f64]);
+            v.extend([s.fid, s.scores.classifier_score, s.scores.modes as f64].map(Some));
         }
         v.extend(self.held_out.iter().map(|(_, x)| *x));
         v
@@ -73,7 +74,7 @@ impl Evaluation {
 
     pub fn line(&self) -> String {
         let mut parts: Vec<String> = self.samples.iter().map(SampleReport::line).collect();
-        parts.extend(self.held_out.iter().map(|(k, v)| format!("{k} {v:.4}")));
+        parts.extend(self.held_out.iter().filter_map(|(k, v)| v.map(|v| format!("{k} {v:.4}"))));
         parts.join(", ")
     }
 }
@@ -98,20 +99,53 @@ pub fn score_samples<R: Recipe>(model: &R, classifier: &Classifier, n: usize, se
 }
 
 /// One evaluation of `model`: its samples against `classifier` (when it
-/// generates) and its own numbers on `held_out`.
+/// generates) and its own numbers on `held_out` (all of them when `full`).
 pub fn evaluate<R: Recipe>(
     model: &R,
     classifier: Option<&Classifier>,
     held_out: &HeldOut,
     n: usize,
     seed: u64,
+    full: bool,
 ) -> Result<Evaluation> {
     let samples = match (R::GENERATES, classifier) {
         (true, Some(c)) => Some(score_samples(model, c, n, seed)?),
         _ => None,
     };
-    let values = model.evaluate(held_out, &mut Rng::new(seed ^ EVAL_SEED ^ 1))?;
+    let values = model.evaluate(held_out, &mut Rng::new(seed ^ EVAL_SEED ^ 1), full)?;
+    if values.len() != R::eval_names().len() {
+        return Err(
+            format!("{}: evaluate gave {} numbers for {} names", R::NAME, values.len(), R::eval_names().len()).into()
+        );
+    }
     Ok(Evaluation { samples, held_out: R::eval_names().iter().copied().zip(values).collect() })
+}
+
+/// The full evaluation of `model` at `step`, written to `dir/eval.json`.
+#[allow(clippy::too_many_arguments)]
+pub fn write_eval_json<R: Recipe>(
+    dir: &Path,
+    model: &R,
+    classifier: Option<&Classifier>,
+    held_out: &HeldOut,
+    n: usize,
+    seed: u64,
+    step: usize,
+) -> Result<(Evaluation, PathBuf)> {
+    let e = evaluate(model, classifier, held_out, n, seed, true)?;
+    let mut report = Map::new();
+    report.insert("model".into(), json!(R::NAME));
+    report.insert("step".into(), json!(step));
+    report.insert("seed".into(), json!(seed));
+    if let (Some(c), Some(s)) = (classifier, &e.samples) {
+        report.insert("classifier".into(), classifier_json(c));
+        report.insert("samples".into(), serde_json::to_value(s)?);
+    }
+    let held: Map<String, Value> = e.held_out.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+    report.insert("held_out".into(), json!({ "n": held_out.set.n, "metrics": held }));
+    let path = dir.join("eval.json");
+    write_atomic(&path, serde_json::to_string_pretty(&Value::Object(report))?.as_bytes())?;
+    Ok((e, path))
 }
 
 /// The held-out split of a run's data at the model's image size.
@@ -131,19 +165,7 @@ pub fn eval_run<R: Recipe>(dir: &Path, a: &EvalArgs) -> Result<String> {
     let classifier = if R::GENERATES { Some(Classifier::shipped(device)?) } else { None };
     let (model, file, step) = load_run::<R>(dir, device)?;
     let held_out = held_out_of(file.run.data(), R::image_size(&file.config), file.run.channels, device)?;
-    let e = evaluate(&model, classifier.as_ref(), &held_out, n, a.seed)?;
-    let mut report = Map::new();
-    report.insert("model".into(), json!(R::NAME));
-    report.insert("step".into(), json!(step));
-    report.insert("seed".into(), json!(a.seed));
-    if let (Some(c), Some(s)) = (&classifier, &e.samples) {
-        report.insert("classifier".into(), classifier_json(c));
-        report.insert("samples".into(), serde_json::to_value(s)?);
-    }
-    let held: Map<String, Value> = e.held_out.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
-    report.insert("held_out".into(), json!({ "n": held_out.set.n, "metrics": held }));
-    let path = dir.join("eval.json");
-    write_atomic(&path, serde_json::to_string_pretty(&Value::Object(report))?.as_bytes())?;
+    let (e, path) = write_eval_json(dir, &model, classifier.as_ref(), &held_out, n, a.seed, step)?;
     Ok(format!("{} at step {step}: {}; written to {}", R::NAME, e.line(), path.display()))
 }
 

@@ -18,7 +18,7 @@ pub mod run;
 pub mod run_dir;
 pub mod sample;
 
-pub use recipe::{Batch, HeldOut, Plot, Recipe, Setup};
+pub use recipe::{Batch, HeldOut, Picture, Plot, Recipe, Setup};
 pub use run::{Summary, TrainRequest, load_run, train};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;

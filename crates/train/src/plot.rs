@@ -83,6 +83,13 @@ pub fn write_plot(path: &Path, plot: &Plot, series: &[Vec<(f64, f64)>], window: 
     let x_lo = xs().fold(f64::INFINITY, f64::min).clamp(0.0, 1.0);
     let x_hi = xs().fold(x_lo + 1.0, f64::max);
     let x_desc = if plot.x == "seconds" { "wall-clock seconds" } else { plot.x };
+    // Enough decimals to tell the ticks apart, no more.
+    let decimals = match hi - lo {
+        s if s >= 20.0 => 0,
+        s if s >= 2.0 => 1,
+        s if s >= 0.2 => 2,
+        _ => 3,
+    };
     // A log axis only helps (and only gets ticks) across a decade or more.
     let log = plot.log_y && lo > 0.0 && hi / lo >= 10.0;
     let title = if window > 1 { format!("{} ({window}-point moving average)", plot.title) } else { plot.title.into() };
@@ -103,7 +110,7 @@ pub fn write_plot(path: &Path, plot: &Plot, series: &[Vec<(f64, f64)>], window: 
                     .axis_desc_style((FONT, 15))
                     .light_line_style(RGBColor(235, 235, 235))
                     .x_label_formatter(&|x| format!("{x:.0}"))
-                    .y_label_formatter(&|y| format!("{y:.3}"))
+                    .y_label_formatter(&|y| format!("{y:.*}", decimals))
                     .draw()?;
                 for (i, (name, s)) in plot.series.iter().zip(&smoothed).enumerate() {
                     let colour = COLOURS[i % COLOURS.len()];

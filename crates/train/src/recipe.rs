@@ -56,6 +56,15 @@ impl HeldOut {
     }
 }
 
+/// A picture the loop writes at the end of a run, `samples/<name>.png`.
+pub struct Picture {
+    pub name: &'static str,
+    /// (n, channels, size, size) in [-1, 1].
+    pub images: Tensor,
+    /// Images a row.
+    pub cols: usize,
+}
+
 /// A line plot of some of the step's scalars (metrics.csv columns), one
 /// PNG per family so scalars of different sizes do not share an axis.
 #[derive(Debug, Clone, Copy)]
@@ -120,8 +129,16 @@ pub trait Recipe: Sized {
 
     /// The model's own numbers on the held-out split (bits/dim for flows,
     /// ELBO and IWAE NLL for VAEs, accuracy for the classifier), in
-    /// evaluation mode; anything random comes from `rng`.
-    fn evaluate(&self, _held_out: &HeldOut, _rng: &mut Rng) -> Result<Vec<f64>> {
+    /// evaluation mode; anything random comes from `rng`. `full` is false
+    /// for the evaluations during training, which may leave the costly
+    /// numbers out (None); `eval` and the end of a run ask for all.
+    fn evaluate(&self, _held_out: &HeldOut, _rng: &mut Rng, _full: bool) -> Result<Vec<Option<f64>>> {
+        Ok(vec![])
+    }
+
+    /// Pictures beside the sample grid, written at the end of a run
+    /// (reconstructions, interpolations, ...), drawn from `rng` only.
+    fn pictures(&self, _held_out: &HeldOut, _rng: &mut Rng) -> Result<Vec<Picture>> {
         Ok(vec![])
     }
 

@@ -16,7 +16,7 @@ use crate::Result;
 use crate::checkpoint::{self, model_non_finite};
 use crate::config::{ConfigFile, Invocation, RunConfig, absolute, at_least_one, check_resume_flags, flag};
 use crate::device::{describe, resolve_device};
-use crate::evaluate::{eval_columns, evaluate};
+use crate::evaluate::{eval_columns, evaluate, write_eval_json};
 use crate::images::write_image_grid;
 use crate::plot::{FID_PLOTS, write_plot};
 use crate::recipe::{Batch, HeldOut, Recipe, Setup};
@@ -231,14 +231,14 @@ pub fn train<R: Recipe>(req: &TrainRequest<R::Config>, stop: &AtomicBool) -> Res
         let every = |n: usize| n > 0 && step % n == 0;
         let eval_now = eval_every > 0 && (every(eval_every) || step == total);
         let evaluation = match eval_now {
-            true => Some(evaluate(&model, classifier.as_ref(), &held_out, file.run.eval_n, 0)?),
+            true => Some(evaluate(&model, classifier.as_ref(), &held_out, file.run.eval_n, 0, false)?),
             false => None,
         };
         let secs = metrics.seconds_before + t0.elapsed().as_secs_f64();
         let mut row = vec![step.to_string(), b.epoch.to_string()];
         row.extend(stats.iter().map(|v| format!("{v:.6}")));
         match &evaluation {
-            Some(e) => row.extend(e.columns().iter().map(|v| format!("{v:.6}"))),
+            Some(e) => row.extend(e.columns().iter().map(|v| v.map(|v| format!("{v:.6}")).unwrap_or_default())),
             None => row.extend(evals.iter().map(|_| String::new())),
         }
         row.push(format!("{secs:.3}"));
@@ -275,6 +275,16 @@ pub fn train<R: Recipe>(req: &TrainRequest<R::Config>, stop: &AtomicBool) -> Res
     }
     if R::GENERATES {
         grid(&model, "final.png".into())?;
+    }
+    for p in model.pictures(&held_out, &mut Rng::new(seed ^ GRID_SEED))? {
+        write_image_grid(&samples.join(format!("{}.png", p.name)), &p.images, p.cols)?;
+    }
+    // A finished run is measured in full (eval.json), as `eval RUN` would.
+    if eval_every > 0 && !interrupted {
+        let (e, _) = write_eval_json(&dir, &model, classifier.as_ref(), &held_out, file.run.eval_n, 0, step)?;
+        if !req.how.quiet {
+            eprintln!("{} at step {step}: {}", R::NAME, e.line());
+        }
     }
     let metrics_path = dir.join("metrics.csv");
     for plot in R::plots() {

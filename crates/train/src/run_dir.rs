@@ -111,12 +111,25 @@ impl Metrics {
     pub fn open(path: &Path, header: &str, resume_step: usize) -> Result<Self> {
         let at = |e: std::io::Error| format!("{}: {e}", path.display());
         let kept: Vec<String> = match std::fs::read_to_string(path) {
-            Ok(text) => text
-                .lines()
-                .skip(1)
-                .filter(|l| l.split(',').next().and_then(|s| s.parse::<usize>().ok()).is_some_and(|s| s <= resume_step))
-                .map(str::to_string)
-                .collect(),
+            Ok(text) => {
+                // Rows of a file with other columns (written by an older kiln) move
+                // to today's columns by name; a column they lack stays empty.
+                let old: Vec<&str> = text.lines().next().unwrap_or("").split(',').collect();
+                let from: Vec<Option<usize>> = header.split(',').map(|h| old.iter().position(|o| *o == h)).collect();
+                text.lines()
+                    .skip(1)
+                    .filter(|l| {
+                        l.split(',').next().and_then(|s| s.parse::<usize>().ok()).is_some_and(|s| s <= resume_step)
+                    })
+                    .map(|l| {
+                        let cells: Vec<&str> = l.split(',').collect();
+                        from.iter()
+                            .map(|i| i.and_then(|i| cells.get(i)).copied().unwrap_or(""))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .collect()
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
             Err(e) => return Err(at(e).into()),
         };

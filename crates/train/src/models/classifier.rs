@@ -65,9 +65,9 @@ impl Recipe for LeNetTrainer {
         &["held_out_accuracy", "held_out_nll"]
     }
 
-    fn evaluate(&self, held_out: &HeldOut, _rng: &mut Rng) -> Result<Vec<f64>> {
+    fn evaluate(&self, held_out: &HeldOut, _rng: &mut Rng, _full: bool) -> Result<Vec<Option<f64>>> {
         let (accuracy, nll) = self.net.accuracy(&held_out_pixels(held_out)?, &held_out.set.labels)?;
-        Ok(vec![accuracy, nll])
+        Ok(vec![Some(accuracy), Some(nll)])
     }
 
     fn plots() -> &'static [Plot] {

@@ -3,3 +3,4 @@
 
 pub mod classifier;
 pub mod dcgan;
+pub mod vae;
