@@ -7,6 +7,7 @@ mod data;
 mod dcgan;
 mod errors;
 mod eval;
+mod gan_losses;
 mod gpu_parity;
 mod grad_elementwise;
 mod grad_nn_ops;

@@ -263,6 +263,13 @@ pub fn tiny_dcgan() -> DcganConfig {
     DcganConfig { image_size: 16, ngf: 4, ndf: 4, ..Default::default() }
 }
 
+// WGAN-GP draws interpolation weights and steps G every other D step: resume must keep both in step.
+recipe_suite!(
+    wgan_gp_suite,
+    Dcgan,
+    crate::gan_losses::wgan_gp(),
+    DcganConfig { lr: 1e30, ..crate::gan_losses::wgan_gp() }
+);
 recipe_suite!(vae_suite, Vae, crate::vae::tiny_vae(), VaeConfig { lr: 1e30, ..crate::vae::tiny_vae() });
 
 // Adam moves every weight by about lr a step: at 1e30 the activations overflow.

@@ -4,11 +4,25 @@
 //! BatchNorm ending in one logit, N(0, 0.02) init, non-saturating
 //! BCE-with-logits losses and Adam(2e-4, β = 0.5/0.999).
 
-use kiln_nn::loss::{Reduction, binary_cross_entropy_with_logits};
 use kiln_nn::{
-    Activation, Adam, AdamConfig, BatchNorm2d, Conv2d, ConvTranspose2d, Init, Module, Path, Sequential, VarStore,
+    Activation, Adam, AdamConfig, BatchNorm2d, Conv2d, ConvTranspose2d, Init, LayerNorm, Module, Path, Sequential,
+    VarStore,
 };
 use kiln_tensor::{Conv2dParams, ConvTranspose2dParams, DType, Device, Error, Result, Rng, Tensor, no_grad};
+
+use crate::loss::{GanLoss, d_loss, g_loss, gradient_penalty, r1_penalty};
+
+/// Normalisation in D's hidden layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "kebab-case")]
+pub enum DNorm {
+    /// layer for wgan-gp (a penalty per image must not mix images), batch otherwise.
+    Auto,
+    Batch,
+    Layer,
+    None,
+}
 
 /// The DCGAN's settings: the constructor's argument, the `train dcgan`
 /// flags (with the `cli` feature) and the "config" of a run's config.json.
@@ -41,15 +55,85 @@ pub struct DcganConfig {
     /// Target for real images in D's loss: 1, or 0.9 for one-sided label smoothing.
     #[cfg_attr(feature = "cli", arg(long, default_value_t = DEFAULT.real_label, allow_negative_numbers = true))]
     pub real_label: f64,
+    /// Adam beta2 (both networks). WGAN-GP's paper: --lr 1e-4 --beta1 0 --beta2 0.9.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = DEFAULT.beta2, allow_negative_numbers = true))]
+    #[serde(default = "beta2")]
+    pub beta2: f64,
+    /// Objective: bce (non-saturating, as pytorch/examples), lsgan, hinge or wgan-gp.
+    #[cfg_attr(feature = "cli", arg(long, value_enum, default_value_t = DEFAULT.loss))]
+    #[serde(default = "bce")]
+    pub loss: GanLoss,
+    /// D steps per G step (0: 5 for wgan-gp, 1 otherwise). Each D step takes one batch.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = DEFAULT.n_critic, allow_negative_numbers = true))]
+    #[serde(default)]
+    pub n_critic: usize,
+    /// λ of WGAN-GP's gradient penalty.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = DEFAULT.gp_lambda, allow_negative_numbers = true))]
+    #[serde(default = "ten")]
+    pub gp_lambda: f64,
+    /// γ of the R1 penalty on real images, with any loss (0: off).
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = DEFAULT.r1, allow_negative_numbers = true))]
+    #[serde(default)]
+    pub r1: f64,
+    /// Normalisation in D's hidden layers: auto (layer for wgan-gp, else batch), batch, layer, none.
+    #[cfg_attr(feature = "cli", arg(long, value_enum, default_value_t = DEFAULT.d_norm))]
+    #[serde(default = "auto")]
+    pub d_norm: DNorm,
 }
 
 fn one() -> usize {
     1
 }
+fn beta2() -> f64 {
+    0.999
+}
+fn bce() -> GanLoss {
+    GanLoss::Bce
+}
+fn ten() -> f64 {
+    10.0
+}
+fn auto() -> DNorm {
+    DNorm::Auto
+}
+
+impl DcganConfig {
+    /// D steps per G step.
+    pub fn critic_steps(&self) -> usize {
+        match (self.n_critic, self.loss) {
+            (0, GanLoss::WganGp) => 5,
+            (0, _) => 1,
+            (n, _) => n,
+        }
+    }
+
+    /// D's normalisation with `auto` resolved.
+    pub fn d_norm(&self) -> DNorm {
+        match (self.d_norm, self.loss) {
+            (DNorm::Auto, GanLoss::WganGp) => DNorm::Layer,
+            (DNorm::Auto, _) => DNorm::Batch,
+            (n, _) => n,
+        }
+    }
+}
 
 /// pytorch/examples' settings at 32×32 on one channel.
-pub const DEFAULT: DcganConfig =
-    DcganConfig { nz: 100, ngf: 64, ndf: 64, nc: 1, image_size: 32, lr: 2e-4, beta1: 0.5, real_label: 1.0 };
+pub const DEFAULT: DcganConfig = DcganConfig {
+    nz: 100,
+    ngf: 64,
+    ndf: 64,
+    nc: 1,
+    image_size: 32,
+    lr: 2e-4,
+    beta1: 0.5,
+    real_label: 1.0,
+    beta2: 0.999,
+    loss: GanLoss::Bce,
+    n_critic: 0,
+    gp_lambda: 10.0,
+    r1: 0.0,
+    d_norm: DNorm::Auto,
+};
 
 impl Default for DcganConfig {
     fn default() -> Self {
@@ -117,15 +201,21 @@ pub fn discriminator(p: &Path, c: &DcganConfig) -> Result<Sequential> {
         next();
         Activation::LeakyRelu(0.2)
     });
-    let mut mult = 1;
+    let (mut mult, mut side) = (1, c.image_size / 2);
     for _ in 1..n {
-        seq = seq
-            .push(Conv2d::new(&next(), c.ndf * mult, c.ndf * mult * 2, 4, down(2, 1), false)?)
-            .push(BatchNorm2d::new(&next(), c.ndf * mult * 2)?)
-            .push({
-                next();
-                Activation::LeakyRelu(0.2)
-            });
+        let ch = c.ndf * mult * 2;
+        side /= 2;
+        seq = seq.push(Conv2d::new(&next(), c.ndf * mult, ch, 4, down(2, 1), false)?);
+        let norm = next();
+        seq = match c.d_norm() {
+            DNorm::Layer => seq.push(LayerNorm::new(&norm, &[ch, side, side])?),
+            DNorm::None => seq,
+            DNorm::Batch | DNorm::Auto => seq.push(BatchNorm2d::new(&norm, ch)?),
+        };
+        seq = seq.push({
+            next();
+            Activation::LeakyRelu(0.2)
+        });
         mult *= 2;
     }
     Ok(seq.push(Conv2d::new(&next(), c.ndf * mult, 1, 4, down(1, 0), false)?))
@@ -182,7 +272,7 @@ impl Dcgan {
         let d = discriminator(&d_store.root().sub("main"), &config)?;
         dcgan_init(&g_store)?;
         dcgan_init(&d_store)?;
-        let adam = AdamConfig { lr: config.lr, beta1: config.beta1, beta2: 0.999, ..Default::default() };
+        let adam = AdamConfig { lr: config.lr, beta1: config.beta1, beta2: config.beta2, ..Default::default() };
         let opt_g = Adam::new(g_store.trainable(), adam)?;
         let opt_d = Adam::new(d_store.trainable(), adam)?;
         Ok(Dcgan { config, g_store, d_store, g, d, opt_g, opt_d })
@@ -204,33 +294,54 @@ impl Dcgan {
         out.reshape(&[out.numel()])
     }
 
-    /// One D step on real and fake, then one G step (pytorch/examples order).
+    /// One D step on real and fake, then one G step (pytorch/examples
+    /// order) with the config's loss; no penalty needs random numbers here
+    /// (WGAN-GP's interpolation weights do: use `step`).
     pub fn train_step(&mut self, real: &Tensor, noise: &Tensor) -> Result<StepStats> {
-        let n = real.shape()[0];
-        let full = |v: f64| Tensor::full(v, &[n], DType::F32, real.device());
-        let mean_prob = |logits: &Tensor| -> Result<f64> { logits.detach().sigmoid()?.mean_all()?.to_scalar() };
+        self.step(real, noise, None)
+    }
 
+    /// One D step (its loss, plus WGAN-GP's penalty on interpolates with
+    /// weights `alpha` (n, 1, 1, 1) and R1 on the real batch), then a G step
+    /// every `critic_steps()` D steps (counted by D's optimizer, so runs
+    /// resume). Without a G step, loss_g is G's loss on this batch under the
+    /// D before its update, and d_g_z2 = d_g_z1. Mean D outputs are
+    /// probabilities for BCE and raw scores for the other losses.
+    pub fn step(&mut self, real: &Tensor, noise: &Tensor, alpha: Option<&Tensor>) -> Result<StepStats> {
+        let c = self.config.clone();
+        let mean_out = |out: &Tensor| -> Result<f64> {
+            let out = out.detach();
+            let out = if c.loss == GanLoss::Bce { out.sigmoid()? } else { out };
+            out.mean_all()?.to_scalar()
+        };
         let real_out = self.logits(real)?;
-        let err_real =
-            binary_cross_entropy_with_logits(&real_out, &full(self.config.real_label)?, None, Reduction::Mean)?;
         let fake = self.g.forward(noise, true)?;
         let fake_out = self.logits(&fake.detach())?;
-        let err_fake = binary_cross_entropy_with_logits(&fake_out, &full(0.0)?, None, Reduction::Mean)?;
-        let err_d = err_real.add(&err_fake)?;
+        let mut err_d = d_loss(c.loss, &real_out, &fake_out, c.real_label)?;
+        let d = |x: &Tensor| self.logits(x);
+        if c.loss == GanLoss::WganGp {
+            let alpha = alpha.ok_or(Error::Argument {
+                op: "dcgan",
+                msg: "wgan-gp needs interpolation weights (Dcgan::step with alpha)".into(),
+            })?;
+            err_d = err_d.add(&gradient_penalty(&d, real, &fake, alpha, c.gp_lambda)?)?;
+        }
+        if c.r1 > 0.0 {
+            err_d = err_d.add(&r1_penalty(&d, real, c.r1)?)?;
+        }
         let grads_d = err_d.backward()?;
         self.opt_d.step(&grads_d)?;
+        let (d_x, d_g_z1) = (mean_out(&real_out)?, mean_out(&fake_out)?);
 
-        let out = self.logits(&fake)?;
-        let err_g = binary_cross_entropy_with_logits(&out, &full(1.0)?, None, Reduction::Mean)?;
-        let grads_g = err_g.backward()?;
-        self.opt_g.step(&grads_g)?;
-
-        Ok(StepStats {
-            loss_d: err_d.to_scalar()?,
-            loss_g: err_g.to_scalar()?,
-            d_x: mean_prob(&real_out)?,
-            d_g_z1: mean_prob(&fake_out)?,
-            d_g_z2: mean_prob(&out)?,
-        })
+        let (loss_g, d_g_z2) = if self.opt_d.step_count().is_multiple_of(c.critic_steps() as u64) {
+            let out = self.logits(&fake)?;
+            let err_g = g_loss(c.loss, &out)?;
+            let grads_g = err_g.backward()?;
+            self.opt_g.step(&grads_g)?;
+            (err_g.to_scalar()?, mean_out(&out)?)
+        } else {
+            (g_loss(c.loss, &fake_out.detach())?.to_scalar()?, d_g_z1)
+        };
+        Ok(StepStats { loss_d: err_d.to_scalar()?, loss_g, d_x, d_g_z1, d_g_z2 })
     }
 }

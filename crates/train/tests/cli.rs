@@ -78,6 +78,12 @@ fn every_bad_flag_value_is_an_error_naming_the_flag() {
         ("--ndf", "5000"),
         ("--image-size", "24"),
         ("--image-size", "65536"),
+        ("--beta2", "1"),
+        ("--loss", "wgan"),
+        ("--n-critic", "101"),
+        ("--gp-lambda", "-1"),
+        ("--r1", "nan"),
+        ("--d-norm", "group"),
         ("--device", "tpu"),
         ("--data", "/nonexistent"),
         ("--out", "/proc/version/run"),
@@ -90,6 +96,25 @@ fn every_bad_flag_value_is_an_error_naming_the_flag() {
         let named = e.contains(flag) || (flag == "--resume" && e.contains("/nonexistent/config.json"));
         assert!(named, "{flag} {value}: the error does not name the flag: {e}");
         assert!(!out.exists(), "{flag} {value}: a failed command left a folder");
+    }
+    // The VAE's own flags.
+    for (flag, value) in [
+        ("--latent", "0"),
+        ("--width", "0"),
+        ("--hidden", "200000"),
+        ("--iwae-k", "0"),
+        ("--image-size", "30"),
+        ("--likelihood", "poisson"),
+        ("--sigma", "-1"),
+        ("--beta", "-1"),
+        ("--free-bits", "-0.5"),
+        ("--lr", "0"),
+    ] {
+        let o = out.display().to_string();
+        let args = ["train", "vae", "--quiet", "--device", "cpu", "--steps", "1", "--out", &o, flag, value];
+        let e = run(&args).unwrap_or_else(|| panic!("vae {flag} {value} was accepted"));
+        assert!(e.contains(flag), "vae {flag} {value}: the error does not name the flag: {e}");
+        assert!(!out.exists(), "vae {flag} {value}: a failed command left a folder");
     }
     // Zero means never: a run with --sample-every 0 --checkpoint-every 0 finishes.
     assert_eq!(run(&train_args(&out, "--steps", "2").iter().map(String::as_str).collect::<Vec<_>>()), None);

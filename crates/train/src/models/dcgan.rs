@@ -1,9 +1,9 @@
 //! `train dcgan`: kiln-gan's DCGAN as a recipe. Its config is
 //! `kiln_gan::DcganConfig` itself (flags, config.json and constructor).
 
-use kiln_gan::{Dcgan, DcganConfig};
+use kiln_gan::{Dcgan, DcganConfig, GanLoss};
 use kiln_nn::{Adam, VarStore};
-use kiln_tensor::{Rng, Tensor};
+use kiln_tensor::{DType, Rng, Tensor};
 use serde_json::{Value, json};
 
 use crate::Result;
@@ -32,7 +32,13 @@ impl Recipe for Dcgan {
         }
         positive("lr", c.lr)?;
         within("beta1", c.beta1, 0.0, 0.999_999)?;
-        within("real_label", c.real_label, 0.0, 1.0)
+        within("beta2", c.beta2, 0.0, 0.999_999)?;
+        within("real_label", c.real_label, 0.0, 1.0)?;
+        if c.n_critic > 100 {
+            return Err(format!("--n-critic {}: at most 100", c.n_critic).into());
+        }
+        within("gp_lambda", c.gp_lambda, 0.0, 1e6)?;
+        within("r1", c.r1, 0.0, 1e6)
     }
 
     fn image_size(c: &DcganConfig) -> usize {
@@ -48,8 +54,14 @@ impl Recipe for Dcgan {
     }
 
     fn train_step(&mut self, batch: &Batch, rng: &mut Rng) -> Result<Vec<f64>> {
-        let noise = self.noise(batch.images.shape()[0], rng)?;
-        let s = Dcgan::train_step(self, &batch.images, &noise)?;
+        let n = batch.images.shape()[0];
+        let noise = self.noise(n, rng)?;
+        // WGAN-GP's interpolation weights: one per image, drawn after the noise.
+        let alpha = match self.config.loss {
+            GanLoss::WganGp => Some(Tensor::rand(&[n, 1, 1, 1], DType::F32, batch.images.device(), rng)?),
+            _ => None,
+        };
+        let s = Dcgan::step(self, &batch.images, &noise, alpha.as_ref())?;
         Ok(vec![s.loss_d, s.loss_g, s.d_x, s.d_g_z1, s.d_g_z2])
     }
 
@@ -71,14 +83,14 @@ impl Recipe for Dcgan {
             Plot {
                 name: "loss",
                 title: "DCGAN losses",
-                y_label: "BCE",
+                y_label: "loss",
                 x: "step",
                 series: &["loss_d", "loss_g"],
                 log_y: true,
             },
             Plot {
                 name: "d_output",
-                title: "Discriminator outputs",
+                title: "Mean D outputs (probabilities for bce, raw scores otherwise)",
                 y_label: "mean D(.)",
                 x: "step",
                 series: &["d_x", "d_g_z1", "d_g_z2"],

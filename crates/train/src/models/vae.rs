@@ -6,7 +6,7 @@
 use kiln_nn::{Adam, VarStore};
 use kiln_tensor::{Rng, Tensor};
 use kiln_vae::pictures::{interpolations, manifold, reconstructions};
-use kiln_vae::{Likelihood, Vae, VaeConfig};
+use kiln_vae::{Vae, VaeConfig};
 
 use crate::Result;
 use crate::config::{at_least_one, flag, positive, within};
@@ -36,10 +36,8 @@ impl Recipe for Vae {
         positive("lr", c.lr)?;
         within("beta", c.beta, 0.0, 1e6)?;
         within("free_bits", c.free_bits, 0.0, 1e3)?;
-        if c.likelihood == Likelihood::Gaussian && c.sigma != 0.0 {
-            positive("sigma", c.sigma)?;
-        }
-        Ok(())
+        // σ is read by the Gaussian decoder only, but a bad value is refused whatever the likelihood.
+        within("sigma", c.sigma, 0.0, 1e6)
     }
 
     fn image_size(c: &VaeConfig) -> usize {
