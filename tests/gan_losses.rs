@@ -66,6 +66,32 @@ fn penalties_on_a_linear_critic_match_their_closed_forms() {
     }
 }
 
+#[test]
+fn the_gradient_penalty_is_taken_at_the_interpolates() {
+    // D(x) = Σ w ⊙ x² per image: ∇ₓD(x̂) = 2 w ⊙ x̂, so the penalty depends on
+    // x̂ = x + α(x̃ − x) image by image; worked out here on the host.
+    let wv: Vec<f64> = (0..8).map(|i| 0.3 + 0.1 * i as f64).collect();
+    let w = Var::new(&t64(&wv, &[1, 2, 2, 2])).unwrap();
+    let d = |x: &Tensor| x.sqr()?.mul(&w)?.sum(&[1, 2, 3], false);
+    let r: Vec<f64> = (0..16).map(|i| (i as f64 * 0.37).sin()).collect();
+    let f: Vec<f64> = (0..16).map(|i| (i as f64 * 0.91).cos()).collect();
+    let a = [0.2, 0.7];
+    let gp = gradient_penalty(&d, &t64(&r, &[2, 2, 2, 2]), &t64(&f, &[2, 2, 2, 2]), &t64(&a, &[2, 1, 1, 1]), 10.0);
+    let want: f64 = (0..2)
+        .map(|i| {
+            let norm = (0..8)
+                .map(|j| {
+                    let x_hat = r[i * 8 + j] + a[i] * (f[i * 8 + j] - r[i * 8 + j]);
+                    (2.0 * wv[j] * x_hat).powi(2)
+                })
+                .sum::<f64>()
+                .sqrt();
+            10.0 * (norm - 1.0).powi(2) / 2.0
+        })
+        .sum();
+    assert!((gp.unwrap().to_scalar().unwrap() - want).abs() < 1e-9 * want.max(1.0));
+}
+
 fn variants() -> Vec<(&'static str, DcganConfig)> {
     let t = tiny_dcgan();
     vec![

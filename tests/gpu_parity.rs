@@ -412,6 +412,7 @@ macro_rules! gpu_tests {
 gpu_tests! {
     big_tiles_cross_every_boundary => big_tiles_cross_every_boundary_wgpu, big_tiles_cross_every_boundary_cuda;
     adam_update => adam_update_wgpu, adam_update_cuda;
+    adam_flushes_subnormal_moments => adam_flushes_subnormal_moments_wgpu, adam_flushes_subnormal_moments_cuda;
     errors_are_typed => errors_are_typed_wgpu, errors_are_typed_cuda;
     dcgan_steps_match_the_cpu => dcgan_steps_match_the_cpu_wgpu, dcgan_steps_match_the_cpu_cuda;
     f16_storage_matmul_conv_and_casts => f16_storage_matmul_conv_and_casts_wgpu, f16_storage_matmul_conv_and_casts_cuda;
@@ -503,6 +504,27 @@ fn adam_update(dev: Device) {
             assert_near("adam", b, a, 1e-6, 0.0).unwrap();
         }
     }
+}
+
+/// A moment that decays below the smallest normal f32 is stored as 0 on
+/// every backend (kiln's one departure from torch's Adam: subnormals cost a
+/// microcode assist per update on x86).
+fn adam_flushes_subnormal_moments(dev: Device) {
+    use kiln::tensor::ops::adam::{AdamConfig, AdamStep};
+    let t = |v: &[f32]| Tensor::from_slice(v, &[3], Device::Cpu).unwrap();
+    let (p, g) = (t(&[1.0, 1.0, 1.0]), t(&[0.0, 0.0, 0.0]));
+    let (m, v) = (t(&[1.2e-38, 1.4e-38, 1e-30]), t(&[1e-30, 1.176e-38, 1e-20]));
+    let step = AdamStep::new(AdamConfig::default(), 5);
+    let on = |d: Device| -> Vec<Vec<f32>> {
+        let ts: Vec<Tensor> = [&p, &g, &m, &v].iter().map(|x| x.to_device(d).unwrap().copy().unwrap()).collect();
+        ts[0].adam_update(&ts[1], &ts[2], &ts[3], &step).unwrap();
+        [&ts[2], &ts[3]].iter().map(|x| x.to_device(Device::Cpu).unwrap().to_vec::<f32>().unwrap()).collect()
+    };
+    let (cpu, other) = (on(Device::Cpu), on(dev));
+    // m 1.2e-38 · 0.9 and v 1.176e-38 · 0.999 fall below 1.1755e-38: flushed; 1.4e-38 · 0.9 stays.
+    assert_eq!((cpu[0][0], cpu[1][1]), (0.0, 0.0));
+    assert!(cpu[0][1] > 1.2e-38 && cpu[1][0] > 0.0);
+    assert_eq!(cpu, other, "{dev:?}");
 }
 
 fn errors_are_typed(dev: Device) {

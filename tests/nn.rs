@@ -53,6 +53,17 @@ fn checkpoint_errors_name_the_tensor() {
 }
 
 #[test]
+fn adam_keeps_a_subnormal_second_moment_when_eps_is_zero() {
+    // A flushed v would divide m by 0; with eps = 0 kiln keeps v as torch does.
+    use kiln::tensor::ops::adam::AdamStep;
+    let t = |v: f32| Tensor::from_slice(&[v], &[1], Device::Cpu).unwrap();
+    let (p, g, m, v) = (t(1.0), t(0.0), t(1e-20), t(1e-39));
+    p.adam_update(&g, &m, &v, &AdamStep::new(AdamConfig { eps: 0.0, ..AdamConfig::default() }, 3)).unwrap();
+    assert!(v.to_vec::<f32>().unwrap()[0] > 0.0);
+    assert!(p.to_vec::<f32>().unwrap()[0].is_finite());
+}
+
+#[test]
 fn adam_follows_torchs_update_rule() {
     adam_matches(false);
 }

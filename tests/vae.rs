@@ -126,6 +126,53 @@ fn gradients_flow_through_the_reparameterisation() {
 }
 
 #[test]
+fn the_reconstruction_term_trains_the_encoder_through_z() {
+    // −log p(x|z) with z = μ + σ·ε depends on the encoder only through z: a
+    // detached sample would leave the encoder's head without a gradient.
+    let vae = Vae::new(tiny_vae(), Device::Cpu, 3).unwrap();
+    let target = vae.target(&digits(4), &mut Rng::new(1)).unwrap();
+    let (ll, _) = vae.elbo_terms(&target, &mut Rng::new(2)).unwrap();
+    let grads = ll.mean_all().unwrap().neg().unwrap().backward().unwrap();
+    let head = vae.store.trainable().into_iter().find(|(n, _)| n == "enc.head.weight").unwrap().1;
+    let g = host(grads.get(&head).expect("the encoder gets a gradient through z"));
+    // Both halves of the head (μ rows and log σ² rows) receive it.
+    let half = g.len() / 2;
+    assert!(g[..half].iter().any(|v| v.abs() > 1e-9) && g[half..].iter().any(|v| v.abs() > 1e-9));
+}
+
+#[test]
+fn the_gaussian_likelihood_is_its_density() {
+    let (mean, x) = (t64(&[0.1, 0.5, 0.9, 0.3], &[1, 1, 2, 2]), t64(&[0.2, 0.5, 0.4, 1.0], &[1, 1, 2, 2]));
+    let sigma: f64 = 0.25;
+    let ll = kiln::vae::elbo::log_likelihood(Likelihood::Gaussian, &mean, &x, Some(&t64(&[sigma.ln()], &[1])));
+    let want: f64 = [(0.1, 0.2), (0.5, 0.5), (0.9, 0.4), (0.3, 1.0)]
+        .iter()
+        .map(|(m, v): &(f64, f64)| -0.5 * ((v - m) / sigma).powi(2) - sigma.ln() - HALF_LN_2PI)
+        .sum();
+    assert!((ll.unwrap().to_vec_f64()[0] - want).abs() < 1e-12);
+}
+
+#[test]
+fn free_bits_count_each_latent_dimension_as_at_least_lambda() {
+    let cfg = VaeConfig { free_bits: 2.0, ..tiny_vae() };
+    let mut vae = Vae::new(cfg, Device::Cpu, 5).unwrap();
+    let x = digits(8);
+    // The step's draws, repeated: binarization, then ε.
+    let mut rng = Rng::new(6);
+    let target = vae.target(&x, &mut rng).unwrap();
+    let (ll, kl) = vae.elbo_terms(&target, &mut rng).unwrap();
+    let (ll, kl) = (host(&ll), host(&kl));
+    let d = 3;
+    let recon = -ll.iter().sum::<f64>() / 8.0;
+    let kl_term: f64 = (0..d).map(|j| ((0..8).map(|i| kl[i * d + j]).sum::<f64>() / 8.0).max(2.0)).sum();
+    let stats = vae.train_step(&x, &mut Rng::new(6)).unwrap();
+    assert!((stats.loss - (recon + kl_term)).abs() < 1e-4 * stats.loss.abs(), "{stats:?} vs {}", recon + kl_term);
+    // The reported ELBO is the plain one, whatever free bits add to the loss.
+    let plain = -(recon + kl.iter().sum::<f64>() / 8.0);
+    assert!((stats.elbo - plain).abs() < 1e-4 * plain.abs());
+}
+
+#[test]
 fn the_likelihood_options_train_and_sample() {
     for (likelihood, sigma) in [(Likelihood::Grey, 0.1), (Likelihood::Gaussian, 0.1), (Likelihood::Gaussian, 0.0)] {
         let mut vae =

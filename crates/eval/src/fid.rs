@@ -24,7 +24,7 @@ pub struct FeatureStats {
 impl FeatureStats {
     /// Statistics of `n` rows of `d` features.
     pub fn of(features: &[f32], n: usize, d: usize) -> Result<Self> {
-        if n < 2 || features.len() != n * d {
+        if n < 2 || d == 0 || features.len() != n * d {
             return Err(EvalError::Argument {
                 op: "feature_stats",
                 msg: format!("needs at least 2 rows of {d} features, got {} values for {n} rows", features.len()),

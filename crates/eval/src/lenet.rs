@@ -103,8 +103,10 @@ impl LeNet {
         Ok((features, probs))
     }
 
-    /// Accuracy and mean negative log-likelihood (nats) on labelled images.
+    /// Accuracy and mean negative log-likelihood (nats) on labelled images
+    /// (labels 0–9).
     pub fn accuracy(&self, pixels: &[u8], labels: &[u8]) -> Result<(f64, f64)> {
+        check_labels(labels)?;
         let (_, probs) = self.classify(pixels, labels.len())?;
         let (mut right, mut nll) = (0usize, 0.0);
         for (p, &y) in probs.chunks(CLASSES).zip(labels) {
@@ -120,6 +122,17 @@ impl LeNet {
 pub fn input(pixels: &[u8], n: usize, device: Device) -> Result<Tensor> {
     let x: Vec<f32> = pixels.iter().map(|&v| v as f32 / 127.5 - 1.0).collect();
     Ok(Tensor::from_vec(x, &[n, 1, SIDE, SIDE], device)?)
+}
+
+/// Refuses labels outside 0–9 (an image folder with more than ten classes).
+pub fn check_labels(labels: &[u8]) -> Result<()> {
+    match labels.iter().find(|&&l| l as usize >= CLASSES) {
+        Some(l) => Err(EvalError::Argument {
+            op: "lenet",
+            msg: format!("the classifier knows {CLASSES} classes (0–9); the data has label {l}"),
+        }),
+        None => Ok(()),
+    }
 }
 
 pub fn argmax(p: &[f32]) -> usize {
@@ -143,6 +156,7 @@ impl LeNetTrainer {
     /// One Adam step on cross-entropy of the batch, each image shifted by
     /// a draw from `rng`; returns (loss, batch accuracy).
     pub fn train_step(&mut self, images: &Tensor, labels: &[u8], rng: &mut Rng) -> Result<(f64, f64)> {
+        check_labels(labels)?;
         let shifted = shift(images, rng)?;
         let (_, logits) = self.net.forward_mode(&shifted, true)?;
         let ids: Vec<i64> = labels.iter().map(|&l| l as i64).collect();

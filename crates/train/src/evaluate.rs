@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use kiln_data::ImageSet;
 use kiln_eval::lenet::SIDE;
 use kiln_eval::pixels::{from_png_folder, from_png_grid, from_tensor};
 use kiln_eval::{Classifier, SampleReport};
@@ -13,6 +14,7 @@ use kiln_tensor::{Device, Rng};
 use serde_json::{Map, Value, json};
 
 use crate::Result;
+use crate::config::ConfigFile;
 use crate::device::resolve_device;
 use crate::recipe::{HeldOut, Recipe};
 use crate::run::{load_data, load_run};
@@ -33,7 +35,7 @@ pub struct EvalArgs {
     /// Score these images instead: a folder of PNGs, or one PNG grid.
     #[arg(long)]
     pub images: Option<PathBuf>,
-    /// Samples to draw (FID depends on it: compare only at equal N). With --images: the first N tiles.
+    /// Samples to draw (FID depends on it: compare only at equal N) [default: the run's --eval-n, 1000]. With --images: the first N tiles.
     #[arg(long, allow_negative_numbers = true)]
     pub n: Option<usize>,
     /// Seeds the samples.
@@ -45,8 +47,8 @@ pub struct EvalArgs {
     /// Pixels around each tile of a PNG grid (torchvision and kiln write 2).
     #[arg(long, default_value_t = 2, allow_negative_numbers = true)]
     pub padding: usize,
-    /// Also write the numbers of --images as JSON to this file.
-    #[arg(long)]
+    /// Also write the numbers of --images as JSON to this file (a run's go to RUN/eval.json).
+    #[arg(long, requires = "images")]
     pub json: Option<PathBuf>,
     /// auto | cpu | cuda | cuda:N | wgpu | wgpu:N.
     #[arg(long, default_value = "cpu")]
@@ -141,17 +143,27 @@ pub fn write_eval_json<R: Recipe>(
         report.insert("classifier".into(), classifier_json(c));
         report.insert("samples".into(), serde_json::to_value(s)?);
     }
-    let held: Map<String, Value> = e.held_out.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
-    report.insert("held_out".into(), json!({ "n": held_out.set.n, "metrics": held }));
+    if !e.held_out.is_empty() {
+        let held: Map<String, Value> = e.held_out.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+        report.insert("held_out".into(), json!({ "n": held_out.set.n, "metrics": held }));
+    }
     let path = dir.join("eval.json");
     write_atomic(&path, serde_json::to_string_pretty(&Value::Object(report))?.as_bytes())?;
     Ok((e, path))
 }
 
-/// The held-out split of a run's data at the model's image size.
-pub fn held_out_of(data: &Path, size: usize, channels: usize, device: Device) -> Result<HeldOut> {
-    let (_, set) = load_data(data, size, channels)?.split();
-    Ok(HeldOut { set, size, device })
+/// The held-out split of a run's data at the model's image size; an empty
+/// one for a model with no held-out numbers (its data is not read).
+fn held_out_of<R: Recipe>(file: &ConfigFile<R::Config>, dir: &Path, device: Device) -> Result<HeldOut> {
+    let size = R::image_size(&file.config);
+    if R::eval_names().is_empty() {
+        let set =
+            ImageSet { images: vec![], labels: vec![], n: 0, channels: file.run.channels, height: size, width: size };
+        return Ok(HeldOut { set, size, device });
+    }
+    let data = load_data(file.run.data(), size, file.run.channels)
+        .map_err(|e| format!("{}: the run's data: {e}", dir.join("config.json").display()))?;
+    Ok(HeldOut { set: data.split().1, size, device })
 }
 
 fn check_n(n: usize) -> Result<usize> {
@@ -160,11 +172,12 @@ fn check_n(n: usize) -> Result<usize> {
 
 /// `eval RUN` for an `R` run: writes RUN/eval.json, returns the summary line.
 pub fn eval_run<R: Recipe>(dir: &Path, a: &EvalArgs) -> Result<String> {
-    let n = check_n(a.n.unwrap_or(1000))?;
     let device = resolve_device(&a.device)?;
     let classifier = if R::GENERATES { Some(Classifier::shipped(device)?) } else { None };
     let (model, file, step) = load_run::<R>(dir, device)?;
-    let held_out = held_out_of(file.run.data(), R::image_size(&file.config), file.run.channels, device)?;
+    // The run's own --eval-n by default, so eval repeats the curve's last point.
+    let n = check_n(a.n.unwrap_or(file.run.eval_n))?;
+    let held_out = held_out_of::<R>(&file, dir, device)?;
     let (e, path) = write_eval_json(dir, &model, classifier.as_ref(), &held_out, n, a.seed, step)?;
     Ok(format!("{} at step {step}: {}; written to {}", R::NAME, e.line(), path.display()))
 }
@@ -188,6 +201,9 @@ pub fn eval_images(path: &Path, a: &EvalArgs) -> Result<String> {
     } else {
         from_png_grid(path, a.nrow, a.padding, a.n)?
     };
+    if n < 2 {
+        return Err(format!("--images {}: FID needs at least 2 images, found {n}", path.display()).into());
+    }
     let classifier = Classifier::shipped(resolve_device(&a.device)?)?;
     let report = classifier.score(&pixels, n, None)?;
     if let Some(out) = &a.json {

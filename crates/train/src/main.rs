@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use clap::{CommandFactory, FromArgMatches};
 use kiln_train::cli::{Cli, given_flags};
@@ -23,9 +24,13 @@ fn main() -> ExitCode {
     };
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
-    // Ctrl-C, SIGTERM or SIGHUP: finish the step and checkpoint. A second one kills.
+    let first = std::sync::OnceLock::new();
+    // Ctrl-C, SIGTERM or SIGHUP: finish the step and checkpoint. Another one
+    // a second or more later kills; within that second it is the same request
+    // delivered twice (`timeout` signals the command and its process group).
     if let Err(e) = ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
+        let at = *first.get_or_init(Instant::now);
+        if flag.swap(true, Ordering::SeqCst) && at.elapsed() >= Duration::from_secs(1) {
             std::process::exit(130);
         }
     }) {

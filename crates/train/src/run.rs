@@ -149,7 +149,13 @@ pub fn train<R: Recipe>(req: &TrainRequest<R::Config>, stop: &AtomicBool) -> Res
         return Err(format!("--batch {batch}: the data set has only {} training images", data.n).into());
     }
     let eval_every = file.run.eval_every;
-    let classifier = if eval_every > 0 && R::GENERATES { Some(kiln_eval::Classifier::shipped(device)?) } else { None };
+    let classifier = match eval_every > 0 && R::GENERATES {
+        true => Some(
+            kiln_eval::Classifier::shipped(device)
+                .map_err(|e| format!("the classifier that measures samples: {e} (train without it: --eval-every 0)"))?,
+        ),
+        false => None,
+    };
     let steps_per_epoch = data.n / batch;
     if let Some(e) = file.run.epochs.take() {
         file.run.steps = Some(e.checked_mul(steps_per_epoch).ok_or(format!("--epochs {e}: too many steps"))?);

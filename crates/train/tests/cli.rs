@@ -180,8 +180,11 @@ fn sigterm_stops_after_the_step_with_a_checkpoint() {
         assert!(t0.elapsed() < Duration::from_secs(120), "the run did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    // The shell's builtin kill: procps (/bin/kill) is not on every machine.
-    let kill = Command::new("sh").args(["-c", &format!("kill -TERM {}", child.id())]).status().unwrap();
+    // Twice at once, as `timeout` signals the command and its process group:
+    // still one stop request. The shell's builtin kill: procps (/bin/kill)
+    // is not on every machine.
+    let twice = format!("kill -TERM {0}; kill -TERM {0}", child.id());
+    let kill = Command::new("sh").args(["-c", &twice]).status().unwrap();
     assert!(kill.success());
     let done = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&done.stderr);

@@ -251,8 +251,9 @@ impl Vae {
 
     /// The importance-weighted estimate of log p(x) (Burda et al. 2016):
     /// log (1/k) Σ w_k, by logsumexp, in chunks of at most `chunk` draws
-    /// per image (one generator, so chunking does not change the draws'
-    /// order per chunk). Returns one value per image.
+    /// per image. Each chunk draws its ε as (n, chunk, latent) from `rng`,
+    /// so another chunk size gives other (equally valid) draws. Returns one
+    /// value per image.
     pub fn iwae(&self, target: &Tensor, k: usize, chunk: usize, rng: &mut Rng) -> Result<Vec<f64>> {
         let mut parts = vec![];
         let mut done = 0;

@@ -45,7 +45,8 @@ impl Recipe for LeNetTrainer {
     }
 
     fn train_step(&mut self, batch: &Batch, rng: &mut Rng) -> Result<Vec<f64>> {
-        let (loss, accuracy) = LeNetTrainer::train_step(self, &batch.images, &batch.labels, rng)?;
+        let (loss, accuracy) =
+            LeNetTrainer::train_step(self, &batch.images, &batch.labels, rng).map_err(|e| format!("--data: {e}"))?;
         Ok(vec![loss, accuracy])
     }
 
@@ -66,6 +67,9 @@ impl Recipe for LeNetTrainer {
     }
 
     fn evaluate(&self, held_out: &HeldOut, _rng: &mut Rng, _full: bool) -> Result<Vec<Option<f64>>> {
+        if held_out.set.n == 0 {
+            return Ok(vec![None, None]);
+        }
         let (accuracy, nll) = self.net.accuracy(&held_out_pixels(held_out)?, &held_out.set.labels)?;
         Ok(vec![Some(accuracy), Some(nll)])
     }

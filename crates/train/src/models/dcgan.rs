@@ -34,6 +34,9 @@ impl Recipe for Dcgan {
         within("beta1", c.beta1, 0.0, 0.999_999)?;
         within("beta2", c.beta2, 0.0, 0.999_999)?;
         within("real_label", c.real_label, 0.0, 1.0)?;
+        if c.real_label != 1.0 && c.loss != GanLoss::Bce {
+            return Err(format!("--real-label {}: label smoothing applies to --loss bce only", c.real_label).into());
+        }
         if c.n_critic > 100 {
             return Err(format!("--n-critic {}: at most 100", c.n_critic).into());
         }

@@ -5,8 +5,10 @@
 //! as 0. A unit whose gradient is exactly 0 (a dead ReLU) has its first
 //! moment shrink by β₁ each step into subnormals after ~800 steps, and
 //! every later update of it then takes a microcode assist on x86: that
-//! halved the VAE's training speed after its first 1,000 steps. The value
-//! flushed is below 1.2e-38 (f32) / 2.2e-308 (f64) and so is its effect.
+//! halved the VAE's training speed after its first 1,000 steps. The values
+//! flushed are below 1.2e-38 (f32) / 2.2e-308 (f64); a parameter moves by
+//! at most lr/bc1 · tiny/eps because of it. With eps = 0 the second moment
+//! is kept as it is (a flushed v would divide by 0).
 
 use rayon::prelude::*;
 
@@ -21,6 +23,7 @@ fn adam_t<T: Float>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], step: &AdamS
     let (wd, decay, inv_sqrt_bc2, eps, step) =
         (c(s.weight_decay), c(1.0 - s.lr * s.weight_decay), c(1.0 / step.bc2.sqrt()), c(s.eps), c(s.lr / step.bc1));
     let (zero, tiny) = (T::zero(), T::min_positive_value());
+    let flush_v = s.eps > 0.0;
     let chunk = super::CHUNK;
     let parts =
         p.par_chunks_mut(chunk).zip(m.par_chunks_mut(chunk)).zip(v.par_chunks_mut(chunk)).zip(g.par_chunks(chunk));
@@ -40,7 +43,7 @@ fn adam_t<T: Float>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], step: &AdamS
                     let mi = m[i] * b1 + gi * one_b1;
                     let vi = v[i] * b2 + gi * gi * one_b2;
                     m[i] = if mi.abs() < tiny { zero } else { mi };
-                    v[i] = if vi < tiny { zero } else { vi };
+                    v[i] = if flush_v && vi < tiny { zero } else { vi };
                     let denom = v[i].sqrt() * inv_sqrt_bc2 + eps;
                     p[i] -= m[i] / denom * step;
                 }
