@@ -18,7 +18,7 @@ KILN_KERNEL(adam_update_f32) {
     float mi = m[i] * pf(a, 2) + gi * pf(a, 4);
     float vi = v[i] * pf(a, 3) + gi * gi * pf(a, 5);
     m[i] = fabsf(mi) < 1.17549435e-38f ? 0.0f : mi;
-    v[i] = vi < 1.17549435e-38f ? 0.0f : vi;
+    v[i] = (vi < 1.17549435e-38f && pf(a, 9) > 0.0f) ? 0.0f : vi;  // eps = 0: v kept
     float denom = sqrtf(v[i]) * pf(a, 8) + pf(a, 9);
     p[i] -= m[i] / denom * pf(a, 10);
 }

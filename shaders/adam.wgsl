@@ -23,7 +23,7 @@ fn adam_update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let mi = m[i] * pf(2u) + gi * pf(4u);
     let vi = v[i] * pf(3u) + gi * gi * pf(5u);
     m[i] = select(mi, 0.0, abs(mi) < 1.17549435e-38);
-    v[i] = select(vi, 0.0, vi < 1.17549435e-38);
+    v[i] = select(vi, 0.0, vi < 1.17549435e-38 && pf(9u) > 0.0);  // eps = 0: v kept
     let denom = sqrt(v[i]) * pf(8u) + pf(9u);
     p[i] -= m[i] / denom * pf(10u);
 }
