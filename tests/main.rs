@@ -1,6 +1,7 @@
 //! kiln's cross-crate test binary: one module per concern.
 
 mod autograd;
+mod cgan;
 mod common;
 mod cuda_kernels;
 mod data;

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use kiln::gan::{Dcgan, DcganConfig};
+use kiln::gan::{Cgan, Dcgan, DcganConfig};
 use kiln::nn::loss::{Reduction, mse_loss};
 use kiln::nn::{Adam, AdamConfig, Dropout, Linear, Module, VarStore};
 use kiln::tensor::Rng;
@@ -270,6 +270,7 @@ recipe_suite!(
     crate::gan_losses::wgan_gp(),
     DcganConfig { lr: 1e30, ..crate::gan_losses::wgan_gp() }
 );
+recipe_suite!(cgan_suite, Cgan, tiny_dcgan(), DcganConfig { lr: 1e30, ..tiny_dcgan() });
 recipe_suite!(vae_suite, Vae, crate::vae::tiny_vae(), VaeConfig { lr: 1e30, ..crate::vae::tiny_vae() });
 
 // Adam moves every weight by about lr a step: at 1e30 the activations overflow.

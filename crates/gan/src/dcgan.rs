@@ -191,6 +191,13 @@ pub fn generator(p: &Path, c: &DcganConfig) -> Result<Sequential> {
 
 /// pytorch/examples' Discriminator, returning logits (the sigmoid is in the loss).
 pub fn discriminator(p: &Path, c: &DcganConfig) -> Result<Sequential> {
+    let (body, channels, next) = discriminator_body(p, c)?;
+    Ok(body.push(Conv2d::new(&p.sub(next), channels, 1, 4, down(1, 0), false)?))
+}
+
+/// The discriminator without its last conv: features (n, channels, 4, 4).
+/// Returns the layers, `channels` and the index of the next module.
+pub fn discriminator_body(p: &Path, c: &DcganConfig) -> Result<(Sequential, usize, usize)> {
     let n = stages(c.image_size)?;
     let mut i = 0;
     let mut next = || {
@@ -218,7 +225,7 @@ pub fn discriminator(p: &Path, c: &DcganConfig) -> Result<Sequential> {
         });
         mult *= 2;
     }
-    Ok(seq.push(Conv2d::new(&next(), c.ndf * mult, 1, 4, down(1, 0), false)?))
+    Ok((seq, c.ndf * mult, i))
 }
 
 /// The DCGAN init: conv weights N(0, 0.02), batchnorm weight N(1, 0.02), bias 0.

@@ -64,6 +64,8 @@ pub struct TrainArgs<C: clap::Args> {
 pub enum TrainModel {
     /// DCGAN (pytorch/examples) on MNIST (default: the 10,000 digits shipped in data/mnist).
     Dcgan(TrainArgs<DcganConfig>),
+    /// Conditional GAN: the DCGAN networks with the class in (G: label embedding; D: projection).
+    Cgan(TrainArgs<DcganConfig>),
     /// Variational autoencoder (Kingma & Welling) on dynamically binarized digits; held-out ELBO and IWAE NLL.
     Vae(TrainArgs<VaeConfig>),
     /// The LeNet classifier `eval` measures samples with (digits outside the held-out split).
@@ -74,6 +76,8 @@ pub enum TrainModel {
 pub enum SampleModel {
     /// Samples of a DCGAN run.
     Dcgan(SampleArgs),
+    /// Samples of a conditional GAN run (classes 0–9 in turn, a row of 8 at a time).
+    Cgan(SampleArgs),
     /// Prior samples (decoder means) of a VAE run.
     Vae(SampleArgs),
 }

@@ -5,7 +5,7 @@
 use std::sync::atomic::AtomicBool;
 
 use kiln_eval::lenet::LeNetTrainer;
-use kiln_gan::Dcgan;
+use kiln_gan::{Cgan, Dcgan};
 use kiln_vae::Vae;
 
 use crate::Result;
@@ -21,11 +21,13 @@ pub fn run(command: Command, given: Vec<String>, stop: &AtomicBool) -> Result<St
     match command {
         Command::Train { model } => match model {
             TrainModel::Dcgan(a) => train_model::<Dcgan>(a, given, stop),
+            TrainModel::Cgan(a) => train_model::<Cgan>(a, given, stop),
             TrainModel::Vae(a) => train_model::<Vae>(a, given, stop),
             TrainModel::Classifier(a) => train_model::<LeNetTrainer>(a, given, stop),
         },
         Command::Sample { model } => match model {
             SampleModel::Dcgan(a) => sample::<Dcgan>(&a),
+            SampleModel::Cgan(a) => sample::<Cgan>(&a),
             SampleModel::Vae(a) => sample::<Vae>(&a),
         },
         Command::Eval(a) => eval(&a),
@@ -49,6 +51,7 @@ fn eval(a: &EvalArgs) -> Result<String> {
     let config: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     match config.get("model").and_then(serde_json::Value::as_str) {
         Some(Dcgan::NAME) => eval_run::<Dcgan>(dir, a),
+        Some(Cgan::NAME) => eval_run::<Cgan>(dir, a),
         Some(Vae::NAME) => eval_run::<Vae>(dir, a),
         Some(LeNetTrainer::NAME) => eval_run::<LeNetTrainer>(dir, a),
         other => Err(format!("{}: model {other:?} is not one kiln trains", path.display()).into()),

@@ -18,30 +18,7 @@ impl Recipe for Dcgan {
     type Config = DcganConfig;
 
     fn check(c: &DcganConfig) -> Result<()> {
-        at_least_one("nz", c.nz)?;
-        at_least_one("ngf", c.ngf)?;
-        at_least_one("ndf", c.ndf)?;
-        // Widths past 4096 would ask for tens of GB before any check could.
-        for (key, v) in [("nz", c.nz), ("ngf", c.ngf), ("ndf", c.ndf)] {
-            if v > 4096 {
-                return Err(format!("{} {v}: at most 4096", flag(key)).into());
-            }
-        }
-        if !(16..=256).contains(&c.image_size) || !c.image_size.is_power_of_two() {
-            return Err(format!("--image-size {}: must be 16, 32, 64, 128 or 256", c.image_size).into());
-        }
-        positive("lr", c.lr)?;
-        within("beta1", c.beta1, 0.0, 0.999_999)?;
-        within("beta2", c.beta2, 0.0, 0.999_999)?;
-        within("real_label", c.real_label, 0.0, 1.0)?;
-        if c.real_label != 1.0 && c.loss != GanLoss::Bce {
-            return Err(format!("--real-label {}: label smoothing applies to --loss bce only", c.real_label).into());
-        }
-        if c.n_critic > 100 {
-            return Err(format!("--n-critic {}: at most 100", c.n_critic).into());
-        }
-        within("gp_lambda", c.gp_lambda, 0.0, 1e6)?;
-        within("r1", c.r1, 0.0, 1e6)
+        check_gan(c)
     }
 
     fn image_size(c: &DcganConfig) -> usize {
@@ -118,4 +95,32 @@ impl Recipe for Dcgan {
                 ("beta1", "beta1"), ("real_label", "real_label")]),
         })
     }
+}
+
+/// The GAN config's checks, each naming its flag (DCGAN and CGAN share them).
+pub fn check_gan(c: &DcganConfig) -> Result<()> {
+    at_least_one("nz", c.nz)?;
+    at_least_one("ngf", c.ngf)?;
+    at_least_one("ndf", c.ndf)?;
+    // Widths past 4096 would ask for tens of GB before any check could.
+    for (key, v) in [("nz", c.nz), ("ngf", c.ngf), ("ndf", c.ndf)] {
+        if v > 4096 {
+            return Err(format!("{} {v}: at most 4096", flag(key)).into());
+        }
+    }
+    if !(16..=256).contains(&c.image_size) || !c.image_size.is_power_of_two() {
+        return Err(format!("--image-size {}: must be 16, 32, 64, 128 or 256", c.image_size).into());
+    }
+    positive("lr", c.lr)?;
+    within("beta1", c.beta1, 0.0, 0.999_999)?;
+    within("beta2", c.beta2, 0.0, 0.999_999)?;
+    within("real_label", c.real_label, 0.0, 1.0)?;
+    if c.real_label != 1.0 && c.loss != GanLoss::Bce {
+        return Err(format!("--real-label {}: label smoothing applies to --loss bce only", c.real_label).into());
+    }
+    if c.n_critic > 100 {
+        return Err(format!("--n-critic {}: at most 100", c.n_critic).into());
+    }
+    within("gp_lambda", c.gp_lambda, 0.0, 1e6)?;
+    within("r1", c.r1, 0.0, 1e6)
 }

@@ -1,0 +1,89 @@
+//! `train cgan`: kiln-gan's conditional GAN as a recipe. Its flags are the
+//! DCGAN's (losses and penalties included); samples are asked for classes
+//! 0–9 in turn, and `samples/classes.png` has one row per class from the
+//! same ten noise vectors.
+
+use kiln_gan::cgan::CLASSES;
+use kiln_gan::{Cgan, DcganConfig, GanLoss};
+use kiln_nn::{Adam, VarStore};
+use kiln_tensor::{DType, Rng, Tensor};
+
+use crate::Result;
+use crate::models::dcgan::check_gan;
+use crate::recipe::{Batch, HeldOut, Picture, Plot, Recipe, Setup};
+
+/// Sample i asks for class i mod 10.
+fn cycling_labels(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % CLASSES) as u8).collect()
+}
+
+/// Ten noise vectors from `rng`, each repeated down a column of the ten
+/// class rows: row r is class r (100 images, 10 a row).
+pub fn class_grid(model: &Cgan, rng: &mut Rng) -> Result<Tensor> {
+    let noise = model.noise(CLASSES, rng)?;
+    let rows: Vec<&Tensor> = (0..CLASSES).map(|_| &noise).collect();
+    let labels: Vec<u8> = (0..CLASSES * CLASSES).map(|i| (i / CLASSES) as u8).collect();
+    Ok(model.sample(&Tensor::cat(&rows, 0)?, &labels)?)
+}
+
+impl Recipe for Cgan {
+    const NAME: &'static str = "cgan";
+    /// About 10 minutes on a 2-core CPU (see README).
+    const DEFAULT_STEPS: usize = 3000;
+    const DEFAULT_BATCH: usize = 64;
+    type Config = DcganConfig;
+
+    fn check(c: &DcganConfig) -> Result<()> {
+        check_gan(c)
+    }
+
+    fn image_size(c: &DcganConfig) -> usize {
+        c.image_size
+    }
+
+    fn build(c: &DcganConfig, setup: &Setup) -> Result<Self> {
+        Ok(Cgan::new(DcganConfig { nc: setup.channels, ..c.clone() }, setup.device, setup.seed)?)
+    }
+
+    fn stat_names() -> &'static [&'static str] {
+        &["loss_d", "loss_g", "d_x", "d_g_z1", "d_g_z2"]
+    }
+
+    fn train_step(&mut self, batch: &Batch, rng: &mut Rng) -> Result<Vec<f64>> {
+        let n = batch.images.shape()[0];
+        let noise = self.noise(n, rng)?;
+        let alpha = match self.config.loss {
+            GanLoss::WganGp => Some(Tensor::rand(&[n, 1, 1, 1], DType::F32, batch.images.device(), rng)?),
+            _ => None,
+        };
+        let s = Cgan::step(self, &batch.images, &batch.labels, &noise, alpha.as_ref())
+            .map_err(|e| format!("--data: {e}"))?;
+        Ok(vec![s.loss_d, s.loss_g, s.d_x, s.d_g_z1, s.d_g_z2])
+    }
+
+    fn stores(&self) -> Vec<(&'static str, &VarStore)> {
+        vec![("g", &self.g_store), ("d", &self.d_store)]
+    }
+
+    fn optimizers(&mut self) -> Vec<(&'static str, &mut Adam)> {
+        vec![("opt_g", &mut self.opt_g), ("opt_d", &mut self.opt_d)]
+    }
+
+    fn sample(&self, n: usize, rng: &mut Rng) -> Result<Tensor> {
+        Ok(self.sample_labelled(n, rng)?.0)
+    }
+
+    fn sample_labelled(&self, n: usize, rng: &mut Rng) -> Result<(Tensor, Option<Vec<u8>>)> {
+        let labels = cycling_labels(n);
+        let images = Cgan::sample(self, &self.noise(n, rng)?, &labels)?;
+        Ok((images, Some(labels)))
+    }
+
+    fn pictures(&self, _held_out: &HeldOut, rng: &mut Rng) -> Result<Vec<Picture>> {
+        Ok(vec![Picture { name: "classes", images: class_grid(self, rng)?, cols: CLASSES }])
+    }
+
+    fn plots() -> &'static [Plot] {
+        <kiln_gan::Dcgan as Recipe>::plots()
+    }
+}

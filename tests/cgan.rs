@@ -1,0 +1,62 @@
+//! The conditional GAN: its class grid's layout, label accuracy in eval,
+//! labels outside 0–9 refused; the run loop's suite runs for it in train.rs.
+
+use std::sync::atomic::AtomicBool;
+
+use kiln::Device;
+use kiln::gan::Cgan;
+use kiln::tensor::Rng;
+use kiln::train::evaluate::{EvalArgs, eval_run};
+use kiln::train::models::cgan::class_grid;
+use kiln::train::{load_run, train};
+
+use crate::train::{fresh, request, tiny_dcgan};
+
+#[test]
+fn the_class_grid_has_a_row_per_class_and_a_noise_per_column() {
+    let dir = fresh("cgan-grid");
+    train::<Cgan>(&request(&tiny_dcgan(), &dir, 2), &AtomicBool::new(false)).unwrap();
+    assert!(dir.join("samples/classes.png").exists());
+    let (model, _, _) = load_run::<Cgan>(&dir, Device::Cpu).unwrap();
+    let grid = class_grid(&model, &mut Rng::new(4)).unwrap();
+    assert_eq!(grid.shape(), [100, 1, 16, 16]);
+    let noise = model.noise(10, &mut Rng::new(4)).unwrap();
+    for (row, col) in [(0, 0), (3, 7), (9, 2)] {
+        let z = noise.narrow(0, col, 1).unwrap();
+        let one = model.sample(&z, &[row as u8]).unwrap().to_vec::<f32>().unwrap();
+        let cell = grid.narrow(0, row * 10 + col, 1).unwrap().to_vec::<f32>().unwrap();
+        // Equal up to rounding (a batch of 100 and of 1 take different GEMM blockings).
+        let diff = one.iter().zip(&cell).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(diff < 1e-6, "row {row} column {col}: {diff}");
+    }
+    // The label changes the image.
+    let z = noise.narrow(0, 0, 1).unwrap();
+    assert_ne!(
+        model.sample(&z, &[0]).unwrap().to_vec::<f32>().unwrap(),
+        model.sample(&z, &[1]).unwrap().to_vec::<f32>().unwrap()
+    );
+    // Labels outside 0–9 are errors.
+    assert!(model.sample(&z, &[10]).unwrap_err().to_string().contains("labels must be 0–9"));
+}
+
+#[test]
+fn eval_reports_the_label_accuracy() {
+    let dir = fresh("cgan-eval");
+    train::<Cgan>(&request(&tiny_dcgan(), &dir, 2), &AtomicBool::new(false)).unwrap();
+    let args = EvalArgs {
+        run: Some(dir.clone()),
+        images: None,
+        n: Some(40),
+        seed: 0,
+        nrow: 8,
+        padding: 2,
+        json: None,
+        device: "cpu".into(),
+    };
+    let line = eval_run::<Cgan>(&dir, &args).unwrap();
+    assert!(line.contains("label accuracy"), "{line}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("eval.json")).unwrap()).unwrap();
+    let accuracy = report["samples"]["label_accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&accuracy));
+}
