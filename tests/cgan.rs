@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 use kiln::Device;
 use kiln::gan::Cgan;
 use kiln::tensor::Rng;
-use kiln::train::evaluate::{EvalArgs, eval_run};
+use kiln::train::evaluate::eval_run;
 use kiln::train::models::cgan::class_grid;
 use kiln::train::{load_run, train};
 
@@ -43,17 +43,7 @@ fn the_class_grid_has_a_row_per_class_and_a_noise_per_column() {
 fn eval_reports_the_label_accuracy() {
     let dir = fresh("cgan-eval");
     train::<Cgan>(&request(&tiny_dcgan(), &dir, 2), &AtomicBool::new(false)).unwrap();
-    let args = EvalArgs {
-        run: Some(dir.clone()),
-        images: None,
-        n: Some(40),
-        seed: 0,
-        nrow: 8,
-        padding: 2,
-        json: None,
-        device: "cpu".into(),
-    };
-    let line = eval_run::<Cgan>(&dir, &args).unwrap();
+    let line = eval_run::<Cgan>(&dir, &crate::eval::run_args(&dir, 40)).unwrap();
     assert!(line.contains("label accuracy"), "{line}");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("eval.json")).unwrap()).unwrap();

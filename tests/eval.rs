@@ -217,6 +217,20 @@ fn the_classifiers_first_steps_are_deterministic() {
     assert_ne!(a.1, weights(1).1);
 }
 
+/// `eval RUN --n N --device cpu`.
+pub fn run_args(dir: &std::path::Path, n: usize) -> EvalArgs {
+    EvalArgs {
+        run: Some(dir.to_path_buf()),
+        images: None,
+        n: Some(n),
+        seed: 0,
+        nrow: 8,
+        padding: 2,
+        json: None,
+        device: "cpu".into(),
+    }
+}
+
 #[test]
 fn eval_of_a_run_agrees_with_its_training_curve() {
     let dir = fresh("eval-dcgan");
@@ -227,16 +241,7 @@ fn eval_of_a_run_agrees_with_its_training_curve() {
     let header: Vec<&str> = metrics.lines().next().unwrap().split(',').collect();
     let fid_col = header.iter().position(|h| *h == "fid").unwrap();
     let last: Vec<&str> = metrics.lines().last().unwrap().split(',').collect();
-    let args = EvalArgs {
-        run: Some(dir.clone()),
-        images: None,
-        n: Some(40),
-        seed: 0,
-        nrow: 8,
-        padding: 2,
-        json: None,
-        device: "cpu".into(),
-    };
+    let args = run_args(&dir, 40);
     let line = eval_run::<Dcgan>(&dir, &args).unwrap();
     assert!(line.contains("FID40 ") && line.contains("at step 4"), "{line}");
     let report: serde_json::Value =

@@ -4,12 +4,12 @@
 //! same ten noise vectors.
 
 use kiln_gan::cgan::CLASSES;
-use kiln_gan::{Cgan, DcganConfig, GanLoss};
+use kiln_gan::{Cgan, DcganConfig};
 use kiln_nn::{Adam, VarStore};
-use kiln_tensor::{DType, Rng, Tensor};
+use kiln_tensor::{Rng, Tensor};
 
 use crate::Result;
-use crate::models::dcgan::check_gan;
+use crate::models::dcgan::{check_gan, interpolation_weights};
 use crate::recipe::{Batch, HeldOut, Picture, Plot, Recipe, Setup};
 
 /// Sample i asks for class i mod 10.
@@ -52,10 +52,7 @@ impl Recipe for Cgan {
     fn train_step(&mut self, batch: &Batch, rng: &mut Rng) -> Result<Vec<f64>> {
         let n = batch.images.shape()[0];
         let noise = self.noise(n, rng)?;
-        let alpha = match self.config.loss {
-            GanLoss::WganGp => Some(Tensor::rand(&[n, 1, 1, 1], DType::F32, batch.images.device(), rng)?),
-            _ => None,
-        };
+        let alpha = interpolation_weights(&self.config, &batch.images, rng)?;
         let s = Cgan::step(self, &batch.images, &batch.labels, &noise, alpha.as_ref())
             .map_err(|e| format!("--data: {e}"))?;
         Ok(vec![s.loss_d, s.loss_g, s.d_x, s.d_g_z1, s.d_g_z2])

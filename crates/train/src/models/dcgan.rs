@@ -36,11 +36,7 @@ impl Recipe for Dcgan {
     fn train_step(&mut self, batch: &Batch, rng: &mut Rng) -> Result<Vec<f64>> {
         let n = batch.images.shape()[0];
         let noise = self.noise(n, rng)?;
-        // WGAN-GP's interpolation weights: one per image, drawn after the noise.
-        let alpha = match self.config.loss {
-            GanLoss::WganGp => Some(Tensor::rand(&[n, 1, 1, 1], DType::F32, batch.images.device(), rng)?),
-            _ => None,
-        };
+        let alpha = interpolation_weights(&self.config, &batch.images, rng)?;
         let s = Dcgan::step(self, &batch.images, &noise, alpha.as_ref())?;
         Ok(vec![s.loss_d, s.loss_g, s.d_x, s.d_g_z1, s.d_g_z2])
     }
@@ -95,6 +91,15 @@ impl Recipe for Dcgan {
                 ("beta1", "beta1"), ("real_label", "real_label")]),
         })
     }
+}
+
+/// WGAN-GP's interpolation weights for a batch of `images`: one per image,
+/// drawn from `rng` (after the noise); None for the other losses.
+pub fn interpolation_weights(c: &DcganConfig, images: &Tensor, rng: &mut Rng) -> Result<Option<Tensor>> {
+    Ok(match c.loss {
+        GanLoss::WganGp => Some(Tensor::rand(&[images.shape()[0], 1, 1, 1], DType::F32, images.device(), rng)?),
+        _ => None,
+    })
 }
 
 /// The GAN config's checks, each naming its flag (DCGAN and CGAN share them).
