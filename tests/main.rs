@@ -9,6 +9,7 @@ mod dcgan;
 mod errors;
 mod eval;
 mod gan_losses;
+mod gpu_cases;
 mod gpu_parity;
 mod grad_elementwise;
 mod grad_nn_ops;
