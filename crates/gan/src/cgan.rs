@@ -7,8 +7,7 @@
 use kiln_nn::{Adam, AdamConfig, Embedding, Init, Linear, Module, Sequential, VarStore};
 use kiln_tensor::{DType, Device, Error, Result, Rng, Tensor, no_grad};
 
-use crate::dcgan::{DcganConfig, StepStats, dcgan_init, discriminator_body, generator};
-use crate::loss::{GanLoss, d_loss, g_loss, gradient_penalty, r1_penalty};
+use crate::dcgan::{DcganConfig, StepStats, adversarial_step, dcgan_init, discriminator_body, generator};
 
 /// Classes a conditional model knows (MNIST's digits).
 pub const CLASSES: usize = 10;
@@ -73,46 +72,19 @@ impl Cgan {
         self.generate(noise, &label_tensor(labels, self.g_store.device())?, false)
     }
 
-    /// D's logits (n): w·φ(x) + b + ⟨E(y), φ(x)⟩, φ summed over positions.
-    fn logits(&self, x: &Tensor, labels: &Tensor) -> Result<Tensor> {
-        let phi = self.d_body.forward(x, true)?.sum(&[2, 3], false)?;
-        let linear = self.d_linear.forward(&phi, true)?.squeeze(1)?;
-        linear.add(&self.d_embed.forward(labels, true)?.mul(&phi)?.sum(&[1], false)?)
-    }
-
     /// One D step (real images with their labels, generated ones with
-    /// theirs), then a G step every `critic_steps()` D steps; as `Dcgan::step`.
+    /// theirs), then a G step every `critic_steps()` D steps: the DCGAN's
+    /// `adversarial_step` with D's outputs conditioned on `labels`.
     pub fn step(&mut self, real: &Tensor, labels: &[u8], noise: &Tensor, alpha: Option<&Tensor>) -> Result<StepStats> {
-        let c = self.config.clone();
         let y = label_tensor(labels, real.device())?;
-        let mean_out = |out: &Tensor| -> Result<f64> {
-            let out = out.detach();
-            let out = if c.loss == GanLoss::Bce { out.sigmoid()? } else { out };
-            out.mean_all()?.to_scalar()
-        };
-        let real_out = self.logits(real, &y)?;
         let fake = self.generate(noise, &y, true)?;
-        let fake_out = self.logits(&fake.detach(), &y)?;
-        let mut err_d = d_loss(c.loss, &real_out, &fake_out, c.real_label)?;
-        let d = |x: &Tensor| self.logits(x, &y);
-        if c.loss == GanLoss::WganGp {
-            let alpha =
-                alpha.ok_or(Error::Argument { op: "cgan", msg: "wgan-gp needs interpolation weights".into() })?;
-            err_d = err_d.add(&gradient_penalty(&d, real, &fake, alpha, c.gp_lambda)?)?;
-        }
-        if c.r1 > 0.0 {
-            err_d = err_d.add(&r1_penalty(&d, real, c.r1)?)?;
-        }
-        self.opt_d.step(&err_d.backward()?)?;
-        let (d_x, d_g_z1) = (mean_out(&real_out)?, mean_out(&fake_out)?);
-        let (loss_g, d_g_z2) = if self.opt_d.step_count().is_multiple_of(c.critic_steps() as u64) {
-            let out = self.logits(&fake, &y)?;
-            let err_g = g_loss(c.loss, &out)?;
-            self.opt_g.step(&err_g.backward()?)?;
-            (err_g.to_scalar()?, mean_out(&out)?)
-        } else {
-            (g_loss(c.loss, &fake_out.detach())?.to_scalar()?, d_g_z1)
+        // D's logits: w·φ(x) + b + ⟨E(y), φ(x)⟩, φ summed over positions.
+        let (body, linear, embed) = (&self.d_body, &self.d_linear, &self.d_embed);
+        let d = |x: &Tensor| -> Result<Tensor> {
+            let phi = body.forward(x, true)?.sum(&[2, 3], false)?;
+            let w_phi = linear.forward(&phi, true)?.squeeze(1)?;
+            w_phi.add(&embed.forward(&y, true)?.mul(&phi)?.sum(&[1], false)?)
         };
-        Ok(StepStats { loss_d: err_d.to_scalar()?, loss_g, d_x, d_g_z1, d_g_z2 })
+        adversarial_step(&self.config, &d, real, &fake, alpha, &mut self.opt_d, &mut self.opt_g)
     }
 }

@@ -296,11 +296,6 @@ impl Dcgan {
         self.g.forward(noise, false)
     }
 
-    fn logits(&self, x: &Tensor) -> Result<Tensor> {
-        let out = self.d.forward(x, true)?;
-        out.reshape(&[out.numel()])
-    }
-
     /// One D step on real and fake, then one G step (pytorch/examples
     /// order) with the config's loss; no penalty needs random numbers here
     /// (WGAN-GP's interpolation weights do: use `step`).
@@ -310,45 +305,62 @@ impl Dcgan {
 
     /// One D step (its loss, plus WGAN-GP's penalty on interpolates with
     /// weights `alpha` (n, 1, 1, 1) and R1 on the real batch), then a G step
-    /// every `critic_steps()` D steps (counted by D's optimizer, so runs
-    /// resume). Without a G step, loss_g is G's loss on this batch under the
-    /// D before its update, and d_g_z2 = d_g_z1. Mean D outputs are
-    /// probabilities for BCE and raw scores for the other losses.
+    /// every `critic_steps()` D steps: `adversarial_step`.
     pub fn step(&mut self, real: &Tensor, noise: &Tensor, alpha: Option<&Tensor>) -> Result<StepStats> {
-        let c = self.config.clone();
-        let mean_out = |out: &Tensor| -> Result<f64> {
-            let out = out.detach();
-            let out = if c.loss == GanLoss::Bce { out.sigmoid()? } else { out };
-            out.mean_all()?.to_scalar()
-        };
-        let real_out = self.logits(real)?;
         let fake = self.g.forward(noise, true)?;
-        let fake_out = self.logits(&fake.detach())?;
-        let mut err_d = d_loss(c.loss, &real_out, &fake_out, c.real_label)?;
-        let d = |x: &Tensor| self.logits(x);
-        if c.loss == GanLoss::WganGp {
-            let alpha = alpha.ok_or(Error::Argument {
-                op: "dcgan",
-                msg: "wgan-gp needs interpolation weights (Dcgan::step with alpha)".into(),
-            })?;
-            err_d = err_d.add(&gradient_penalty(&d, real, &fake, alpha, c.gp_lambda)?)?;
-        }
-        if c.r1 > 0.0 {
-            err_d = err_d.add(&r1_penalty(&d, real, c.r1)?)?;
-        }
-        let grads_d = err_d.backward()?;
-        self.opt_d.step(&grads_d)?;
-        let (d_x, d_g_z1) = (mean_out(&real_out)?, mean_out(&fake_out)?);
-
-        let (loss_g, d_g_z2) = if self.opt_d.step_count().is_multiple_of(c.critic_steps() as u64) {
-            let out = self.logits(&fake)?;
-            let err_g = g_loss(c.loss, &out)?;
-            let grads_g = err_g.backward()?;
-            self.opt_g.step(&grads_g)?;
-            (err_g.to_scalar()?, mean_out(&out)?)
-        } else {
-            (g_loss(c.loss, &fake_out.detach())?.to_scalar()?, d_g_z1)
+        let net = &self.d;
+        let d = |x: &Tensor| -> Result<Tensor> {
+            let out = net.forward(x, true)?;
+            out.reshape(&[out.numel()])
         };
-        Ok(StepStats { loss_d: err_d.to_scalar()?, loss_g, d_x, d_g_z1, d_g_z2 })
+        adversarial_step(&self.config, &d, real, &fake, alpha, &mut self.opt_d, &mut self.opt_g)
     }
+}
+
+/// The training step the DCGAN and the conditional GAN share, after G has
+/// made `fake` (with its graph): one D step on D's loss (plus WGAN-GP's
+/// penalty on interpolates with weights `alpha`, and R1 on the real batch),
+/// then a G step every `critic_steps()` D steps (counted by D's optimizer,
+/// so runs resume). `d` maps images to D's outputs, its conditioning bound.
+/// Without a G step, loss_g is G's loss on this batch under the D before
+/// its update, and d_g_z2 = d_g_z1. Mean D outputs are probabilities for
+/// BCE and raw scores for the other losses.
+pub(crate) fn adversarial_step(
+    c: &DcganConfig,
+    d: &dyn Fn(&Tensor) -> Result<Tensor>,
+    real: &Tensor,
+    fake: &Tensor,
+    alpha: Option<&Tensor>,
+    opt_d: &mut Adam,
+    opt_g: &mut Adam,
+) -> Result<StepStats> {
+    let mean_out = |out: &Tensor| -> Result<f64> {
+        let out = out.detach();
+        let out = if c.loss == GanLoss::Bce { out.sigmoid()? } else { out };
+        out.mean_all()?.to_scalar()
+    };
+    let real_out = d(real)?;
+    let fake_out = d(&fake.detach())?;
+    let mut err_d = d_loss(c.loss, &real_out, &fake_out, c.real_label)?;
+    if c.loss == GanLoss::WganGp {
+        let alpha = alpha.ok_or(Error::Argument {
+            op: "gan step",
+            msg: "wgan-gp needs interpolation weights (one per image: the step's alpha)".into(),
+        })?;
+        err_d = err_d.add(&gradient_penalty(d, real, fake, alpha, c.gp_lambda)?)?;
+    }
+    if c.r1 > 0.0 {
+        err_d = err_d.add(&r1_penalty(d, real, c.r1)?)?;
+    }
+    opt_d.step(&err_d.backward()?)?;
+    let (d_x, d_g_z1) = (mean_out(&real_out)?, mean_out(&fake_out)?);
+    let (loss_g, d_g_z2) = if opt_d.step_count().is_multiple_of(c.critic_steps() as u64) {
+        let out = d(fake)?;
+        let err_g = g_loss(c.loss, &out)?;
+        opt_g.step(&err_g.backward()?)?;
+        (err_g.to_scalar()?, mean_out(&out)?)
+    } else {
+        (g_loss(c.loss, &fake_out.detach())?.to_scalar()?, d_g_z1)
+    };
+    Ok(StepStats { loss_d: err_d.to_scalar()?, loss_g, d_x, d_g_z1, d_g_z2 })
 }
