@@ -114,27 +114,35 @@ pub fn evaluate<R: Recipe>(
         (true, Some(c)) => Some(score_samples(model, c, n, seed)?),
         _ => None,
     };
+    Ok(Evaluation { samples, held_out: held_out_numbers(model, held_out, seed, full)? })
+}
+
+/// The recipe's own numbers on `held_out`, named (all of them when `full`).
+pub fn held_out_numbers<R: Recipe>(
+    model: &R,
+    held_out: &HeldOut,
+    seed: u64,
+    full: bool,
+) -> Result<Vec<(&'static str, Option<f64>)>> {
     let values = model.evaluate(held_out, &mut Rng::new(seed ^ EVAL_SEED ^ 1), full)?;
     if values.len() != R::eval_names().len() {
         return Err(
             format!("{}: evaluate gave {} numbers for {} names", R::NAME, values.len(), R::eval_names().len()).into()
         );
     }
-    Ok(Evaluation { samples, held_out: R::eval_names().iter().copied().zip(values).collect() })
+    Ok(R::eval_names().iter().copied().zip(values).collect())
 }
 
-/// The full evaluation of `model` at `step`, written to `dir/eval.json`.
-#[allow(clippy::too_many_arguments)]
+/// A full evaluation `e` of an `R` at `step` (samples drawn with `seed`),
+/// written to `dir/eval.json`.
 pub fn write_eval_json<R: Recipe>(
     dir: &Path,
-    model: &R,
+    e: &Evaluation,
     classifier: Option<&Classifier>,
     held_out: &HeldOut,
-    n: usize,
     seed: u64,
     step: usize,
-) -> Result<(Evaluation, PathBuf)> {
-    let e = evaluate(model, classifier, held_out, n, seed, true)?;
+) -> Result<PathBuf> {
     let mut report = Map::new();
     report.insert("model".into(), json!(R::NAME));
     report.insert("step".into(), json!(step));
@@ -149,7 +157,7 @@ pub fn write_eval_json<R: Recipe>(
     }
     let path = dir.join("eval.json");
     write_atomic(&path, serde_json::to_string_pretty(&Value::Object(report))?.as_bytes())?;
-    Ok((e, path))
+    Ok(path)
 }
 
 /// The held-out split of a run's data at the model's image size; an empty
@@ -178,7 +186,8 @@ pub fn eval_run<R: Recipe>(dir: &Path, a: &EvalArgs) -> Result<String> {
     // The run's own --eval-n by default, so eval repeats the curve's last point.
     let n = check_n(a.n.unwrap_or(file.run.eval_n))?;
     let held_out = held_out_of::<R>(&file, dir, device)?;
-    let (e, path) = write_eval_json(dir, &model, classifier.as_ref(), &held_out, n, a.seed, step)?;
+    let e = evaluate(&model, classifier.as_ref(), &held_out, n, a.seed, true)?;
+    let path = write_eval_json::<R>(dir, &e, classifier.as_ref(), &held_out, a.seed, step)?;
     Ok(format!("{} at step {step}: {}; written to {}", R::NAME, e.line(), path.display()))
 }
 

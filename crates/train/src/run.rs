@@ -16,7 +16,7 @@ use crate::Result;
 use crate::checkpoint::{self, model_non_finite};
 use crate::config::{ConfigFile, Invocation, RunConfig, absolute, at_least_one, check_resume_flags, flag};
 use crate::device::{describe, resolve_device};
-use crate::evaluate::{eval_columns, evaluate, write_eval_json};
+use crate::evaluate::{Evaluation, eval_columns, evaluate, held_out_numbers, write_eval_json};
 use crate::images::write_image_grid;
 use crate::plot::{FID_PLOTS, write_plot};
 use crate::recipe::{Batch, HeldOut, Recipe, Setup};
@@ -216,6 +216,7 @@ pub fn train<R: Recipe>(req: &TrainRequest<R::Config>, stop: &AtomicBool) -> Res
     let t0 = Instant::now();
     let (mut step, mut saved_at) = (start, req.how.resume.as_ref().map(|_| start));
     let (mut last, mut interrupted) = (vec![], false);
+    let mut last_eval: Option<Evaluation> = None;
     while step < total {
         let b = loader.next_batch().ok_or("the data loader stopped")?;
         let images = Tensor::from_slice(&b.images, &[batch, data.channels, size, size], device)?;
@@ -250,6 +251,9 @@ pub fn train<R: Recipe>(req: &TrainRequest<R::Config>, stop: &AtomicBool) -> Res
         row.push(format!("{secs:.3}"));
         if let Some(e) = evaluation.as_ref().filter(|_| !req.how.quiet) {
             bar.println(format!("step {step}: {}", e.line()));
+        }
+        if evaluation.is_some() {
+            last_eval = evaluation;
         }
         metrics.row(&row)?;
         let ips = (step - start) as f64 * batch as f64 / t0.elapsed().as_secs_f64().max(1e-9);
@@ -287,7 +291,16 @@ pub fn train<R: Recipe>(req: &TrainRequest<R::Config>, stop: &AtomicBool) -> Res
     }
     // A finished run is measured in full (eval.json), as `eval RUN` would.
     if eval_every > 0 && !interrupted {
-        let (e, _) = write_eval_json(&dir, &model, classifier.as_ref(), &held_out, file.run.eval_n, 0, step)?;
+        // The last step was evaluated (same samples, same N): only the
+        // held-out numbers are taken again, in full. A resume that ran no
+        // step evaluates from scratch.
+        let e = match last_eval {
+            Some(quick) => {
+                Evaluation { samples: quick.samples, held_out: held_out_numbers(&model, &held_out, 0, true)? }
+            }
+            None => evaluate(&model, classifier.as_ref(), &held_out, file.run.eval_n, 0, true)?,
+        };
+        write_eval_json::<R>(&dir, &e, classifier.as_ref(), &held_out, 0, step)?;
         if !req.how.quiet {
             eprintln!("{} at step {step}: {}", R::NAME, e.line());
         }
