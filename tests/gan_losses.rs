@@ -127,26 +127,8 @@ fn every_variant_trains_and_writes_its_files() {
     assert_eq!((auto.critic_steps(), auto.d_norm()), (5, DNorm::Layer));
 }
 
-fn three_steps_on(device: &str, cfg: &DcganConfig, name: &str) -> Vec<(&'static str, f64)> {
-    let dir = fresh(name);
-    let mut r = request(cfg, &dir, 3);
-    r.how.device = device.into();
-    train::<Dcgan>(&r, &AtomicBool::new(false)).unwrap().last
-}
-
 #[test]
 fn wgan_gp_and_r1_on_wgpu_and_cuda_match_the_cpu() {
-    let devices = [("wgpu", crate::gpu_parity::wgpu().is_some()), ("cuda", crate::gpu_parity::cuda().is_some())];
-    for (label, cfg) in [("wgan-gp", wgan_gp()), ("r1", DcganConfig { r1: 10.0, ..tiny_dcgan() })] {
-        let cpu = three_steps_on("cpu", &cfg, &format!("gan-{label}-cpu"));
-        for (device, present) in devices {
-            if !present {
-                continue;
-            }
-            let other = three_steps_on(device, &cfg, &format!("gan-{label}-{device}"));
-            for ((name, a), (_, b)) in cpu.iter().zip(&other) {
-                assert!((a - b).abs() <= 1e-3 * a.abs().max(1.0), "{label} on {device}, {name}: {b} vs cpu {a}");
-            }
-        }
-    }
+    crate::train::gpu_runs_match_the_cpu::<Dcgan>(&wgan_gp(), "gan-wgan-gp");
+    crate::train::gpu_runs_match_the_cpu::<Dcgan>(&DcganConfig { r1: 10.0, ..tiny_dcgan() }, "gan-r1");
 }

@@ -53,6 +53,25 @@ pub fn resume<C: Clone>(mut req: TrainRequest<C>, dir: &Path, given: &[&str]) ->
     req
 }
 
+/// 3 steps of `cfg` on each GPU backend present (wgpu on lavapipe, CUDA on
+/// its CPU emulation in CI) end with the CPU's scalars to 1e-3 (relative;
+/// absolute below 1).
+pub fn gpu_runs_match_the_cpu<R: Recipe>(cfg: &R::Config, name: &str) {
+    let three_steps_on = |device: &str| {
+        let dir = fresh(&format!("{name}-{device}"));
+        let mut r = request(cfg, &dir, 3);
+        r.how.device = device.into();
+        go::<R>(&r).unwrap().last
+    };
+    let cpu = three_steps_on("cpu");
+    let devices = [("wgpu", crate::gpu_parity::wgpu().is_some()), ("cuda", crate::gpu_parity::cuda().is_some())];
+    for (device, _) in devices.iter().filter(|(_, present)| *present) {
+        for ((stat, a), (_, b)) in cpu.iter().zip(&three_steps_on(device)) {
+            assert!((a - b).abs() <= 1e-3 * a.abs().max(1.0), "{name} on {device}, {stat}: {b} vs cpu {a}");
+        }
+    }
+}
+
 fn go<R: Recipe>(req: &TrainRequest<R::Config>) -> kiln::train::Result<kiln::train::Summary> {
     train::<R>(req, &AtomicBool::new(false))
 }

@@ -5,17 +5,13 @@
 //! CUDA as on the CPU. The run loop's suite (resume, NaN stop, ...) runs
 //! for the VAE in train.rs.
 
-use std::sync::atomic::AtomicBool;
-
 use kiln::tensor::Rng;
 use kiln::tensor::testing::gradcheck;
-use kiln::train::train;
 use kiln::vae::elbo::{HALF_LN_2PI, kl_per_dim};
 use kiln::vae::{Likelihood, Vae, VaeConfig};
 use kiln::{DType, Device, Tensor};
 
 use crate::common::t64;
-use crate::train::{fresh, request};
 
 pub fn tiny_vae() -> VaeConfig {
     VaeConfig { latent: 3, width: 4, hidden: 16, image_size: 12, iwae_k: 4, ..Default::default() }
@@ -188,26 +184,9 @@ fn the_likelihood_options_train_and_sample() {
     }
 }
 
-fn three_steps_on(device: &str, name: &str) -> Vec<(&'static str, f64)> {
-    let dir = fresh(name);
-    let mut r = request(&tiny_vae(), &dir, 3);
-    r.how.device = device.into();
-    train::<Vae>(&r, &AtomicBool::new(false)).unwrap().last
-}
-
 #[test]
 fn wgpu_and_cuda_runs_match_the_cpu() {
-    let cpu = three_steps_on("cpu", "vae-cpu");
-    let devices = [("wgpu", crate::gpu_parity::wgpu().is_some()), ("cuda", crate::gpu_parity::cuda().is_some())];
-    for (device, present) in devices {
-        if !present {
-            continue;
-        }
-        let other = three_steps_on(device, &format!("vae-{device}"));
-        for ((name, a), (_, b)) in cpu.iter().zip(&other) {
-            assert!((a - b).abs() <= 1e-3 * a.abs().max(1.0), "{device} {name}: {b} vs cpu {a}");
-        }
-    }
+    crate::train::gpu_runs_match_the_cpu::<Vae>(&tiny_vae(), "vae");
 }
 
 #[test]
