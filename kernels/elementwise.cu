@@ -54,6 +54,7 @@ __device__ float unary_f(unsigned op, float x, float p0, float p1) {
         case 23: return p0 * x > p1 ? x : logf(1.0f + expf(p0 * x)) / p0;
         case 24: return is_nan(x) ? x : fminf(fmaxf(x, p0), p1);
         case 25: return x > 0.0f ? 1.0f : p0;
+        case 26: { float s = sigmoid_f(x); return s * (1.0f + x * (1.0f - s)); }
         default: return f32_nan();
     }
 }

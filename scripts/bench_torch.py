@@ -86,6 +86,10 @@ def main():
         x, w, b = torch.randn(64, c, h, h), torch.randn(c), torch.randn(c)
         fwd_and_fwd_bwd(out, ("batch_norm", f"n64_c{c}_h{h}"),
                         lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True), (x, w, b), x.shape)
+    for c, h in [(16, 28), (32, 14)]:
+        x, w, b = torch.randn(64, c, h, h), torch.randn(c), torch.randn(c)
+        fwd_and_fwd_bwd(out, ("group_norm", f"n64_c{c}_h{h}_g8"),
+                        lambda x, w, b: F.group_norm(x, 8, w, b), (x, w, b), x.shape)
     for d in (64, 32):
         q, k, v = (torch.randn(8, 4, 256, d) for _ in range(3))
         fwd_and_fwd_bwd(out, ("attention", f"b8_h4_l256_d{d}"), F.scaled_dot_product_attention, (q, k, v), q.shape)
@@ -95,6 +99,7 @@ def main():
             out[f"matmul_fwd/m{m}_k{k}_n{n}"] = sampled(lambda: a @ b)
     out.update(dcgan_steps())
     out.update(vae_step())
+    out.update(unet_step())
     print(json.dumps(out))
 
 
@@ -138,6 +143,46 @@ def vae_step():
             return (ll + log_p - log_q).sum().item()
 
     return {"vae_step/n128_s28": sampled(step), "vae_step/n500_k8": sampled(iwae_pass)}
+
+
+def unet_step():
+    """kiln's default DDPM (crates/diffusion; scripts/torch_unet.py): one
+    training step at batch 64 on 28×28 (ε-prediction MSE, clipping to 1,
+    Adam 5e-4, EMA 0.999), and one no-grad U-Net forward at batch 256."""
+    import copy
+    import os
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from torch_unet import UNet
+    net = UNet()
+    ema = copy.deepcopy(net)
+    opt = torch.optim.Adam(net.parameters(), lr=5e-4)
+    abar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0).float()
+    x = torch.tanh(torch.randn(64, 1, 28, 28))
+
+    def step():
+        t = torch.randint(0, 1000, (64,))
+        eps = torch.randn_like(x)
+        a = abar[t].view(-1, 1, 1, 1)
+        loss = ((net(a.sqrt() * x + (1 - a).sqrt() * eps, t) - eps) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            for p, q in zip(net.parameters(), ema.parameters()):
+                q.lerp_(p, 1 - 0.999)
+        return loss.item()
+
+    xs, ts = torch.randn(256, 1, 28, 28), torch.full((256,), 500)
+    net.eval()
+
+    def forward():
+        with torch.no_grad():
+            return net(xs, ts).sum().item()
+
+    fwd = sampled(forward)
+    net.train()
+    return {"unet_step/n64_s28": sampled(step), "unet_step/n256_s28": fwd}
 
 
 def dcgan_steps(sizes=(64, 32), min_time=3.0, min_reps=3):

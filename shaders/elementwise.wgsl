@@ -80,6 +80,10 @@ fn unary_f32(op: u32, x: f32, p0: f32, p1: f32) -> f32 {
         }
         case 24u: { return select(min(max(x, p0), p1), x, is_nan(x)); }
         case 25u: { return select(p0, 1.0, x > 0.0); }
+        case 26u: {
+            let s = sigmoid_f32(x);
+            return s * (1.0 + x * (1.0 - s));
+        }
         default: { return f32_nan(); }
     }
 }

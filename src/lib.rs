@@ -16,6 +16,7 @@
 //! ```
 
 pub use kiln_data as data;
+pub use kiln_diffusion as diffusion;
 pub use kiln_eval as eval;
 pub use kiln_gan as gan;
 pub use kiln_nn as nn;

@@ -182,6 +182,7 @@ const UNARY: &[UnaryOp] = &[
     UnaryOp::Sign,
     UnaryOp::Step,
     UnaryOp::LeakyReluGrad(0.2),
+    UnaryOp::SiluGrad,
 ];
 
 /// Ops whose domain is the positive reals.

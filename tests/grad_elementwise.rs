@@ -26,6 +26,7 @@ const UNARY: &[(UnaryOp, bool)] = &[
     (UnaryOp::Cos, false),
     (UnaryOp::Erf, false),
     (UnaryOp::Silu, false),
+    (UnaryOp::SiluGrad, false),
     (UnaryOp::Gelu, false),
     (UnaryOp::GeluTanh, false),
     (UnaryOp::PowF(2.5), true),

@@ -6,6 +6,7 @@ mod common;
 mod cuda_kernels;
 mod data;
 mod dcgan;
+mod diffusion;
 mod errors;
 mod eval;
 mod gan_losses;

@@ -9,7 +9,17 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const BENCHES: &[&str] = &["matmul", "conv2d", "conv_transpose2d", "batch_norm", "attention", "dcgan_step", "vae_step"];
+const BENCHES: &[&str] = &[
+    "matmul",
+    "conv2d",
+    "conv_transpose2d",
+    "batch_norm",
+    "attention",
+    "dcgan_step",
+    "vae_step",
+    "group_norm",
+    "unet_step",
+];
 
 /// Runs a benchmark process (with the shared malloc settings) and returns
 /// its stdout, or an error carrying the command and its stderr.

@@ -213,10 +213,12 @@ impl Module for Dropout {
         if !train || self.p == 0.0 {
             return Ok(x.clone());
         }
-        let keep = 1.0 - self.p;
-        let u = self.path.with_rng(|rng| Tensor::rand(x.shape(), x.dtype(), x.device(), rng))?;
-        let mask = u.lt(&u.scalar_like(keep)?)?.mul_scalar(1.0 / keep)?;
-        x.mul(&mask)
+        // The scaled mask is made on the host in one pass (draws are host
+        // side on every backend anyway), not as rand → lt → scale passes.
+        let (keep, scale) = (1.0 - self.p, 1.0 / (1.0 - self.p));
+        let mask: Vec<f64> =
+            self.path.with_rng(|rng| (0..x.numel()).map(|_| if rng.uniform() < keep { scale } else { 0.0 }).collect());
+        x.mul(&Tensor::from_f64(&mask, x.shape(), x.dtype(), x.device())?)
     }
 }
 

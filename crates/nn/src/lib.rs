@@ -1,14 +1,17 @@
 //! kiln-nn: named parameters in a `VarStore`, the usual layers (each with a
 //! `forward(x, train)`), seeded initialisers, Adam/AdamW/SGD, gradient
-//! clipping, and safetensors checkpoints written atomically.
+//! clipping, weight averaging (EMA), and safetensors checkpoints written
+//! atomically.
 
 pub mod checkpoint;
+pub mod ema;
 pub mod init;
 pub mod layers;
 pub mod optim;
 pub mod var_store;
 
 pub use checkpoint::{Checkpoint, CheckpointError, load_checkpoint, save_checkpoint};
+pub use ema::Ema;
 pub use init::Init;
 pub use kiln_tensor::loss;
 pub use layers::{

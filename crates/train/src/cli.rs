@@ -5,12 +5,14 @@ use std::path::PathBuf;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Parser, Subcommand};
+use kiln_diffusion::DdpmConfig;
 use kiln_eval::ClassifierConfig;
 use kiln_gan::DcganConfig;
 use kiln_vae::VaeConfig;
 
 use crate::config::{Invocation, RunConfig};
 use crate::evaluate::EvalArgs;
+use crate::models::ddpm::DdpmSampleArgs;
 use crate::sample::SampleArgs;
 
 #[derive(Debug, Parser)]
@@ -68,6 +70,8 @@ pub enum TrainModel {
     Cgan(TrainArgs<DcganConfig>),
     /// Variational autoencoder (Kingma & Welling) on dynamically binarized digits; held-out ELBO and IWAE NLL.
     Vae(TrainArgs<VaeConfig>),
+    /// Denoising diffusion (Ho et al.): a U-Net on L_simple, EMA weights, DDIM samples; --conditional for guidance.
+    Ddpm(TrainArgs<DdpmConfig>),
     /// The LeNet classifier `eval` measures samples with (digits outside the held-out split).
     Classifier(TrainArgs<ClassifierConfig>),
 }
@@ -80,6 +84,8 @@ pub enum SampleModel {
     Cgan(SampleArgs),
     /// Prior samples (decoder means) of a VAE run.
     Vae(SampleArgs),
+    /// Samples of a DDPM run (EMA weights): --sampler ddpm|ddim, --steps, --eta, --label, --guidance, --strip.
+    Ddpm(DdpmSampleArgs),
 }
 
 #[derive(Debug, Subcommand)]

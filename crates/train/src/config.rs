@@ -42,10 +42,11 @@ pub struct RunConfig {
     /// Write a checkpoint every N steps (0: only at the end, on Ctrl-C or SIGTERM).
     #[arg(long, default_value_t = 200, allow_negative_numbers = true)]
     pub checkpoint_every: usize,
-    /// Evaluate every N steps and at the end (FID of --eval-n samples, held-out numbers) into metrics.csv (0: never).
-    #[arg(long, default_value_t = 500, allow_negative_numbers = true)]
+    /// Evaluate every N steps and at the end (FID of --eval-n samples, held-out numbers) into metrics.csv
+    /// (0: never) [default: the model's own, 500; DDPM: only at the end, its samples are costly].
+    #[arg(long, allow_negative_numbers = true)]
     #[serde(default)]
-    pub eval_every: usize,
+    pub eval_every: Option<usize>,
     /// Samples per evaluation during training (FID depends on it; `eval` uses 1000).
     #[arg(long, default_value_t = 1000, allow_negative_numbers = true)]
     #[serde(default = "thousand")]
@@ -63,6 +64,9 @@ impl RunConfig {
     }
     pub fn batch(&self) -> usize {
         self.batch.unwrap_or(0)
+    }
+    pub fn eval_every(&self) -> usize {
+        self.eval_every.unwrap_or(0)
     }
     pub fn data(&self) -> &Path {
         self.data.as_deref().unwrap_or(Path::new(""))

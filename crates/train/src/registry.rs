@@ -4,6 +4,7 @@
 
 use std::sync::atomic::AtomicBool;
 
+use kiln_diffusion::Ddpm;
 use kiln_eval::lenet::LeNetTrainer;
 use kiln_gan::{Cgan, Dcgan};
 use kiln_vae::Vae;
@@ -12,6 +13,7 @@ use crate::Result;
 use crate::cli::{Command, DataSet, SampleModel, TrainArgs, TrainModel};
 use crate::evaluate::{EvalArgs, eval_images, eval_run};
 use crate::models::classifier::export_classifier;
+use crate::models::ddpm::sample_ddpm;
 use crate::recipe::Recipe;
 use crate::run::{Summary, TrainRequest, train};
 use crate::sample::sample;
@@ -23,12 +25,14 @@ pub fn run(command: Command, given: Vec<String>, stop: &AtomicBool) -> Result<St
             TrainModel::Dcgan(a) => train_model::<Dcgan>(a, given, stop),
             TrainModel::Cgan(a) => train_model::<Cgan>(a, given, stop),
             TrainModel::Vae(a) => train_model::<Vae>(a, given, stop),
+            TrainModel::Ddpm(a) => train_model::<Ddpm>(a, given, stop),
             TrainModel::Classifier(a) => train_model::<LeNetTrainer>(a, given, stop),
         },
         Command::Sample { model } => match model {
             SampleModel::Dcgan(a) => sample::<Dcgan>(&a),
             SampleModel::Cgan(a) => sample::<Cgan>(&a),
             SampleModel::Vae(a) => sample::<Vae>(&a),
+            SampleModel::Ddpm(a) => sample_ddpm(&a),
         },
         Command::Eval(a) => eval(&a),
         Command::ExportClassifier { run, out } => {
@@ -53,6 +57,7 @@ fn eval(a: &EvalArgs) -> Result<String> {
         Some(Dcgan::NAME) => eval_run::<Dcgan>(dir, a),
         Some(Cgan::NAME) => eval_run::<Cgan>(dir, a),
         Some(Vae::NAME) => eval_run::<Vae>(dir, a),
+        Some(Ddpm::NAME) => eval_run::<Ddpm>(dir, a),
         Some(LeNetTrainer::NAME) => eval_run::<LeNetTrainer>(dir, a),
         other => Err(format!("{}: model {other:?} is not one kiln trains", path.display()).into()),
     }

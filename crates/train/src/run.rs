@@ -100,6 +100,7 @@ fn settle<R: Recipe>(req: &TrainRequest<R::Config>) -> Result<ConfigFile<R::Conf
             data: Some(absolute(&data)?),
             steps: Some(req.run.steps.unwrap_or(R::DEFAULT_STEPS)),
             batch: Some(req.run.batch.unwrap_or(R::DEFAULT_BATCH)),
+            eval_every: Some(req.run.eval_every.unwrap_or(R::DEFAULT_EVAL_EVERY)),
             ..req.run.clone()
         };
         return Ok(ConfigFile { model: R::NAME.into(), run, config: req.model.clone() });
@@ -148,7 +149,7 @@ pub fn train<R: Recipe>(req: &TrainRequest<R::Config>, stop: &AtomicBool) -> Res
     if data.n < batch {
         return Err(format!("--batch {batch}: the data set has only {} training images", data.n).into());
     }
-    let eval_every = file.run.eval_every;
+    let eval_every = file.run.eval_every();
     let classifier = match eval_every > 0 && R::GENERATES {
         true => Some(
             kiln_eval::Classifier::shipped(device)

@@ -28,13 +28,17 @@ pub struct SampleArgs {
     pub device: String,
 }
 
-/// Writes the grid; refuses a checkpoint holding NaN or ±inf.
-pub fn sample<R: Recipe>(a: &SampleArgs) -> Result<String> {
+/// Checks --n and --out before any model is loaded, naming the flag.
+pub fn check_sample_args(a: &SampleArgs) -> Result<()> {
     if !(1..=4096).contains(&a.n) {
         return Err(format!("--n {}: must be from 1 to 4096", a.n).into());
     }
-    // Before the model is loaded, naming the flag.
-    check_png_path(&a.out).map_err(|e| format!("--out {e}"))?;
+    check_png_path(&a.out).map_err(|e| format!("--out {e}").into())
+}
+
+/// Writes the grid; refuses a checkpoint holding NaN or ±inf.
+pub fn sample<R: Recipe>(a: &SampleArgs) -> Result<String> {
+    check_sample_args(a)?;
     let device = resolve_device(&a.device)?;
     let (model, _, step) = load_run::<R>(&a.checkpoint, device)?;
     write_image_grid(&a.out, &model.sample(a.n, &mut Rng::new(a.seed))?, 8)?;

@@ -194,3 +194,80 @@ fn sigterm_stops_after_the_step_with_a_checkpoint() {
     let rows = std::fs::read_to_string(&metrics).unwrap().lines().count() - 1;
     assert!(step >= 3 && step == rows, "checkpoint at step {step}, metrics has {rows} steps");
 }
+
+/// A DDPM small enough to train in a second: its flags, then `sample ddpm`'s.
+#[test]
+fn ddpm_flags_and_sampling_flags() {
+    let out = scratch("ddpm");
+    let o = out.display().to_string();
+    let tiny = [
+        "--device",
+        "cpu",
+        "--steps",
+        "2",
+        "--batch",
+        "4",
+        "--base",
+        "8",
+        "--mults",
+        "1,2",
+        "--res-blocks",
+        "1",
+        "--attention",
+        "4",
+        "--groups",
+        "4",
+        "--timesteps",
+        "20",
+        "--sample-steps",
+        "2",
+        "--image-size",
+        "8",
+        "--sample-every",
+        "0",
+        "--checkpoint-every",
+        "0",
+        "--eval-every",
+        "0",
+    ];
+    for (flag, value) in [
+        ("--groups", "3"),
+        ("--mults", "1,0"),
+        ("--image-size", "9"),
+        ("--timesteps", "1"),
+        ("--sample-steps", "21"),
+        ("--lr", "0"),
+        ("--ema", "1.5"),
+        ("--p-uncond", "2"),
+        ("--dropout", "1"),
+        ("--schedule", "quadratic"),
+        ("--prediction", "x0"),
+    ] {
+        let mut args: Vec<&str> = vec!["train", "ddpm", "--quiet", "--out", &o];
+        args.extend(tiny);
+        args.extend([flag, value]);
+        let e = run(&args).unwrap_or_else(|| panic!("ddpm {flag} {value} was accepted"));
+        assert!(
+            e.contains(flag) || e.contains(&flag[2..]),
+            "ddpm {flag} {value}: the error does not name the flag: {e}"
+        );
+        assert!(!out.exists(), "ddpm {flag} {value}: a failed command left a folder");
+    }
+    let mut args: Vec<&str> = vec!["train", "ddpm", "--quiet", "--out", &o];
+    args.extend(tiny);
+    assert_eq!(run(&args), None);
+    let grid = out.join("grid.png").display().to_string();
+    let strip = out.join("strip.png").display().to_string();
+    let sample = |extra: &[&str]| {
+        let mut a = vec!["sample", "ddpm", "--checkpoint", &o, "--n", "4", "--out", &grid];
+        a.extend(extra);
+        run(&a)
+    };
+    assert_eq!(sample(&["--sampler", "ddpm", "--strip", &strip]), None);
+    assert!(out.join("grid.png").exists() && out.join("strip.png").exists());
+    assert_eq!(sample(&["--sampler", "ddim", "--steps", "5", "--eta", "1", "--spacing", "linspace"]), None);
+    assert!(sample(&["--steps", "0"]).unwrap().contains("--sample-steps 0"));
+    assert!(sample(&["--steps", "21"]).unwrap().contains("--sample-steps 21"));
+    assert!(sample(&["--label", "3"]).unwrap().contains("--label"));
+    assert!(sample(&["--eta", "-1"]).unwrap().contains("--eta"));
+}

@@ -43,6 +43,8 @@ pub enum UnaryOp {
     /// at 0 and NaN). One pass in leaky_relu's backward instead of a step
     /// and an affine; piecewise constant, so not differentiated.
     LeakyReluGrad(f64),
+    /// d silu/dx = σ(x)(1 + x(1 − σ(x))): SiLU's backward in one pass.
+    SiluGrad,
     Elu(f64),
     Softplus {
         beta: f64,
@@ -80,6 +82,7 @@ impl UnaryOp {
             UnaryOp::Affine { .. } => "affine",
             UnaryOp::LeakyRelu(_) => "leaky_relu",
             UnaryOp::LeakyReluGrad(_) => "leaky_relu_grad",
+            UnaryOp::SiluGrad => "silu_grad",
             UnaryOp::Elu(_) => "elu",
             UnaryOp::Softplus { .. } => "softplus",
             UnaryOp::Clamp { .. } => "clamp",
@@ -311,10 +314,12 @@ pub(crate) fn unary_backward(x: &Tensor, y: &Tensor, g: &Tensor, op: UnaryOp) ->
         UnaryOp::Sin => g.mul(&x.cos()?)?,
         UnaryOp::Cos => g.mul(&x.sin()?)?.neg()?,
         UnaryOp::Erf => g.mul(&x.sqr()?.neg()?.exp()?)?.mul_scalar(std::f64::consts::FRAC_2_SQRT_PI)?,
-        UnaryOp::Silu => {
+        UnaryOp::Silu => g.mul(&x.unary(UnaryOp::SiluGrad)?)?,
+        UnaryOp::SiluGrad => {
+            // d/dx σ(1 + x(1 − σ)) = σ(1 − σ)(2 + x(1 − 2σ)).
             let s = x.sigmoid()?;
-            // σ(x)·(1 + x·(1 − σ(x)))
-            g.mul(&s.mul(&x.mul(&s.affine(-1.0, 1.0)?)?.add_scalar(1.0)?)?)?
+            let ds = s.mul(&s.affine(-1.0, 1.0)?)?;
+            g.mul(&ds.mul(&x.mul(&s.affine(-2.0, 1.0)?)?.add_scalar(2.0)?)?)?
         }
         UnaryOp::Gelu => {
             let cdf = x.mul_scalar(std::f64::consts::FRAC_1_SQRT_2)?.erf()?.affine(0.5, 0.5)?;

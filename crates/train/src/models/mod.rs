@@ -4,4 +4,5 @@
 pub mod cgan;
 pub mod classifier;
 pub mod dcgan;
+pub mod ddpm;
 pub mod vae;

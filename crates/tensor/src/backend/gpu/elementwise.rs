@@ -36,6 +36,7 @@ fn unary_code(op: UnaryOp) -> (usize, f64, f64) {
         Softplus { beta, threshold } => (23, beta, threshold),
         Clamp { min, max } => (24, min, max),
         LeakyReluGrad(s) => (25, s, 0.0),
+        SiluGrad => (26, 0.0, 0.0),
     }
 }
 
