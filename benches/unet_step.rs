@@ -16,11 +16,7 @@ use kiln::{DType, Device};
 fn unet_step(c: &mut Criterion) {
     let devices = std::iter::once(Device::Cpu).chain(common::gpus());
     for dev in devices {
-        let backend = match dev {
-            Device::Cpu => "cpu",
-            Device::Cuda(_) => "cuda",
-            _ => "wgpu",
-        };
+        let backend = common::backend(dev);
         let mut model = Ddpm::new(DdpmConfig::default(), dev, 0).unwrap();
         let x = randn(&[64, 1, 28, 28], 1, DType::F32).tanh().unwrap().to_device(dev).unwrap();
         let labels = vec![0u8; 64];

@@ -14,11 +14,7 @@ use kiln::{DType, Device};
 fn vae_step(c: &mut Criterion) {
     let devices = std::iter::once(Device::Cpu).chain(common::gpus());
     for dev in devices {
-        let backend = match dev {
-            Device::Cpu => "cpu",
-            Device::Cuda(_) => "cuda",
-            _ => "wgpu",
-        };
+        let backend = common::backend(dev);
         let mut vae = Vae::new(VaeConfig::default(), dev, 0).unwrap();
         let x = randn(&[128, 1, 28, 28], 1, DType::F32).tanh().unwrap().to_device(dev).unwrap();
         let mut rng = Rng::new(2);

@@ -67,7 +67,8 @@ fn synchronize(dev: Device) {
     .expect("device synchronize")
 }
 
-fn backend(dev: Device) -> &'static str {
+/// The id segment of a device's benches.
+pub fn backend(dev: Device) -> &'static str {
     match dev {
         Device::Cuda(_) => "cuda",
         Device::Wgpu(_) => "wgpu",

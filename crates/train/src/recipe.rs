@@ -88,7 +88,7 @@ pub trait Recipe: Sized {
     const GENERATES: bool = true;
     const DEFAULT_STEPS: usize;
     const DEFAULT_BATCH: usize;
-    /// `--eval-every` when not given (0: evaluate only at the end of a run).
+    /// `--eval-every` when not given (a run also evaluates at its end whenever this is above 0).
     const DEFAULT_EVAL_EVERY: usize = 500;
     /// The model's config: its flags, config.json's "config", and `build`'s argument.
     type Config: Serialize + DeserializeOwned + Clone + std::fmt::Debug;
