@@ -12,6 +12,7 @@ use kiln_vae::VaeConfig;
 
 use crate::config::{Invocation, RunConfig};
 use crate::evaluate::EvalArgs;
+use crate::models::cgan::CganSampleArgs;
 use crate::models::ddpm::DdpmSampleArgs;
 use crate::sample::SampleArgs;
 
@@ -80,8 +81,8 @@ pub enum TrainModel {
 pub enum SampleModel {
     /// Samples of a DCGAN run.
     Dcgan(SampleArgs),
-    /// Samples of a conditional GAN run (classes 0–9 in turn, a row of 8 at a time).
-    Cgan(SampleArgs),
+    /// Samples of a conditional GAN run (classes 0–9 in turn, or one class with --label).
+    Cgan(CganSampleArgs),
     /// Prior samples (decoder means) of a VAE run.
     Vae(SampleArgs),
     /// Samples of a DDPM run (EMA weights): --sampler ddpm|ddim, --steps, --eta, --label, --guidance, --strip.

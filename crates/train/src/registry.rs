@@ -12,6 +12,7 @@ use kiln_vae::Vae;
 use crate::Result;
 use crate::cli::{Command, DataSet, SampleModel, TrainArgs, TrainModel};
 use crate::evaluate::{EvalArgs, eval_images, eval_run};
+use crate::models::cgan::sample_cgan;
 use crate::models::classifier::export_classifier;
 use crate::models::ddpm::sample_ddpm;
 use crate::recipe::Recipe;
@@ -30,7 +31,7 @@ pub fn run(command: Command, given: Vec<String>, stop: &AtomicBool) -> Result<St
         },
         Command::Sample { model } => match model {
             SampleModel::Dcgan(a) => sample::<Dcgan>(&a),
-            SampleModel::Cgan(a) => sample::<Cgan>(&a),
+            SampleModel::Cgan(a) => sample_cgan(&a),
             SampleModel::Vae(a) => sample::<Vae>(&a),
             SampleModel::Ddpm(a) => sample_ddpm(&a),
         },

@@ -271,3 +271,18 @@ fn ddpm_flags_and_sampling_flags() {
     assert!(sample(&["--label", "3"]).unwrap().contains("--label"));
     assert!(sample(&["--eta", "-1"]).unwrap().contains("--eta"));
 }
+
+#[test]
+fn sample_cgan_draws_one_class_with_label() {
+    let out = scratch("cgan-label");
+    let o = out.display().to_string();
+    let mut args: Vec<&str> = vec!["train", "cgan", "--quiet", "--out", &o];
+    args.extend(["--device", "cpu", "--image-size", "16", "--ngf", "4", "--ndf", "4", "--batch", "8", "--steps", "2"]);
+    args.extend(["--sample-every", "0", "--checkpoint-every", "0", "--eval-every", "0"]);
+    assert_eq!(run(&args), None);
+    let grid = out.join("threes.png").display().to_string();
+    assert_eq!(run(&["sample", "cgan", "--checkpoint", &o, "--n", "8", "--label", "3", "--out", &grid]), None);
+    assert!(out.join("threes.png").exists());
+    let e = run(&["sample", "cgan", "--checkpoint", &o, "--label", "10", "--out", &grid]).unwrap();
+    assert!(e.starts_with("--label 10"), "{e}");
+}

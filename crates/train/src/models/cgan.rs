@@ -9,8 +9,12 @@ use kiln_nn::{Adam, VarStore};
 use kiln_tensor::{Rng, Tensor};
 
 use crate::Result;
+use crate::device::resolve_device;
+use crate::images::write_image_grid;
 use crate::models::dcgan::{check_gan, interpolation_weights};
 use crate::recipe::{Batch, HeldOut, Picture, Plot, Recipe, Setup};
+use crate::run::load_run;
+use crate::sample::{SampleArgs, check_sample_args};
 
 /// Sample i asks for class i mod 10.
 fn cycling_labels(n: usize) -> Vec<u8> {
@@ -83,4 +87,29 @@ impl Recipe for Cgan {
     fn plots() -> &'static [Plot] {
         <kiln_gan::Dcgan as Recipe>::plots()
     }
+}
+
+/// `sample cgan`: the common sample flags and the class to draw.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CganSampleArgs {
+    #[command(flatten)]
+    pub common: SampleArgs,
+    /// Every sample of this class (0–9) [default: classes 0–9 in turn].
+    #[arg(long, allow_negative_numbers = true)]
+    pub label: Option<u8>,
+}
+
+pub fn sample_cgan(a: &CganSampleArgs) -> Result<String> {
+    let c = &a.common;
+    check_sample_args(c)?;
+    let labels = match a.label {
+        Some(k) if (k as usize) < CLASSES => vec![k; c.n],
+        Some(k) => return Err(format!("--label {k}: must be from 0 to {}", CLASSES - 1).into()),
+        None => cycling_labels(c.n),
+    };
+    let (model, _, step) = load_run::<Cgan>(&c.checkpoint, resolve_device(&c.device)?)?;
+    let images = Cgan::sample(&model, &model.noise(c.n, &mut Rng::new(c.seed))?, &labels)?;
+    write_image_grid(&c.out, &images, 8)?;
+    let which = a.label.map_or("classes 0-9 in turn".to_string(), |k| format!("class {k}"));
+    Ok(format!("cgan: {} samples of step {step} ({which}) in {}", c.n, c.out.display()))
 }
