@@ -415,3 +415,32 @@ fn batch_norm_matches_composed_ops_on_long_and_short_channels() {
         }
     }
 }
+
+/// group_norm's fused CPU kernels in f32 against f64 (contiguous and
+/// channels-last input, with and without the affine), and the f64 kernels
+/// against the composed batch_norm-view form the GPUs run.
+#[test]
+fn group_norm_fused_f32_and_against_the_composed_form() {
+    let x = randn(&[3, 6, 5, 7], 11).affine(3.0, 2.0).unwrap();
+    let (w, b) = (randn(&[6], 12), randn(&[6], 13));
+    let chw_last = randn(&[3, 5, 7, 6], 14).permute(&[0, 3, 1, 2]).unwrap();
+    f32_vs_f64(
+        "group_norm",
+        |t| t[0].group_norm(3, Some(&t[1]), Some(&t[2]), 1e-5),
+        &[x.clone(), w.clone(), b.clone()],
+    );
+    f32_vs_f64("group_norm, no affine", |t| t[0].group_norm(2, None, None, 1e-5), std::slice::from_ref(&x));
+    f32_vs_f64("group_norm, strided input", |t| t[0].group_norm(6, Some(&t[1]), None, 1e-5), &[chw_last, w.clone()]);
+    // The view form, by hand: batch_norm of (1, N·G, −1), then the affine.
+    let fused = x.group_norm(3, Some(&w), Some(&b), 1e-5).unwrap().to_vec_f64();
+    let view = x.reshape(&[1, 9, 70]).unwrap().batch_norm(None, None, None, None, true, 0.0, 1e-5).unwrap();
+    let by_hand = view
+        .reshape(&[3, 6, 5, 7])
+        .unwrap()
+        .mul(&w.reshape(&[1, 6, 1, 1]).unwrap())
+        .unwrap()
+        .add(&b.reshape(&[1, 6, 1, 1]).unwrap())
+        .unwrap()
+        .to_vec_f64();
+    assert_close("group_norm vs batch_norm view", &fused, &by_hand, 1e-12, 1e-10);
+}

@@ -7,6 +7,7 @@ use crate::ops::attention::AttentionSaved;
 use crate::ops::batch_norm::BatchNormSaved;
 use crate::ops::conv2d::ConvGeom;
 use crate::ops::elementwise::{BinaryOp, UnaryOp, binary_backward, unary_backward, where_backward};
+use crate::ops::norm::GroupNormSaved;
 use crate::ops::pool::PoolGeom;
 use crate::ops::{conv2d, index, matmul, pool, reduce, shape, softmax};
 
@@ -36,6 +37,7 @@ pub(crate) enum Op {
     AvgPool2d(Tensor, PoolGeom),
     AvgPool2dBwd(Tensor, PoolGeom),
     BatchNorm(Box<BatchNormSaved>),
+    GroupNorm(Box<GroupNormSaved>),
     Attention(Box<AttentionSaved>),
 }
 
@@ -55,6 +57,7 @@ impl Op {
                 vec![x, i]
             }
             Op::BatchNorm(s) => s.inputs(),
+            Op::GroupNorm(s) => s.inputs(),
             Op::Attention(s) => s.inputs(),
         }
     }
@@ -91,6 +94,7 @@ impl Op {
             Op::AvgPool2d(x, geom) => pool::avg_pool2d_backward(x, *geom, g),
             Op::AvgPool2dBwd(dy, geom) => pool::avg_pool2d_bwd_backward(dy, *geom, g),
             Op::BatchNorm(s) => s.backward(g),
+            Op::GroupNorm(s) => s.backward(g),
             Op::Attention(s) => s.backward(g),
         }
     }

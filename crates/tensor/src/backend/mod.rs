@@ -289,6 +289,42 @@ impl Storage {
             gpu(x, i, G) => Ok(G(gpu::index::index_add(x, l, dim, i, li, len)?)))
     }
 
+    /// group_norm's fused CPU forward: Some((y, mean, rstd)) on the CPU;
+    /// None on the GPUs, where group_norm runs as batch_norm on a view.
+    pub fn group_norm_fwd(
+        &self,
+        l: &Layout,
+        groups: usize,
+        w: Option<&Storage>,
+        b: Option<&Storage>,
+        eps: f64,
+    ) -> Result<Option<(Storage, Storage, Storage)>> {
+        let (Storage::Cpu(s), Some(w), Some(b)) = (self, cpu_parts(w), cpu_parts(b)) else { return Ok(None) };
+        let (y, m, r) = cpu::group_norm::group_norm_fwd(s, l, groups, w, b, eps)?;
+        Ok(Some((Storage::Cpu(y), Storage::Cpu(m), Storage::Cpu(r))))
+    }
+
+    /// group_norm's fused CPU backward (dx, dw, db); None off the CPU.
+    #[allow(clippy::too_many_arguments)]
+    pub fn group_norm_bwd(
+        &self,
+        l: &Layout,
+        dy: &Storage,
+        ldy: &Layout,
+        groups: usize,
+        mean: &Storage,
+        rstd: &Storage,
+        w: Option<&Storage>,
+    ) -> Result<Option<(Storage, Storage, Storage)>> {
+        let (Storage::Cpu(x), Storage::Cpu(d), Storage::Cpu(m), Storage::Cpu(r), Some(w)) =
+            (self, dy, mean, rstd, cpu_parts(w))
+        else {
+            return Ok(None);
+        };
+        let (dx, dw, db) = cpu::group_norm::group_norm_bwd(x, l, d, ldy, groups, m, r, w)?;
+        Ok(Some((Storage::Cpu(dx), Storage::Cpu(dw), Storage::Cpu(db))))
+    }
+
     pub fn batch_norm_stats(&self, l: &Layout) -> Result<(Storage, Storage)> {
         match self {
             Storage::Cpu(s) => {
@@ -464,4 +500,14 @@ fn on_cuda<'a>(op: &'static str, first: &Storage, t: View<'a, Storage>) -> Resul
 
 fn on_wgpu<'a>(op: &'static str, first: &Storage, t: View<'a, Storage>) -> Result<View<'a, WgpuStorage>> {
     Ok((first.wgpu_of(op, t.0)?, t.1))
+}
+
+/// An optional operand's CPU storage: Some(None) when absent, None when it
+/// lives on another device.
+fn cpu_parts(s: Option<&Storage>) -> Option<Option<&CpuStorage>> {
+    match s {
+        None => Some(None),
+        Some(Storage::Cpu(c)) => Some(Some(c)),
+        Some(_) => None,
+    }
 }

@@ -18,6 +18,7 @@ mod conv2d_winograd;
 mod conv2d_winograd2;
 pub mod copy;
 pub mod elementwise;
+pub mod group_norm;
 pub mod index;
 pub mod matmul;
 pub mod pool;
