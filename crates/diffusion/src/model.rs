@@ -190,31 +190,20 @@ impl Ddpm {
         Ok(Ddpm { config, schedule, store, ema_store, net, ema_net, ema, params, opt })
     }
 
-    /// Per-image coefficients as an (n, 1, 1, 1) tensor.
-    fn per_image(&self, values: impl Iterator<Item = f64>, device: Device) -> Result<Tensor> {
-        let v: Vec<f32> = values.map(|x| x as f32).collect();
-        let n = v.len();
-        Tensor::from_vec(v, &[n, 1, 1, 1], device)
+    /// (√ᾱ_t, √(1 − ᾱ_t)) per image, each an (n, 1, 1, 1) tensor.
+    fn signal_noise(&self, t: &[usize], device: Device) -> Result<(Tensor, Tensor)> {
+        let n = t.len();
+        let coef = |f: fn(f64) -> f64| {
+            let v: Vec<f32> = t.iter().map(|&t| f(self.schedule.alpha_bar(Some(t))) as f32).collect();
+            Tensor::from_vec(v, &[n, 1, 1, 1], device)
+        };
+        Ok((coef(f64::sqrt)?, coef(|abar| (1.0 - abar).sqrt())?))
     }
 
     /// x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε, one t per image.
     pub fn q_sample(&self, x0: &Tensor, t: &[usize], eps: &Tensor) -> Result<Tensor> {
-        let a = self.per_image(t.iter().map(|&t| self.schedule.alpha_bar(Some(t)).sqrt()), x0.device())?;
-        let b = self.per_image(t.iter().map(|&t| (1.0 - self.schedule.alpha_bar(Some(t))).sqrt()), x0.device())?;
+        let (a, b) = self.signal_noise(t, x0.device())?;
         x0.mul(&a)?.add(&eps.mul(&b)?)
-    }
-
-    /// What the network is trained to output: ε, or v = √ᾱ ε − √(1 − ᾱ) x_0.
-    fn target(&self, x0: &Tensor, t: &[usize], eps: &Tensor) -> Result<Tensor> {
-        match self.config.prediction {
-            Prediction::Eps => Ok(eps.clone()),
-            Prediction::V => {
-                let a = self.per_image(t.iter().map(|&t| self.schedule.alpha_bar(Some(t)).sqrt()), x0.device())?;
-                let b =
-                    self.per_image(t.iter().map(|&t| (1.0 - self.schedule.alpha_bar(Some(t))).sqrt()), x0.device())?;
-                eps.mul(&a)?.sub(&x0.mul(&b)?)
-            }
-        }
     }
 
     /// The mean squared error of `net` on clean images in [−1, 1] at
@@ -228,17 +217,27 @@ impl Ddpm {
         eps: &Tensor,
         train: bool,
     ) -> Result<Tensor> {
-        let x_t = self.q_sample(x0, t, eps)?;
+        let (a, b) = self.signal_noise(t, x0.device())?;
+        let x_t = x0.mul(&a)?.add(&eps.mul(&b)?)?;
+        // The training target: ε, or v = √ᾱ ε − √(1 − ᾱ) x_0.
+        let target = match self.config.prediction {
+            Prediction::Eps => eps.clone(),
+            Prediction::V => eps.mul(&a)?.sub(&x0.mul(&b)?)?,
+        };
         let tf: Vec<f64> = t.iter().map(|&t| t as f64).collect();
-        let out = net.forward(&x_t, &tf, labels, train)?;
-        out.sub(&self.target(x0, t, eps)?)?.sqr()?.mean_all()
+        net.forward(&x_t, &tf, labels, train)?.sub(&target)?.sqr()?.mean_all()
+    }
+
+    /// One timestep per image, then the noise, from `rng`.
+    fn draw_t_eps(&self, x0: &Tensor, rng: &mut Rng) -> Result<(Vec<usize>, Tensor)> {
+        let t: Vec<usize> = (0..x0.shape()[0]).map(|_| rng.below(self.config.timesteps as u64) as usize).collect();
+        Ok((t, Tensor::randn(x0.shape(), 0.0, 1.0, x0.dtype(), x0.device(), rng)?))
     }
 
     /// Timesteps, noise and (conditional models, with label dropout) labels for a training batch.
     fn draw(&self, x0: &Tensor, labels: &[u8], rng: &mut Rng) -> Result<(Vec<usize>, Tensor, Option<Vec<usize>>)> {
         let n = x0.shape()[0];
-        let t: Vec<usize> = (0..n).map(|_| rng.below(self.config.timesteps as u64) as usize).collect();
-        let eps = Tensor::randn(x0.shape(), 0.0, 1.0, x0.dtype(), x0.device(), rng)?;
+        let (t, eps) = self.draw_t_eps(x0, rng)?;
         let y = match self.config.conditional {
             false => None,
             true if labels.len() != n => {
@@ -283,9 +282,7 @@ impl Ddpm {
     /// drawn from `rng` (one t per image), in evaluation mode.
     pub fn eval_loss(&self, x0: &Tensor, labels: &[u8], rng: &mut Rng) -> Result<f64> {
         let _g = no_grad();
-        let n = x0.shape()[0];
-        let t: Vec<usize> = (0..n).map(|_| rng.below(self.config.timesteps as u64) as usize).collect();
-        let eps = Tensor::randn(x0.shape(), 0.0, 1.0, x0.dtype(), x0.device(), rng)?;
+        let (t, eps) = self.draw_t_eps(x0, rng)?;
         let y: Option<Vec<usize>> =
             self.config.conditional.then(|| labels.iter().map(|&k| (k as usize).min(CLASSES - 1)).collect());
         self.loss(self.sampling_net(), x0, y.as_deref(), &t, &eps, false)?.to_scalar()

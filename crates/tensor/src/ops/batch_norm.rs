@@ -21,14 +21,14 @@ pub(crate) struct BatchNormSaved {
 }
 
 /// Shape (1, C, 1, …) for broadcasting a per-channel vector against x.
-fn per_channel(x: &Tensor, v: &Tensor) -> Result<Tensor> {
+pub(crate) fn per_channel(x: &Tensor, v: &Tensor) -> Result<Tensor> {
     let mut s = vec![1; x.rank()];
     s[1] = x.shape()[1];
     v.reshape(&s)
 }
 
 /// Every dim but the channel dim.
-fn stat_dims(x: &Tensor) -> Vec<usize> {
+pub(crate) fn stat_dims(x: &Tensor) -> Vec<usize> {
     (0..x.rank()).filter(|&d| d != 1).collect()
 }
 
@@ -124,22 +124,35 @@ impl Tensor {
     }
 }
 
+/// A normalisation's recorded inputs: x, then weight and bias when given.
+pub(crate) fn affine_inputs<'a>(x: &'a Tensor, w: &'a Option<Tensor>, b: &'a Option<Tensor>) -> Vec<&'a Tensor> {
+    std::iter::once(x).chain(w.as_ref()).chain(b.as_ref()).collect()
+}
+
+/// (dx, dw, db) as the gradients of `affine_inputs`' list.
+pub(crate) fn affine_grads(
+    (dx, dw, db): (Tensor, Tensor, Tensor),
+    w: &Option<Tensor>,
+    b: &Option<Tensor>,
+) -> Vec<Option<Tensor>> {
+    let mut out = vec![Some(dx)];
+    if w.is_some() {
+        out.push(Some(dw));
+    }
+    if b.is_some() {
+        out.push(Some(db));
+    }
+    out
+}
+
 impl BatchNormSaved {
     pub fn inputs(&self) -> Vec<&Tensor> {
-        std::iter::once(&self.x).chain(self.weight.as_ref()).chain(self.bias.as_ref()).collect()
+        affine_inputs(&self.x, &self.weight, &self.bias)
     }
 
     pub fn backward(&self, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
-        let (dx, dw, db) =
-            if autograd::is_grad_enabled() { self.backward_composed(g)? } else { self.backward_fused(g)? };
-        let mut out = vec![Some(dx)];
-        if self.weight.is_some() {
-            out.push(Some(dw));
-        }
-        if self.bias.is_some() {
-            out.push(Some(db));
-        }
-        Ok(out)
+        let grads = if autograd::is_grad_enabled() { self.backward_composed(g)? } else { self.backward_fused(g)? };
+        Ok(affine_grads(grads, &self.weight, &self.bias))
     }
 
     fn backward_fused(&self, g: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {

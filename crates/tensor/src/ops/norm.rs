@@ -3,6 +3,7 @@
 
 use crate::error::{Result, arg_err, shape_err};
 use crate::op::Op;
+use crate::ops::batch_norm::{affine_grads, affine_inputs, per_channel, stat_dims};
 use crate::ops::elementwise::check_same;
 use crate::{DType, Tensor, autograd};
 
@@ -64,8 +65,6 @@ impl Tensor {
             if t.shape() != [c] {
                 return Err(shape_err("group_norm", format!("weight/bias must have shape [{c}], got {:?}", t.shape())));
             }
-        }
-        for t in [weight, bias].into_iter().flatten() {
             check_same("group_norm", self, t)?;
         }
         let per_group = self.numel() / (n * groups).max(1);
@@ -99,22 +98,14 @@ impl Tensor {
         } else {
             normalized_groups(self, groups, eps)?.0
         };
-        let per_channel = per_channel_shape(self);
         if let Some(w) = weight {
-            y = y.mul(&w.reshape(&per_channel)?)?;
+            y = y.mul(&per_channel(self, w)?)?;
         }
         if let Some(b) = bias {
-            y = y.add(&b.reshape(&per_channel)?)?;
+            y = y.add(&per_channel(self, b)?)?;
         }
         Ok(y)
     }
-}
-
-/// [1, C, 1, ...] for per-channel vectors against x.
-fn per_channel_shape(x: &Tensor) -> Vec<usize> {
-    let mut s = vec![1; x.rank()];
-    s[1] = x.shape()[1];
-    s
 }
 
 /// (x̂ of x's shape, rstd (N, G, 1)) in differentiable ops: x normalised
@@ -141,24 +132,17 @@ pub struct GroupNormSaved {
 
 impl GroupNormSaved {
     pub fn inputs(&self) -> Vec<&Tensor> {
-        std::iter::once(&self.x).chain(self.weight.as_ref()).chain(self.bias.as_ref()).collect()
+        affine_inputs(&self.x, &self.weight, &self.bias)
     }
 
     /// The fused kernel for a first backward; differentiable ops (the
     /// statistics recomputed from x) when a graph of the backward is asked for.
     pub fn backward(&self, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
-        let (dx, dw, db) = match autograd::is_grad_enabled() {
+        let grads = match autograd::is_grad_enabled() {
             true => self.backward_composed(g)?,
             false => self.backward_fused(g)?,
         };
-        let mut out = vec![Some(dx)];
-        if self.weight.is_some() {
-            out.push(Some(dw));
-        }
-        if self.bias.is_some() {
-            out.push(Some(db));
-        }
-        Ok(out)
+        Ok(affine_grads(grads, &self.weight, &self.bias))
     }
 
     fn backward_fused(&self, g: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
@@ -187,7 +171,7 @@ impl GroupNormSaved {
         let (n, groups) = (x.shape()[0], self.groups);
         let (xhat, rstd) = normalized_groups(x, groups, self.eps)?;
         let dxhat = match &self.weight {
-            Some(w) => g.mul(&w.reshape(&per_channel_shape(x))?)?,
+            Some(w) => g.mul(&per_channel(x, w)?)?,
             None => g.clone(),
         };
         let grouped = |t: &Tensor| t.reshape(&[n, groups, usize::MAX]);
@@ -195,7 +179,7 @@ impl GroupNormSaved {
         let a = dg.mean(&[2], true)?;
         let b = dg.mul(&xg)?.mean(&[2], true)?;
         let dx = dg.sub(&a)?.sub(&xg.mul(&b)?)?.mul(&rstd)?.reshape(x.shape())?;
-        let dims: Vec<usize> = (0..x.rank()).filter(|&d| d != 1).collect();
+        let dims = stat_dims(x);
         let dw = g.mul(&xhat)?.sum(&dims, false)?;
         let db = g.sum(&dims, false)?;
         Ok((dx, dw, db))
