@@ -18,6 +18,7 @@
 pub use kiln_data as data;
 pub use kiln_diffusion as diffusion;
 pub use kiln_eval as eval;
+pub use kiln_flow as flow;
 pub use kiln_gan as gan;
 pub use kiln_nn as nn;
 pub use kiln_tensor as tensor;

@@ -9,6 +9,7 @@ mod dcgan;
 mod diffusion;
 mod errors;
 mod eval;
+mod flow;
 mod gan_losses;
 mod gpu_cases;
 mod gpu_parity;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use kiln::diffusion::{Ddpm, DdpmConfig};
+use kiln::flow::{Glow, GlowConfig, RealNvp, RealNvpConfig};
 use kiln::gan::{Cgan, Dcgan, DcganConfig};
 use kiln::nn::loss::{Reduction, mse_loss};
 use kiln::nn::{Adam, AdamConfig, Dropout, Linear, Module, VarStore};
@@ -303,6 +304,19 @@ recipe_suite!(
 );
 
 // Adam moves every weight by about lr a step: at 1e30 the activations overflow.
+// Dequantisation noise is drawn; actnorm's initialisation flag is checkpointed.
+recipe_suite!(
+    glow_suite,
+    Glow,
+    crate::flow::tiny_glow(),
+    GlowConfig { lr: 1e30, warmup: 0, ..crate::flow::tiny_glow() }
+);
+recipe_suite!(
+    realnvp_suite,
+    RealNvp,
+    crate::flow::tiny_realnvp(),
+    RealNvpConfig { lr: 1e30, warmup: 0, ..crate::flow::tiny_realnvp() }
+);
 recipe_suite!(dcgan_suite, Dcgan, tiny_dcgan(), DcganConfig { lr: 1e30, ..tiny_dcgan() });
 // The toy's tanh saturates instead of overflowing: its f32 loss is scaled past f32::MAX.
 recipe_suite!(toy_suite, Toy, ToyConfig::default(), ToyConfig { loss_scale: 1e39, ..Default::default() });

@@ -7,6 +7,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Parser, Subcommand};
 use kiln_diffusion::DdpmConfig;
 use kiln_eval::ClassifierConfig;
+use kiln_flow::{GlowConfig, RealNvpConfig};
 use kiln_gan::DcganConfig;
 use kiln_vae::VaeConfig;
 
@@ -14,6 +15,7 @@ use crate::config::{Invocation, RunConfig};
 use crate::evaluate::EvalArgs;
 use crate::models::cgan::CganSampleArgs;
 use crate::models::ddpm::DdpmSampleArgs;
+use crate::models::flow::FlowSampleArgs;
 use crate::sample::SampleArgs;
 
 #[derive(Debug, Parser)]
@@ -73,6 +75,10 @@ pub enum TrainModel {
     Vae(TrainArgs<VaeConfig>),
     /// Denoising diffusion (Ho et al.): a U-Net on L_simple, EMA weights, DDIM samples; --conditional for guidance.
     Ddpm(TrainArgs<DdpmConfig>),
+    /// RealNVP (Dinh et al.): affine couplings with checkerboard and channel masks; held-out bits/dim.
+    Realnvp(TrainArgs<RealNvpConfig>),
+    /// Glow (Kingma & Dhariwal): actnorm, LU 1×1 convolutions, affine couplings; held-out bits/dim.
+    Glow(TrainArgs<GlowConfig>),
     /// The LeNet classifier `eval` measures samples with (digits outside the held-out split).
     Classifier(TrainArgs<ClassifierConfig>),
 }
@@ -87,6 +93,10 @@ pub enum SampleModel {
     Vae(SampleArgs),
     /// Samples of a DDPM run (EMA weights): --sampler ddpm|ddim, --steps, --eta, --label, --guidance, --strip.
     Ddpm(DdpmSampleArgs),
+    /// Samples of a RealNVP run at a temperature (--temperature).
+    Realnvp(FlowSampleArgs),
+    /// Samples of a Glow run at a temperature (--temperature).
+    Glow(FlowSampleArgs),
 }
 
 #[derive(Debug, Subcommand)]

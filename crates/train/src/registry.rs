@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicBool;
 
 use kiln_diffusion::Ddpm;
 use kiln_eval::lenet::LeNetTrainer;
+use kiln_flow::{Glow, RealNvp};
 use kiln_gan::{Cgan, Dcgan};
 use kiln_vae::Vae;
 
@@ -15,6 +16,7 @@ use crate::evaluate::{EvalArgs, eval_images, eval_run};
 use crate::models::cgan::sample_cgan;
 use crate::models::classifier::export_classifier;
 use crate::models::ddpm::sample_ddpm;
+use crate::models::flow::sample_flow;
 use crate::recipe::Recipe;
 use crate::run::{Summary, TrainRequest, train};
 use crate::sample::sample;
@@ -27,6 +29,8 @@ pub fn run(command: Command, given: Vec<String>, stop: &AtomicBool) -> Result<St
             TrainModel::Cgan(a) => train_model::<Cgan>(a, given, stop),
             TrainModel::Vae(a) => train_model::<Vae>(a, given, stop),
             TrainModel::Ddpm(a) => train_model::<Ddpm>(a, given, stop),
+            TrainModel::Realnvp(a) => train_model::<RealNvp>(a, given, stop),
+            TrainModel::Glow(a) => train_model::<Glow>(a, given, stop),
             TrainModel::Classifier(a) => train_model::<LeNetTrainer>(a, given, stop),
         },
         Command::Sample { model } => match model {
@@ -34,6 +38,8 @@ pub fn run(command: Command, given: Vec<String>, stop: &AtomicBool) -> Result<St
             SampleModel::Cgan(a) => sample_cgan(&a),
             SampleModel::Vae(a) => sample::<Vae>(&a),
             SampleModel::Ddpm(a) => sample_ddpm(&a),
+            SampleModel::Realnvp(a) => sample_flow::<RealNvp>(&a),
+            SampleModel::Glow(a) => sample_flow::<Glow>(&a),
         },
         Command::Eval(a) => eval(&a),
         Command::ExportClassifier { run, out } => {
@@ -59,6 +65,8 @@ fn eval(a: &EvalArgs) -> Result<String> {
         Some(Cgan::NAME) => eval_run::<Cgan>(dir, a),
         Some(Vae::NAME) => eval_run::<Vae>(dir, a),
         Some(Ddpm::NAME) => eval_run::<Ddpm>(dir, a),
+        Some(RealNvp::NAME) => eval_run::<RealNvp>(dir, a),
+        Some(Glow::NAME) => eval_run::<Glow>(dir, a),
         Some(LeNetTrainer::NAME) => eval_run::<LeNetTrainer>(dir, a),
         other => Err(format!("{}: model {other:?} is not one kiln trains", path.display()).into()),
     }

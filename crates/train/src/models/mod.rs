@@ -5,4 +5,5 @@ pub mod cgan;
 pub mod classifier;
 pub mod dcgan;
 pub mod ddpm;
+pub mod flow;
 pub mod vae;

@@ -1,0 +1,129 @@
+//! Small dense matrices on the host in f64: the 1×1 convolution's
+//! initialisation (a random rotation and its LU factors) and its inverse
+//! for sampling. Row-major, n × n.
+
+use kiln_tensor::{Error, Result, Rng};
+
+fn singular(op: &'static str, n: usize) -> Error {
+    Error::Argument { op, msg: format!("the {n}×{n} matrix is singular to f64 precision") }
+}
+
+/// LU with partial pivoting: (perm, lu) with A[perm[i]] = (L U)[i], L unit
+/// lower and U upper packed in `lu`.
+pub fn lu(a: &[f64], n: usize) -> Result<(Vec<usize>, Vec<f64>)> {
+    let mut m = a.to_vec();
+    let mut perm: Vec<usize> = (0..n).collect();
+    for k in 0..n {
+        let p = (k..n).max_by(|&i, &j| m[i * n + k].abs().total_cmp(&m[j * n + k].abs())).unwrap_or(k);
+        if m[p * n + k] == 0.0 {
+            return Err(singular("lu", n));
+        }
+        if p != k {
+            for j in 0..n {
+                m.swap(k * n + j, p * n + j);
+            }
+            perm.swap(k, p);
+        }
+        for i in k + 1..n {
+            let f = m[i * n + k] / m[k * n + k];
+            m[i * n + k] = f;
+            for j in k + 1..n {
+                m[i * n + j] -= f * m[k * n + j];
+            }
+        }
+    }
+    Ok((perm, m))
+}
+
+/// log |det A|.
+pub fn log_abs_det(a: &[f64], n: usize) -> Result<f64> {
+    let (_, m) = lu(a, n)?;
+    Ok((0..n).map(|i| m[i * n + i].abs().ln()).sum())
+}
+
+/// A⁻¹ by solving A X = I column by column from the LU factors.
+pub fn inverse(a: &[f64], n: usize) -> Result<Vec<f64>> {
+    let (perm, m) = lu(a, n)?;
+    let mut inv = vec![0.0; n * n];
+    for col in 0..n {
+        // P A = L U, so solve L U x = P e_col.
+        let mut x: Vec<f64> = (0..n).map(|i| if perm[i] == col { 1.0 } else { 0.0 }).collect();
+        for i in 0..n {
+            x[i] -= (0..i).map(|j| m[i * n + j] * x[j]).sum::<f64>();
+        }
+        for i in (0..n).rev() {
+            x[i] = (x[i] - (i + 1..n).map(|j| m[i * n + j] * x[j]).sum::<f64>()) / m[i * n + i];
+        }
+        for i in 0..n {
+            inv[i * n + col] = x[i];
+        }
+    }
+    Ok(inv)
+}
+
+/// A random rotation: Gram–Schmidt on a Gaussian matrix (Glow's
+/// initialisation of the 1×1 convolution, so log|det W| starts at 0).
+pub fn random_orthogonal(n: usize, rng: &mut Rng) -> Result<Vec<f64>> {
+    let mut q: Vec<f64> = (0..n * n).map(|_| rng.normal()).collect();
+    for i in 0..n {
+        for j in 0..i {
+            let d: f64 = (0..n).map(|k| q[i * n + k] * q[j * n + k]).sum();
+            for k in 0..n {
+                q[i * n + k] -= d * q[j * n + k];
+            }
+        }
+        let norm = (0..n).map(|k| q[i * n + k].powi(2)).sum::<f64>().sqrt();
+        if norm < 1e-12 {
+            return Err(singular("random_orthogonal", n));
+        }
+        (0..n).for_each(|k| q[i * n + k] /= norm);
+    }
+    Ok(q)
+}
+
+/// C = A B for n × n matrices.
+pub fn matmul(a: &[f64], b: &[f64], n: usize) -> Vec<f64> {
+    let mut c = vec![0.0; n * n];
+    for i in 0..n {
+        for k in 0..n {
+            let aik = a[i * n + k];
+            for j in 0..n {
+                c[i * n + j] += aik * b[k * n + j];
+            }
+        }
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inverse_and_log_det_of_a_known_matrix() {
+        // det = 2·(3·4 − 1·0) − 1·(0·4 − 1·1) + 0 = 25 with a pivot needed.
+        let a = [0.0, 1.0, 2.0, 2.0, 1.0, 0.0, 1.0, 0.0, 3.0];
+        let det: f64 = 0.0 * (3.0 - 0.0) - 1.0 * (6.0 - 0.0) + 2.0 * (0.0 - 1.0);
+        assert!((log_abs_det(&a, 3).unwrap() - det.abs().ln()).abs() < 1e-12);
+        let id = matmul(&a, &inverse(&a, 3).unwrap(), 3);
+        for i in 0..3 {
+            for j in 0..3 {
+                assert!((id[i * 3 + j] - if i == j { 1.0 } else { 0.0 }).abs() < 1e-12);
+            }
+        }
+        assert!(inverse(&[1.0, 2.0, 2.0, 4.0], 2).is_err());
+    }
+
+    #[test]
+    fn random_orthogonal_is_orthogonal() {
+        let q = random_orthogonal(5, &mut Rng::new(3)).unwrap();
+        let qt: Vec<f64> = (0..25).map(|i| q[(i % 5) * 5 + i / 5]).collect();
+        let id = matmul(&q, &qt, 5);
+        for i in 0..5 {
+            for j in 0..5 {
+                assert!((id[i * 5 + j] - if i == j { 1.0 } else { 0.0 }).abs() < 1e-12);
+            }
+        }
+        assert!(log_abs_det(&q, 5).unwrap().abs() < 1e-12);
+    }
+}
