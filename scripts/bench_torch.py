@@ -15,6 +15,7 @@ compared against kiln's sample means was a bias against kiln. DCGAN steps
 are the best of single steps on both sides.
 """
 import json
+import math
 import sys
 import time
 
@@ -100,6 +101,7 @@ def main():
     out.update(dcgan_steps())
     out.update(vae_step())
     out.update(unet_step())
+    out.update(flow_steps())
     print(json.dumps(out))
 
 
@@ -183,6 +185,32 @@ def unet_step():
     fwd = sampled(forward)
     net.train()
     return {"unet_step/n64_s28": sampled(step), "unet_step/n256_s28": fwd}
+
+
+def flow_steps():
+    """kiln's default Glow and RealNVP (crates/flow; scripts/torch_flow.py):
+    one training step at batch 64 on 28×28 (uniform dequantisation, mean
+    bits/dim, clipping to 50, Adam 1e-3), and 64 samples at T = 0.7."""
+    import os
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import torch_flow
+    k = torch.round(torch.tanh(torch.randn(64, 1, 28, 28)) * 127.5 + 127.5)
+    out = {}
+    for name, flow in [("glow_step", torch_flow.glow(levels=2, depth=8, hidden=64)),
+                       ("realnvp_step", torch_flow.realnvp(hidden=32, blocks=2))]:
+        opt = torch.optim.Adam(flow.parameters(), lr=1e-3)
+
+        def step():
+            x = (k + torch.rand_like(k)) / 256
+            bpd = (-flow(x)[0] / (784 * math.log(2)) + 8).mean()
+            opt.zero_grad()
+            bpd.backward()
+            torch.nn.utils.clip_grad_norm_(flow.parameters(), 50.0)
+            opt.step()
+            return bpd.item()
+
+        out[f"{name}/n64_s28"] = sampled(step)
+    return out
 
 
 def dcgan_steps(sizes=(64, 32), min_time=3.0, min_reps=3):

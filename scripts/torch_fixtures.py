@@ -428,6 +428,24 @@ def dcgan_group():
     return g
 
 
+# ---------------------------------------------------------------- linalg
+
+def linalg_group():
+    g = Group("linalg", 9)
+    well = lambda *s: rn(*s) + 3 * torch.eye(s[-1])
+    flip = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    for name, a in [("3x3", well(3, 3)), ("batch_2x4x4", well(2, 4, 4)), ("negative_det_3x3", flip @ well(3, 3)),
+                    ("1x1", well(1, 1))]:
+        g.add(f"inverse_{name}", "inverse", {}, {"x": a}, lambda x: {"y": torch.linalg.inv(x)}, grad=("x",))
+
+        def slogdet(x):
+            sign, log = torch.linalg.slogdet(x)
+            return {"y": log, "sign": sign}
+        g.add(f"slogdet_{name}", "slogdet", {}, {"x": a}, slogdet, grad=("x",))
+    return g
+
+
 if __name__ == "__main__":
-    for make in (conv_group, norm_group, attention_group, elementwise_group, reduce_group, pool_group, loss_group, dcgan_group):
+    for make in (conv_group, norm_group, attention_group, elementwise_group, reduce_group, pool_group, loss_group, dcgan_group,
+                 linalg_group):
         make().write()

@@ -144,3 +144,16 @@ fn keep_masks_become_additive_masks() {
     // Row 0 sees only key 0.
     assert_eq!(&y.to_vec_f64()[..3], &[1.0, 1.0, 1.0]);
 }
+
+#[test]
+fn inverse_and_slogdet_need_square_float_matrices() {
+    assert_eq!(msg(zeros(&[2, 3]).inverse()), "inverse: expects square matrices (…, n, n), got [2, 3]");
+    assert!(zeros(&[4]).slogdet().is_err());
+    let singular =
+        Tensor::from_f64(&[1.0, 2.0, 2.0, 4.0, 1.0, 0.0, 0.0, 1.0], &[2, 2, 2], DType::F64, Device::Cpu).unwrap();
+    assert_eq!(msg(singular.inverse()), "inverse: invalid argument: matrix 0 of [2, 2, 2] is singular");
+    // As torch.linalg.slogdet: sign 0 and log|det| −∞ for the singular one.
+    let (sign, log) = singular.slogdet().unwrap();
+    assert_eq!(sign.to_vec_f64(), vec![0.0, 1.0]);
+    assert_eq!(log.to_vec_f64(), vec![f64::NEG_INFINITY, 0.0]);
+}

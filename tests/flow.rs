@@ -7,11 +7,12 @@
 //! both flows in train.rs.
 
 use kiln::flow::dequant::{Preprocess, bits_per_dim, dequantize};
-use kiln::flow::layers::{ActNorm, Bound, Coupling, InvConv, Layer, Mask, Squeeze};
+use kiln::flow::layers::{ActNorm, Bound, ConvForm, Coupling, InvConv, Layer, Mask, Squeeze};
 use kiln::flow::nets::{GlowNet, ResNet};
-use kiln::flow::{Encoded, Glow, GlowConfig, RealNvp, RealNvpConfig, linalg};
+use kiln::flow::{Encoded, Glow, GlowConfig, RealNvp, RealNvpConfig};
 use kiln::nn::{Init, VarStore};
 use kiln::tensor::Rng;
+use kiln::tensor::linalg;
 use kiln::{DType, Device, Tensor, Var};
 
 pub fn tiny_glow() -> GlowConfig {
@@ -74,8 +75,9 @@ fn layers(store: &VarStore) -> Vec<(&'static str, Box<dyn Layer>, [usize; 3])> {
     let out: Vec<(&'static str, Box<dyn Layer>, [usize; 3])> = vec![
         ("squeeze", Box::new(Squeeze), [2, 4, 4]),
         ("actnorm", Box::new(ActNorm::new(&p.sub("actnorm"), 3).unwrap()), [3, 4, 4]),
-        ("invconv", Box::new(InvConv::new(&p.sub("invconv"), 4).unwrap()), [4, 2, 2]),
-        ("invconv odd", Box::new(InvConv::new(&p.sub("invconv3"), 3).unwrap()), [3, 2, 2]),
+        ("invconv", Box::new(InvConv::new(&p.sub("invconv"), 4, ConvForm::Lu).unwrap()), [4, 2, 2]),
+        ("invconv odd", Box::new(InvConv::new(&p.sub("invconv3"), 3, ConvForm::Lu).unwrap()), [3, 2, 2]),
+        ("plain invconv", Box::new(InvConv::new(&p.sub("plain"), 4, ConvForm::Plain).unwrap()), [4, 2, 2]),
         ("glow coupling", coupling(Mask::Channel { flip: false }, Bound::Sigmoid, glow_net("g1", 2, 4)), [4, 4, 4]),
         (
             "flipped odd coupling",
@@ -308,5 +310,84 @@ fn every_layer_on_each_gpu_backend_inverts_and_matches_the_cpu() {
                 assert!(rel < 1e-5, "{name} on {device:?}: inverse{how} off by {rel} relative");
             }
         }
+    }
+}
+
+fn fixture() -> serde_json::Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/torch/flow.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn fixture_tensor(v: &serde_json::Value) -> Tensor {
+    let data: Vec<f64> = v["data"].as_array().unwrap().iter().map(|d| d.as_f64().unwrap()).collect();
+    let shape: Vec<usize> = v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+    Tensor::from_f64(&data, &shape, DType::F64, Device::Cpu).unwrap()
+}
+
+#[test]
+fn bits_per_dim_match_pytorch_for_fixed_weights() {
+    let doc = fixture();
+    let glow = Glow::with_dtype(tiny_glow(), Device::Cpu, DType::F64, 0).unwrap().flow;
+    let nvp = RealNvp::with_dtype(tiny_realnvp(), Device::Cpu, DType::F64, 0).unwrap().flow;
+    for (key, flow) in [("glow", glow), ("realnvp", nvp)] {
+        let case = &doc[key];
+        let tensors = case["tensors"].as_object().unwrap();
+        let named = flow.store.named_tensors();
+        assert_eq!(
+            named.len(),
+            tensors.len(),
+            "{key}: kiln has {} tensors, the fixture {}",
+            named.len(),
+            tensors.len()
+        );
+        for (name, t) in named {
+            let v = tensors.get(&name).unwrap_or_else(|| panic!("{key}: {name} is not in the fixture"));
+            t.assign(&fixture_tensor(v)).unwrap_or_else(|e| panic!("{key}: {name}: {e}"));
+        }
+        assert!(flow.is_initialized().unwrap());
+        let x = fixture_tensor(&case["x"]);
+        let (y, pre) = flow.pre.forward(&x).unwrap();
+        let enc = flow.net.encode(&y, false).unwrap();
+        let got_bpd = bits_per_dim(&flow.log_prob(&x).unwrap(), 64).unwrap().to_vec_f64();
+        let log_det = enc.log_det.add(&pre).unwrap().to_vec_f64();
+        for (what, got, want) in [
+            ("bits/dim", got_bpd, &case["bpd"]),
+            ("log-det", log_det, &case["log_det"]),
+            ("log prior", enc.log_prior.to_vec_f64(), &case["log_prior"]),
+        ] {
+            for (g, w) in got.iter().zip(fixture_tensor(want).to_vec_f64()) {
+                assert!((g - w).abs() < 1e-9 * w.abs().max(1.0), "{key} {what}: kiln {g}, PyTorch {w}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_reversible_backward_gives_the_stored_activation_gradients() {
+    for (name, flow) in models(DType::F64, Device::Cpu, 0.1) {
+        let x = dequantize(&digits(3, 11).to_dtype(DType::F64).unwrap(), &mut Rng::new(12)).unwrap();
+        let d = flow.dims();
+        let params: Vec<Var> = flow.store.trainable().into_iter().map(|(_, v)| v).collect();
+        let loss = bits_per_dim(&flow.log_prob(&x).unwrap(), d).unwrap().mean_all().unwrap();
+        let want = loss.backward().unwrap();
+        let (y, pre) = flow.pre.forward(&x).unwrap();
+        let coef = -1.0 / (3.0 * d as f64 * std::f64::consts::LN_2);
+        let (log_p, got) = kiln::flow::reversible::reversible_grads(&flow.net, &y, coef, &params).unwrap();
+        let bpd = bits_per_dim(&log_p.add(&pre).unwrap(), d).unwrap().mean_all().unwrap().to_scalar().unwrap();
+        assert!((bpd - loss.to_scalar().unwrap()).abs() < 1e-12, "{name}: loss {bpd}");
+        let mut compared = 0;
+        for (pname, p) in flow.store.trainable() {
+            let (w, g) = (want.get(&p), got.get(&p));
+            match (w, g) {
+                (Some(w), Some(g)) => {
+                    let err = max_abs_diff(w, g);
+                    assert!(err < 1e-9 * max_abs(w).max(1e-3), "{name} {pname}: gradients differ by {err}");
+                    compared += 1;
+                }
+                (None, None) => {}
+                _ => panic!("{name} {pname}: one backward has a gradient, the other none"),
+            }
+        }
+        assert_eq!(compared, params.len(), "{name}: every parameter has a gradient");
     }
 }

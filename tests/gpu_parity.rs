@@ -356,6 +356,14 @@ gpu_proptests! {
         let f = |t: &[Tensor]| t[0].group_norm(g, Some(&t[1]), Some(&t[2]), 1e-5);
         parity(dev, "group_norm", f, &[x, w, b], 1e-4)?;
     }
+
+    // Host f64 LU on every backend; the gradient rules run the device's matmuls.
+    fn inverse_and_slogdet_wgpu / inverse_and_slogdet_cuda |dev| (b in 1usize..3, n in 1usize..6, seed in any::<u64>()) {
+        let eye = Tensor::from_f64(&(0..n * n).map(|k| if k % (n + 1) == 0 { 3.0 } else { 0.0 }).collect::<Vec<_>>(), &[n, n], DType::F64, Device::Cpu).unwrap();
+        let a = randn(&[b, n, n], seed).add(&eye).unwrap();
+        parity(dev, "inverse", |t| t[0].inverse(), std::slice::from_ref(&a), 1e-4)?;
+        parity(dev, "slogdet", |t| Ok(t[0].slogdet()?.1), &[a], 1e-4)?;
+    }
 }
 
 /// Second derivatives on the device: ⟨∇ₓ⟨f(x), r⟩, r2⟩ differentiated again.

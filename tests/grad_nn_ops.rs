@@ -1,5 +1,6 @@
 //! Gradient properties of the network ops: conv2d, conv_transpose2d,
-//! pooling, upsampling, batch/layer/group norm, attention and the losses.
+//! pooling, upsampling, batch/layer/group norm, attention, inverse and
+//! slogdet, and the losses.
 //! First and second derivatives, awkward parameters from the public
 //! strategies, and non-contiguous (channels-last) inputs.
 
@@ -84,6 +85,18 @@ proptest! {
         let lw = randn(&[hw, 2], seed ^ 3);
         let lb = randn(&[hw, 2], seed ^ 4);
         check2(|t| t[0].layer_norm(&[hw, 2], Some(&t[1]), Some(&t[2]), 1e-5), &[x, lw, lb])?;
+    }
+
+    #[test]
+    fn inverse_and_slogdet(b in 1..=2usize, n in 1..=4usize, transposed in any::<bool>(), seed in any::<u64>()) {
+        // Diagonally dominant, so well away from singular; a transposed view half the time.
+        let eye = Tensor::from_f64(&(0..n * n).map(|k| if k % (n + 1) == 0 { 3.0 } else { 0.0 }).collect::<Vec<_>>(), &[n, n], kiln::DType::F64, Device::Cpu).unwrap();
+        let mut a = randn(&[b, n, n], seed).add(&eye).unwrap();
+        if transposed {
+            a = a.t().unwrap();
+        }
+        check2(|t| t[0].inverse(), std::slice::from_ref(&a))?;
+        check2(|t| Ok(t[0].slogdet()?.1), &[a])?;
     }
 
     #[test]

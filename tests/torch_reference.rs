@@ -162,6 +162,11 @@ fn run(op: &str, p: &Value, x: &HashMap<String, Tensor>) -> kiln::Result<Vec<(St
             reduction(p),
         )?),
         "gaussian_kl" => y(loss::gaussian_kl(&x["mu"], &x["logvar"])?),
+        "inverse" => y(x["x"].inverse()?),
+        "slogdet" => {
+            let (sign, log) = x["x"].slogdet()?;
+            Ok(vec![("y".into(), log), ("sign".into(), sign)])
+        }
         other => panic!("fixture op {other} has no runner"),
     }
 }
@@ -222,6 +227,11 @@ fn torch_conv2d_and_conv_transpose2d() {
 #[test]
 fn torch_batch_norm_layer_norm_group_norm() {
     assert!(check_file("norm") >= 10);
+}
+
+#[test]
+fn torch_inverse_and_slogdet() {
+    assert!(check_file("linalg") >= 8);
 }
 
 #[test]

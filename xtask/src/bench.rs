@@ -19,6 +19,8 @@ const BENCHES: &[&str] = &[
     "vae_step",
     "group_norm",
     "unet_step",
+    "glow_step",
+    "realnvp_step",
 ];
 
 /// Runs a benchmark process (with the shared malloc settings) and returns

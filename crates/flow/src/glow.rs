@@ -7,7 +7,7 @@ use kiln_tensor::{DType, Device, Error, Result};
 
 use crate::dequant::Preprocess;
 use crate::flow::{FlowNet, Node, Prior};
-use crate::layers::{ActNorm, Bound, Coupling, InvConv, Mask, Squeeze, zero_conv};
+use crate::layers::{ActNorm, Bound, ConvForm, Coupling, InvConv, Mask, Squeeze, zero_conv};
 use crate::model::{Flow, Training};
 use crate::nets::GlowNet;
 
@@ -25,6 +25,9 @@ pub struct GlowConfig {
     /// Channels of the coupling networks.
     #[cfg_attr(feature = "cli", arg(long, default_value_t = 64, allow_negative_numbers = true))]
     pub hidden: usize,
+    /// The 1×1 convolution's weight: LU-decomposed, or plain with log|det| by slogdet.
+    #[cfg_attr(feature = "cli", arg(long, value_enum, default_value_t = ConvForm::Lu))]
+    pub invconv: ConvForm,
     /// Adam learning rate (after the warm-up).
     #[cfg_attr(feature = "cli", arg(long, default_value_t = 1e-3, allow_negative_numbers = true))]
     pub lr: f64,
@@ -40,6 +43,11 @@ pub struct GlowConfig {
     /// Image side, divisible by 2^levels (28: the digits as they are).
     #[cfg_attr(feature = "cli", arg(long, default_value_t = 28, allow_negative_numbers = true))]
     pub image_size: usize,
+    /// Gradients by the reversible backward: each layer's input recomputed by
+    /// inverting it instead of stored (less memory, one more forward).
+    #[cfg_attr(feature = "cli", arg(long))]
+    #[serde(default)]
+    pub reversible_backward: bool,
     /// Image channels: set from the data, not a flag.
     #[cfg_attr(feature = "cli", arg(skip = 1usize))]
     #[serde(skip, default = "one")]
@@ -56,11 +64,13 @@ impl Default for GlowConfig {
             levels: 2,
             depth: 8,
             hidden: 64,
+            invconv: ConvForm::Lu,
             lr: 1e-3,
             warmup: 200,
             clip: 50.0,
             temperature: 0.7,
             image_size: 28,
+            reversible_backward: false,
             channels: 1,
         }
     }
@@ -69,7 +79,8 @@ impl Default for GlowConfig {
 /// The Glow network for (channels, size, size) inputs.
 pub fn glow_net(p: &Path, c: &GlowConfig) -> Result<FlowNet> {
     let side = c.image_size;
-    if c.levels == 0 || c.depth == 0 || c.hidden == 0 || c.channels == 0 || side % (1 << c.levels.min(16)) != 0 {
+    if c.levels == 0 || c.depth == 0 || c.hidden == 0 || c.channels == 0 || !side.is_multiple_of(1 << c.levels.min(16))
+    {
         return Err(Error::Argument {
             op: "glow",
             msg: format!(
@@ -86,7 +97,7 @@ pub fn glow_net(p: &Path, c: &GlowConfig) -> Result<FlowNet> {
             let q = p.sub(format!("level{level}")).sub(format!("step{k}"));
             let (a, b) = (ch / 2, ch - ch / 2);
             nodes.push(Node::Layer(Box::new(ActNorm::new(&q.sub("actnorm"), ch)?)));
-            nodes.push(Node::Layer(Box::new(InvConv::new(&q.sub("invconv"), ch)?)));
+            nodes.push(Node::Layer(Box::new(InvConv::new(&q.sub("invconv"), ch, c.invconv)?)));
             let net = GlowNet::new(&q.sub("coupling"), a, c.hidden, 2 * b)?;
             let mask = Mask::Channel { flip: false };
             nodes.push(Node::Layer(Box::new(Coupling::new(&q, mask, Bound::Sigmoid, Box::new(net), s, s)?)));
@@ -120,7 +131,12 @@ impl Glow {
     pub fn with_dtype(config: GlowConfig, device: Device, dtype: DType, seed: u64) -> Result<Self> {
         let store = VarStore::new(device, dtype, seed);
         let net = glow_net(&store.root(), &config)?;
-        let training = Training { lr: config.lr, warmup: config.warmup, clip: config.clip };
+        let training = Training {
+            lr: config.lr,
+            warmup: config.warmup,
+            clip: config.clip,
+            reversible: config.reversible_backward,
+        };
         Ok(Glow { flow: Flow::new(store, net, Preprocess::Shift, training)?, config })
     }
 }

@@ -4,7 +4,7 @@
 use kiln_nn::{Conv2d, Init, Module, Path};
 use kiln_tensor::{Conv2dParams, Error, Result, Tensor, Var, no_grad};
 
-use crate::linalg;
+use kiln_tensor::linalg;
 
 /// An invertible layer. `init` is the data-dependent initialisation pass
 /// (actnorm sets its statistics from the batch; other layers ignore it).
@@ -33,7 +33,7 @@ pub struct Squeeze;
 impl Layer for Squeeze {
     fn forward(&self, x: &Tensor, _init: bool) -> Result<(Tensor, Tensor)> {
         let [n, c, h, w] = dims4("squeeze2d", x)?;
-        if h % 2 != 0 || w % 2 != 0 {
+        if !h.is_multiple_of(2) || !w.is_multiple_of(2) {
             return Err(Error::Argument {
                 op: "squeeze2d",
                 msg: format!("needs an even height and width, got {h}×{w}"),
@@ -46,7 +46,7 @@ impl Layer for Squeeze {
 
     fn inverse(&self, y: &Tensor) -> Result<Tensor> {
         let [n, c4, h, w] = dims4("unsqueeze2d", y)?;
-        if c4 % 4 != 0 {
+        if !c4.is_multiple_of(4) {
             return Err(Error::Argument { op: "unsqueeze2d", msg: format!("needs channels divisible by 4, got {c4}") });
         }
         let c = c4 / 4;
@@ -90,35 +90,55 @@ impl Layer for ActNorm {
     }
 }
 
-/// Glow's invertible 1×1 convolution in LU form, W = P L (U + diag(sign · exp(log_s))):
-/// P a fixed permutation, L unit lower, U strictly upper. log|det| =
-/// h·w·Σ log_s is exact and cheap; W starts as a random rotation.
-pub struct InvConv {
-    channels: usize,
+/// How the 1×1 convolution's weight is parameterised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "kebab-case")]
+pub enum ConvForm {
+    /// W = P L (U + diag(sign · exp(log_s))): log|det W| = Σ log_s, exact and cheap.
+    Lu,
+    /// A plain c × c weight: log|det W| from `slogdet` (host f64 LU each step).
+    Plain,
+}
+
+/// The LU form's pieces: P and sign fixed, L, U and log_s trained.
+struct LuWeight {
     perm: Tensor,
     sign: Tensor,
-    pub lower: Var,
-    pub upper: Var,
-    pub log_s: Var,
+    lower: Var,
+    upper: Var,
+    log_s: Var,
     lower_mask: Tensor,
     upper_mask: Tensor,
     eye: Tensor,
 }
 
+/// Glow's invertible 1×1 convolution, W starting as a random rotation (so
+/// log|det W| starts at 0).
+pub struct InvConv {
+    channels: usize,
+    lu: Option<LuWeight>,
+    plain: Option<Var>,
+}
+
 impl InvConv {
-    pub fn new(p: &Path, channels: usize) -> Result<Self> {
+    pub fn new(p: &Path, channels: usize, form: ConvForm) -> Result<Self> {
         let c = channels;
         let (dtype, device) = (p.store().dtype(), p.store().device());
         let w = p.with_rng(|rng| linalg::random_orthogonal(c, rng))?;
+        let tensor = |v: &[f64], shape: &[usize]| Tensor::from_f64(v, shape, dtype, device);
+        if form == ConvForm::Plain {
+            let weight = p.param("weight", &[c, c], Init::Const(0.0))?;
+            weight.set(&tensor(&w, &[c, c])?)?;
+            return Ok(InvConv { channels: c, lu: None, plain: Some(weight) });
+        }
         let (rows, lu) = linalg::lu(&w, c)?;
         // P A = L U with (P A)[i] = A[rows[i]], so A = Pᵀ L U: Pᵀ[r][i] = 1 where r = rows[i].
         let mut perm = vec![0.0; c * c];
         rows.iter().enumerate().for_each(|(i, &r)| perm[r * c + i] = 1.0);
         let at = |f: &dyn Fn(usize, usize) -> f64| -> Vec<f64> { (0..c * c).map(|k| f(k / c, k % c)).collect() };
-        let tensor = |v: &[f64], shape: &[usize]| Tensor::from_f64(v, shape, dtype, device);
         let diag: Vec<f64> = (0..c).map(|i| lu[i * c + i]).collect();
-        let layer = InvConv {
-            channels: c,
+        let w = LuWeight {
             perm: p.buffer("perm", &[c, c], 0.0)?,
             sign: p.buffer("sign", &[c], 1.0)?,
             lower: p.param("lower", &[c, c], Init::Const(0.0))?,
@@ -128,20 +148,26 @@ impl InvConv {
             upper_mask: tensor(&at(&|i, j| f64::from(u8::from(i < j))), &[c, c])?,
             eye: tensor(&at(&|i, j| f64::from(u8::from(i == j))), &[c, c])?,
         };
-        layer.perm.assign(&tensor(&perm, &[c, c])?)?;
-        layer.sign.assign(&tensor(&diag.iter().map(|d| d.signum()).collect::<Vec<_>>(), &[c])?)?;
-        layer.lower.set(&tensor(&at(&|i, j| if i > j { lu[i * c + j] } else { 0.0 }), &[c, c])?)?;
-        layer.upper.set(&tensor(&at(&|i, j| if i < j { lu[i * c + j] } else { 0.0 }), &[c, c])?)?;
-        layer.log_s.set(&tensor(&diag.iter().map(|d| d.abs().ln()).collect::<Vec<_>>(), &[c])?)?;
-        Ok(layer)
+        w.perm.assign(&tensor(&perm, &[c, c])?)?;
+        w.sign.assign(&tensor(&diag.iter().map(|d| d.signum()).collect::<Vec<_>>(), &[c])?)?;
+        w.lower.set(&tensor(&at(&|i, j| if i > j { lu[i * c + j] } else { 0.0 }), &[c, c])?)?;
+        w.upper.set(&tensor(&at(&|i, j| if i < j { lu[i * c + j] } else { 0.0 }), &[c, c])?)?;
+        w.log_s.set(&tensor(&diag.iter().map(|d| d.abs().ln()).collect::<Vec<_>>(), &[c])?)?;
+        Ok(InvConv { channels: c, lu: Some(w), plain: None })
     }
 
-    /// W (c, c), recorded so its gradient reaches L, U and log_s.
-    pub fn weight(&self) -> Result<Tensor> {
-        let l = self.lower.mul(&self.lower_mask)?.add(&self.eye)?;
-        let s = self.sign.mul(&self.log_s.exp()?)?.reshape(&[1, self.channels])?;
-        let u = self.upper.mul(&self.upper_mask)?.add(&self.eye.mul(&s)?)?;
-        self.perm.matmul(&l)?.matmul(&u)
+    /// W (c, c) and log|det W|, recorded so gradients reach the parameters.
+    pub fn weight(&self) -> Result<(Tensor, Tensor)> {
+        match (&self.lu, &self.plain) {
+            (Some(w), _) => {
+                let l = w.lower.mul(&w.lower_mask)?.add(&w.eye)?;
+                let s = w.sign.mul(&w.log_s.exp()?)?.reshape(&[1, self.channels])?;
+                let u = w.upper.mul(&w.upper_mask)?.add(&w.eye.mul(&s)?)?;
+                Ok((w.perm.matmul(&l)?.matmul(&u)?, w.log_s.sum_all()?))
+            }
+            (None, Some(w)) => Ok(((*w).as_tensor().clone(), w.slogdet()?.1)),
+            (None, None) => Err(Error::Argument { op: "invconv", msg: "no weight".into() }),
+        }
     }
 
     fn conv(x: &Tensor, w: &Tensor, c: usize) -> Result<Tensor> {
@@ -152,19 +178,14 @@ impl InvConv {
 impl Layer for InvConv {
     fn forward(&self, x: &Tensor, _init: bool) -> Result<(Tensor, Tensor)> {
         let [n, _, h, w] = dims4("invconv", x)?;
-        let y = Self::conv(x, &self.weight()?, self.channels)?;
-        Ok((y, constant_logdet(&self.log_s.sum_all()?.mul_scalar((h * w) as f64)?, n)?))
+        let (weight, log_det) = self.weight()?;
+        let y = Self::conv(x, &weight, self.channels)?;
+        Ok((y, constant_logdet(&log_det.mul_scalar((h * w) as f64)?, n)?))
     }
 
-    /// W⁻¹ is computed on the host in f64 (c is at most a few dozen).
+    /// W⁻¹ comes from the host's f64 LU (`Tensor::inverse`).
     fn inverse(&self, y: &Tensor) -> Result<Tensor> {
-        let c = self.channels;
-        let w = {
-            let _g = no_grad();
-            self.weight()?.try_to_vec_f64()?
-        };
-        let inv = Tensor::from_f64(&linalg::inverse(&w, c)?, &[c, c], y.dtype(), y.device())?;
-        Self::conv(y, &inv, c)
+        Self::conv(y, &self.weight()?.0.inverse()?, self.channels)
     }
 }
 

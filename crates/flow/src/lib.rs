@@ -6,10 +6,10 @@ pub mod dequant;
 pub mod flow;
 pub mod glow;
 pub mod layers;
-pub mod linalg;
 pub mod model;
 pub mod nets;
 pub mod realnvp;
+pub mod reversible;
 
 pub use flow::{Encoded, FlowNet, Node, Prior};
 pub use glow::{Glow, GlowConfig};

@@ -8,6 +8,7 @@ use kiln_tensor::{Result, Rng, Tensor, Var, no_grad};
 
 use crate::dequant::{Preprocess, bits_per_dim, dequantize, to_images};
 use crate::flow::FlowNet;
+use crate::reversible::reversible_grads;
 
 /// The optimiser and sampling settings both flows share.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -17,6 +18,9 @@ pub struct Training {
     pub warmup: usize,
     /// Clip the gradients' global L2 norm to this (0: measured, not clipped).
     pub clip: f64,
+    /// Gradients by the reversible backward (`reversible.rs`): activations
+    /// recomputed by inverting each layer instead of stored.
+    pub reversible: bool,
 }
 
 /// One step's numbers.
@@ -78,8 +82,18 @@ impl Flow {
     pub fn train_step(&mut self, images: &Tensor, rng: &mut Rng) -> Result<FlowStats> {
         let x = dequantize(images, rng)?;
         self.initialize(&x)?;
-        let loss = bits_per_dim(&self.log_prob(&x)?, self.dims())?.mean_all()?;
-        let mut grads = loss.backward()?;
+        let d = self.dims();
+        let (bpd, mut grads) = if self.training.reversible {
+            // ∂(mean bits/dim)/∂ log p of each image.
+            let coef = -1.0 / (x.shape()[0] as f64 * d as f64 * std::f64::consts::LN_2);
+            let (y, pre_log_det) = self.pre.forward(&x)?;
+            let (log_p, grads) = reversible_grads(&self.net, &y, coef, &self.params)?;
+            (bits_per_dim(&log_p.add(&pre_log_det)?, d)?.mean_all()?, grads)
+        } else {
+            let loss = bits_per_dim(&self.log_prob(&x)?, d)?.mean_all()?;
+            let grads = loss.backward()?;
+            (loss, grads)
+        };
         let bound = if self.training.clip > 0.0 { self.training.clip } else { f64::INFINITY };
         let grad_norm = clip_grad_norm(&mut grads, &self.params, bound)?;
         let step = self.opt.step_count();
@@ -87,7 +101,7 @@ impl Flow {
         let warm = if t.warmup == 0 { 1.0 } else { ((step + 1) as f64 / t.warmup as f64).min(1.0) };
         self.opt.config.lr = t.lr * warm;
         self.opt.step(&grads)?;
-        Ok(FlowStats { bpd: loss.to_scalar()?, grad_norm, lr: self.opt.config.lr })
+        Ok(FlowStats { bpd: bpd.to_scalar()?, grad_norm, lr: self.opt.config.lr })
     }
 
     /// bits/dim of each image in [−1, 1], dequantised from `rng`.

@@ -41,6 +41,11 @@ pub struct RealNvpConfig {
     /// Image side, divisible by 2 (28: the digits as they are).
     #[cfg_attr(feature = "cli", arg(long, default_value_t = 28, allow_negative_numbers = true))]
     pub image_size: usize,
+    /// Gradients by the reversible backward: each layer's input recomputed by
+    /// inverting it instead of stored (less memory, one more forward).
+    #[cfg_attr(feature = "cli", arg(long))]
+    #[serde(default)]
+    pub reversible_backward: bool,
     /// Image channels: set from the data, not a flag.
     #[cfg_attr(feature = "cli", arg(skip = 1usize))]
     #[serde(skip, default = "crate::glow::one")]
@@ -58,6 +63,7 @@ impl Default for RealNvpConfig {
             clip: 50.0,
             temperature: 0.7,
             image_size: 28,
+            reversible_backward: false,
             channels: 1,
         }
     }
@@ -76,7 +82,7 @@ fn coupling(p: &Path, c: &RealNvpConfig, mask: Mask, ch: usize, side: usize) -> 
 /// The RealNVP network for (channels, size, size) inputs.
 pub fn realnvp_net(p: &Path, c: &RealNvpConfig) -> Result<FlowNet> {
     let side = c.image_size;
-    if c.hidden == 0 || c.channels == 0 || side < 4 || side % 2 != 0 {
+    if c.hidden == 0 || c.channels == 0 || side < 4 || !side.is_multiple_of(2) {
         return Err(Error::Argument {
             op: "realnvp",
             msg: format!("needs hidden and channels of at least 1 and an even side of at least 4; got {c:?}"),
@@ -118,7 +124,12 @@ impl RealNvp {
         }
         let store = VarStore::new(device, dtype, seed);
         let net = realnvp_net(&store.root(), &config)?;
-        let training = Training { lr: config.lr, warmup: config.warmup, clip: config.clip };
+        let training = Training {
+            lr: config.lr,
+            warmup: config.warmup,
+            clip: config.clip,
+            reversible: config.reversible_backward,
+        };
         let pre = Preprocess::Logit { alpha: config.alpha };
         Ok(RealNvp { flow: Flow::new(store, net, pre, training)?, config })
     }

@@ -61,6 +61,8 @@ pub mod gpu {
     pub use crate::backend::wgpu::{WgpuDevice, allow_software_adapters, shader_source, shader_stems, wgpu_device};
 }
 pub mod layout;
+/// Host f64 LU, inverse, slogdet and random rotations (the kernels of `Tensor::inverse` / `slogdet`).
+pub use backend::cpu::linalg;
 pub(crate) mod op;
 pub mod ops;
 pub mod rng;

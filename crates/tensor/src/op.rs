@@ -9,7 +9,7 @@ use crate::ops::conv2d::ConvGeom;
 use crate::ops::elementwise::{BinaryOp, UnaryOp, binary_backward, unary_backward, where_backward};
 use crate::ops::norm::GroupNormSaved;
 use crate::ops::pool::PoolGeom;
-use crate::ops::{conv2d, index, matmul, pool, reduce, shape, softmax};
+use crate::ops::{conv2d, index, linalg, matmul, pool, reduce, shape, softmax};
 
 pub(crate) enum Op {
     Copy(Tensor),
@@ -31,6 +31,10 @@ pub(crate) enum Op {
     IndexSelect(Tensor, usize, Tensor),
     IndexAdd(Tensor, usize, Tensor),
     Matmul(Tensor, Tensor),
+    /// A⁻¹ of each (…, n, n) matrix (the rule reads the output).
+    Inverse(Tensor),
+    /// log|det A| of each (…, n, n) matrix.
+    LogAbsDet(Tensor),
     Conv2d(Tensor, Tensor, ConvGeom),
     Conv2dBwdInput(Tensor, Tensor, ConvGeom),
     Conv2dBwdWeight(Tensor, Tensor, ConvGeom),
@@ -46,6 +50,7 @@ impl Op {
         match self {
             Op::Copy(x) | Op::ToDType(x) | Op::Reshape(x) | Op::Broadcast(x) => vec![x],
             Op::Permute(x, _) | Op::Narrow(x, ..) | Op::Unary(x, _) | Op::Sum(x) => vec![x],
+            Op::Inverse(x) | Op::LogAbsDet(x) => vec![x],
             Op::Softmax(x, _) | Op::LogSoftmax(x, _) | Op::AvgPool2d(x, _) | Op::AvgPool2dBwd(x, _) => vec![x],
             Op::Cat(xs, _) => xs.iter().collect(),
             Op::Binary(a, b, _) | Op::Matmul(a, b) => vec![a, b],
@@ -88,6 +93,8 @@ impl Op {
             Op::IndexSelect(x, dim, i) => index::index_select_backward(x, *dim, i, g),
             Op::IndexAdd(_, dim, i) => index::index_add_backward(*dim, i, g),
             Op::Matmul(a, b) => matmul::matmul_backward(a, b, g, needs),
+            Op::Inverse(_) => linalg::inverse_backward(y, g),
+            Op::LogAbsDet(x) => linalg::log_abs_det_backward(x, g),
             Op::Conv2d(x, w, geom) => conv2d::conv2d_backward(x, w, *geom, g, needs),
             Op::Conv2dBwdInput(dy, w, geom) => conv2d::conv2d_bwd_input_backward(dy, w, *geom, g, needs),
             Op::Conv2dBwdWeight(x, dy, geom) => conv2d::conv2d_bwd_weight_backward(x, dy, *geom, g, needs),

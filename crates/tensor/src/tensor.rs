@@ -78,7 +78,7 @@ impl Tensor {
         .with_op(op)
     }
 
-    fn with_op(mut self, op: impl FnOnce() -> Op) -> Tensor {
+    pub(crate) fn with_op(mut self, op: impl FnOnce() -> Op) -> Tensor {
         if !autograd::is_grad_enabled() {
             return self;
         }

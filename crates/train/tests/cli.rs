@@ -286,3 +286,44 @@ fn sample_cgan_draws_one_class_with_label() {
     let e = run(&["sample", "cgan", "--checkpoint", &o, "--label", "10", "--out", &grid]).unwrap();
     assert!(e.starts_with("--label 10"), "{e}");
 }
+
+#[test]
+fn flow_flags_and_sampling_flags() {
+    let tiny = ["--device", "cpu", "--steps", "2", "--batch", "4", "--hidden", "4", "--image-size", "8"];
+    let quiet = ["--sample-every", "0", "--checkpoint-every", "0", "--eval-every", "0"];
+    for (model, bad) in [
+        (
+            "glow",
+            &[("--depth", "0"), ("--levels", "5"), ("--image-size", "10"), ("--invconv", "qr"), ("--lr", "0")][..],
+        ),
+        ("realnvp", &[("--alpha", "0.5"), ("--image-size", "9"), ("--blocks", "17"), ("--temperature", "-1")][..]),
+    ] {
+        let out = scratch(model);
+        let o = out.display().to_string();
+        let train = |extra: &[&str]| {
+            let mut args: Vec<&str> = vec!["train", model, "--quiet", "--out", &o];
+            args.extend(tiny);
+            args.extend(quiet);
+            args.extend(extra);
+            run(&args)
+        };
+        for (flag, value) in bad {
+            let e = train(&[flag, value]).unwrap_or_else(|| panic!("{model} {flag} {value} was accepted"));
+            assert!(
+                e.contains(flag) || e.contains(&flag[2..]),
+                "{model} {flag} {value}: the error does not name the flag: {e}"
+            );
+            assert!(!out.exists(), "{model} {flag} {value}: a failed command left a folder");
+        }
+        assert_eq!(train(&["--reversible-backward"]), None);
+        let grid = out.join("grid.png").display().to_string();
+        let sample = |extra: &[&str]| {
+            let mut a = vec!["sample", model, "--checkpoint", &o, "--n", "4", "--out", &grid];
+            a.extend(extra);
+            run(&a)
+        };
+        assert_eq!(sample(&["--temperature", "0.5"]), None);
+        assert!(out.join("grid.png").exists());
+        assert!(sample(&["--temperature", "-1"]).unwrap().contains("--temperature"));
+    }
+}

@@ -8,6 +8,7 @@ pub mod batch_norm;
 pub mod conv2d;
 pub mod elementwise;
 pub mod index;
+pub mod linalg;
 pub mod loss;
 pub mod matmul;
 pub mod norm;

@@ -110,7 +110,8 @@ const PLOTS: &[Plot] = &[
 
 impl Recipe for Glow {
     const NAME: &'static str = "glow";
-    const DEFAULT_STEPS: usize = 1500;
+    /// About 10 minutes on a 2-core CPU with its evaluations (see README).
+    const DEFAULT_STEPS: usize = 2300;
     const DEFAULT_BATCH: usize = 64;
     type Config = GlowConfig;
 
@@ -176,7 +177,8 @@ impl Recipe for Glow {
 
 impl Recipe for RealNvp {
     const NAME: &'static str = "realnvp";
-    const DEFAULT_STEPS: usize = 1500;
+    /// About 10 minutes on a 2-core CPU with its evaluations (see README).
+    const DEFAULT_STEPS: usize = 1000;
     const DEFAULT_BATCH: usize = 64;
     type Config = RealNvpConfig;
 

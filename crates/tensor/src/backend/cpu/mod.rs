@@ -20,6 +20,7 @@ pub mod copy;
 pub mod elementwise;
 pub mod group_norm;
 pub mod index;
+pub mod linalg;
 pub mod matmul;
 pub mod pool;
 pub mod reduce;

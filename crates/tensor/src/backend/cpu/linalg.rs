@@ -1,8 +1,10 @@
-//! Small dense matrices on the host in f64: the 1×1 convolution's
-//! initialisation (a random rotation and its LU factors) and its inverse
-//! for sampling. Row-major, n × n.
+//! Small dense matrices on the host in f64, row-major n × n: LU with
+//! partial pivoting, the inverse and log|det| behind `Tensor::inverse` and
+//! `Tensor::slogdet` (every backend runs them here: the matrices are a few
+//! dozen wide, where a device round trip costs less than a kernel's
+//! launch chain), and random rotations for initialisers.
 
-use kiln_tensor::{Error, Result, Rng};
+use crate::{Error, Result, Rng};
 
 fn singular(op: &'static str, n: usize) -> Error {
     Error::Argument { op, msg: format!("the {n}×{n} matrix is singular to f64 precision") }
@@ -33,6 +35,33 @@ pub fn lu(a: &[f64], n: usize) -> Result<(Vec<usize>, Vec<f64>)> {
         }
     }
     Ok((perm, m))
+}
+
+/// (sign, log|det A|); (0, −∞) for a singular matrix, as torch.linalg.slogdet.
+pub fn slogdet(a: &[f64], n: usize) -> (f64, f64) {
+    let Ok((perm, m)) = lu(a, n) else { return (0.0, f64::NEG_INFINITY) };
+    // The permutation's parity: each cycle of length L is L − 1 swaps.
+    let mut seen = vec![false; n];
+    let mut sign = 1.0;
+    for start in 0..n {
+        let mut len = 0;
+        let mut i = start;
+        while !seen[i] {
+            seen[i] = true;
+            i = perm[i];
+            len += 1;
+        }
+        if len > 0 && len % 2 == 0 {
+            sign = -sign;
+        }
+    }
+    let mut log = 0.0;
+    for i in 0..n {
+        let d = m[i * n + i];
+        sign *= d.signum();
+        log += d.abs().ln();
+    }
+    (sign, log)
 }
 
 /// log |det A|.
@@ -101,7 +130,7 @@ mod tests {
 
     #[test]
     fn inverse_and_log_det_of_a_known_matrix() {
-        // det = 2·(3·4 − 1·0) − 1·(0·4 − 1·1) + 0 = 25 with a pivot needed.
+        // Cofactors along the first row; the first pivot is 0, so LU must swap rows.
         let a = [0.0, 1.0, 2.0, 2.0, 1.0, 0.0, 1.0, 0.0, 3.0];
         let det: f64 = 0.0 * (3.0 - 0.0) - 1.0 * (6.0 - 0.0) + 2.0 * (0.0 - 1.0);
         assert!((log_abs_det(&a, 3).unwrap() - det.abs().ln()).abs() < 1e-12);
@@ -112,6 +141,12 @@ mod tests {
             }
         }
         assert!(inverse(&[1.0, 2.0, 2.0, 4.0], 2).is_err());
+        assert_eq!(slogdet(&[1.0, 2.0, 2.0, 4.0], 2), (0.0, f64::NEG_INFINITY));
+        let (sign, log) = slogdet(&a, 3);
+        assert_eq!(sign, -1.0);
+        assert!((log - det.abs().ln()).abs() < 1e-12 && det < 0.0);
+        // A permutation with one swap has det −1.
+        assert_eq!(slogdet(&[0.0, 1.0, 1.0, 0.0], 2), (-1.0, 0.0));
     }
 
     #[test]
