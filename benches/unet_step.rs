@@ -23,9 +23,10 @@ fn unet_step(c: &mut Criterion) {
         let mut rng = Rng::new(2);
         let mut g = c.benchmark_group("unet_step");
         g.sample_size(10);
-        // train_step reads its loss back, so each iteration ends drained.
+        // train_step reads its loss back, so each iteration ends drained; steps run on a
+        // pool worker, as in kiln-train.
         g.bench_function(format!("{backend}/default/n64_s28"), |b| {
-            b.iter(|| model.train_step(&x, &labels, &mut rng).unwrap())
+            b.iter(|| common::on_worker(|| model.train_step(&x, &labels, &mut rng).unwrap()))
         });
         let store = VarStore::new(dev, DType::F32, 0);
         let net = UNet::new(&store.root(), &DdpmConfig::default().unet_shape()).unwrap();
@@ -33,8 +34,10 @@ fn unet_step(c: &mut Criterion) {
         let t = vec![500.0; 256];
         g.bench_function(format!("{backend}/forward/n256_s28"), |b| {
             b.iter(|| {
-                let _g = no_grad();
-                net.forward(&xs, &t, None, false).unwrap().to_vec::<f32>().unwrap()
+                common::on_worker(|| {
+                    let _g = no_grad();
+                    net.forward(&xs, &t, None, false).unwrap().to_vec::<f32>().unwrap()
+                })
             })
         });
         g.finish();

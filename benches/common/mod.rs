@@ -68,6 +68,15 @@ fn synchronize(dev: Device) {
 }
 
 /// The id segment of a device's benches.
+/// Runs `f` on a worker of a rayon pool, as `kiln-train` runs every
+/// command: a model step's many small parallel ops then split work with the
+/// other workers instead of waking them and sleeping (27% of a Glow step
+/// when called from outside the pool). Model-step benches time this way.
+pub fn on_worker<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| rayon::ThreadPoolBuilder::new().build().expect("a rayon pool")).install(f)
+}
+
 pub fn backend(dev: Device) -> &'static str {
     match dev {
         Device::Cuda(_) => "cuda",

@@ -36,7 +36,15 @@ fn main() -> ExitCode {
     }) {
         eprintln!("warning: no signal handler ({e}); Ctrl-C will lose the steps since the last checkpoint");
     }
-    match kiln_train::registry::run(cli.command, given_flags(&matches), &stop) {
+    // The command runs on a worker of its own pool: a parallel op then splits
+    // its work with the other workers instead of waking them and sleeping
+    // until they finish (the hand-off cost of every small op).
+    let run = || kiln_train::registry::run(cli.command, given_flags(&matches), &stop);
+    let result = match rayon::ThreadPoolBuilder::new().build() {
+        Ok(pool) => pool.install(run),
+        Err(_) => run(),
+    };
+    match result {
         Ok(line) => {
             println!("{line}");
             ExitCode::SUCCESS
