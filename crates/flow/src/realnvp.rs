@@ -32,7 +32,8 @@ pub struct RealNvpConfig {
     /// Steps of linear learning-rate warm-up from 0.
     #[cfg_attr(feature = "cli", arg(long, default_value_t = 200, allow_negative_numbers = true))]
     pub warmup: usize,
-    /// Clip the gradients' global L2 norm (in bits/dim) to this (0: no clipping).
+    /// Clip the gradients' global L2 norm (in bits/dim) to this (0: no clipping; without it the
+    /// default run's bits/dim spiked, see README).
     #[cfg_attr(feature = "cli", arg(long, default_value_t = 50.0, allow_negative_numbers = true))]
     pub clip: f64,
     /// Temperature of the grid and FID samples (z ~ N(0, T²I)).

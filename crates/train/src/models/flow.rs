@@ -111,7 +111,7 @@ const PLOTS: &[Plot] = &[
 impl Recipe for Glow {
     const NAME: &'static str = "glow";
     /// About 10 minutes on a 2-core CPU with its evaluations (see README).
-    const DEFAULT_STEPS: usize = 2300;
+    const DEFAULT_STEPS: usize = 2400;
     const DEFAULT_BATCH: usize = 64;
     type Config = GlowConfig;
 
@@ -178,7 +178,7 @@ impl Recipe for Glow {
 impl Recipe for RealNvp {
     const NAME: &'static str = "realnvp";
     /// About 10 minutes on a 2-core CPU with its evaluations (see README).
-    const DEFAULT_STEPS: usize = 1000;
+    const DEFAULT_STEPS: usize = 1250;
     const DEFAULT_BATCH: usize = 64;
     type Config = RealNvpConfig;
 
