@@ -123,3 +123,27 @@ pub fn report_error(id: &str, op: impl Fn(DType) -> Vec<f64>) {
     let err = lo.iter().zip(&hi).fold(0f64, |m, (a, b)| m.max((a - b).abs()));
     println!("accuracy {id}: max |f32 - f64| / max |f64| = {:.2e}", err / scale);
 }
+
+/// A flow's training step at batch 64 on 8-bit 28×28 digits and 64 samples
+/// at T = 0.7, as `group/<backend>/{default,sample}/n64_s28`, on every device.
+pub fn flow_step(c: &mut Criterion, group: &str, build: impl Fn(Device) -> kiln::flow::Flow) {
+    for dev in std::iter::once(Device::Cpu).chain(gpus()) {
+        let mut flow = build(dev);
+        // 8-bit values, as the loader gives them.
+        let x = randn(&[64, 1, 28, 28], 1, DType::F32).tanh().unwrap().affine(127.5, 127.5).unwrap();
+        let x: Vec<f32> = x.to_vec::<f32>().unwrap().iter().map(|v| v.round() / 127.5 - 1.0).collect();
+        let x = Tensor::from_vec(x, &[64, 1, 28, 28], dev).unwrap();
+        let mut rng = Rng::new(2);
+        let mut g = c.benchmark_group(group);
+        g.sample_size(10);
+        // train_step reads its loss back, so each iteration ends drained; steps run on a
+        // pool worker, as in kiln-train.
+        g.bench_function(format!("{}/default/n64_s28", backend(dev)), |b| {
+            b.iter(|| on_worker(|| flow.train_step(&x, &mut rng).unwrap()))
+        });
+        g.bench_function(format!("{}/sample/n64_s28", backend(dev)), |b| {
+            b.iter(|| on_worker(|| flow.sample(64, 0.7, &mut rng).unwrap().to_vec::<f32>().unwrap()))
+        });
+        g.finish();
+    }
+}

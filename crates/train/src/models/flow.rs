@@ -18,34 +18,106 @@ use crate::sample::{SampleArgs, check_sample_args};
 /// Held-out digits per forward pass in `evaluate`.
 const EVAL_BATCH: usize = 500;
 
-/// What the shared parts of the two recipes need of a flow model.
-pub trait FlowRecipe: Recipe {
+/// The part of a recipe that differs between the two flows; everything
+/// else is the one `Recipe` implementation below.
+pub trait FlowRecipe: Sized {
+    const NAME: &'static str;
+    const DEFAULT_STEPS: usize;
+    /// The checkpoint's name for the model's store.
+    const STORE: &'static str;
+    type Config: serde::Serialize + serde::de::DeserializeOwned + Clone + std::fmt::Debug;
+    fn check(config: &Self::Config) -> Result<()>;
+    fn image_size(config: &Self::Config) -> usize;
+    fn build(config: &Self::Config, setup: &Setup) -> Result<Self>;
     fn flow(&self) -> &Flow;
     fn flow_mut(&mut self) -> &mut Flow;
-    fn temperature(&mut self) -> &mut f64;
+    /// The temperature of grids and FID samples (`--temperature`).
+    fn temperature(&self) -> f64;
+    fn set_temperature(&mut self, t: f64);
 }
 
 impl FlowRecipe for Glow {
+    const NAME: &'static str = "glow";
+    /// About 10 minutes on a 2-core CPU with its evaluations (see README).
+    const DEFAULT_STEPS: usize = 2400;
+    const STORE: &'static str = "glow";
+    type Config = GlowConfig;
+
+    fn check(c: &GlowConfig) -> Result<()> {
+        for (key, v) in [("levels", c.levels), ("depth", c.depth), ("hidden", c.hidden)] {
+            at_least_one(key, v)?;
+        }
+        if c.levels > 4 || c.depth > 64 || c.hidden > 1024 {
+            return Err("--levels at most 4, --depth at most 64, --hidden at most 1024".into());
+        }
+        if !(4..=256).contains(&c.image_size) || !c.image_size.is_multiple_of(1 << c.levels) {
+            return Err(
+                format!("--image-size {}: must be from 4 to 256 and divisible by 2^levels", c.image_size).into()
+            );
+        }
+        check_training(c.lr, c.clip, c.temperature)
+    }
+
+    fn image_size(c: &GlowConfig) -> usize {
+        c.image_size
+    }
+
+    fn build(c: &GlowConfig, setup: &Setup) -> Result<Self> {
+        Ok(Glow::new(GlowConfig { channels: setup.channels, ..c.clone() }, setup.device, setup.seed)?)
+    }
+
     fn flow(&self) -> &Flow {
         &self.flow
     }
     fn flow_mut(&mut self) -> &mut Flow {
         &mut self.flow
     }
-    fn temperature(&mut self) -> &mut f64 {
-        &mut self.config.temperature
+    fn temperature(&self) -> f64 {
+        self.config.temperature
+    }
+    fn set_temperature(&mut self, t: f64) {
+        self.config.temperature = t;
     }
 }
 
 impl FlowRecipe for RealNvp {
+    const NAME: &'static str = "realnvp";
+    /// About 10 minutes on a 2-core CPU with its evaluations (see README).
+    const DEFAULT_STEPS: usize = 1250;
+    const STORE: &'static str = "realnvp";
+    type Config = RealNvpConfig;
+
+    fn check(c: &RealNvpConfig) -> Result<()> {
+        at_least_one("hidden", c.hidden)?;
+        if c.hidden > 1024 || c.blocks > 16 {
+            return Err("--hidden at most 1024, --blocks at most 16".into());
+        }
+        if !(4..=256).contains(&c.image_size) || !c.image_size.is_multiple_of(2) {
+            return Err(format!("--image-size {}: must be even, from 4 to 256", c.image_size).into());
+        }
+        within("alpha", c.alpha, 0.0, 0.49)?;
+        check_training(c.lr, c.clip, c.temperature)
+    }
+
+    fn image_size(c: &RealNvpConfig) -> usize {
+        c.image_size
+    }
+
+    fn build(c: &RealNvpConfig, setup: &Setup) -> Result<Self> {
+        Ok(RealNvp::new(RealNvpConfig { channels: setup.channels, ..c.clone() }, setup.device, setup.seed)?)
+    }
+
     fn flow(&self) -> &Flow {
         &self.flow
     }
     fn flow_mut(&mut self) -> &mut Flow {
         &mut self.flow
     }
-    fn temperature(&mut self) -> &mut f64 {
-        &mut self.config.temperature
+    fn temperature(&self) -> f64 {
+        self.config.temperature
+    }
+    fn set_temperature(&mut self, t: f64) {
+        self.config.temperature = t;
     }
 }
 
@@ -53,11 +125,6 @@ fn check_training(lr: f64, clip: f64, temperature: f64) -> Result<()> {
     positive("lr", lr)?;
     within("clip", clip, 0.0, 1e6)?;
     within("temperature", temperature, 0.0, 10.0)
-}
-
-fn train_step(flow: &mut Flow, batch: &Batch, rng: &mut Rng) -> Result<Vec<f64>> {
-    let s = flow.train_step(&batch.images, rng)?;
-    Ok(vec![s.bpd, s.grad_norm, s.lr])
 }
 
 /// Mean held-out bits/dim.
@@ -108,34 +175,22 @@ const PLOTS: &[Plot] = &[
     },
 ];
 
-impl Recipe for Glow {
-    const NAME: &'static str = "glow";
-    /// About 10 minutes on a 2-core CPU with its evaluations (see README).
-    const DEFAULT_STEPS: usize = 2400;
+impl<M: FlowRecipe> Recipe for M {
+    const NAME: &'static str = M::NAME;
+    const DEFAULT_STEPS: usize = M::DEFAULT_STEPS;
     const DEFAULT_BATCH: usize = 64;
-    type Config = GlowConfig;
+    type Config = M::Config;
 
-    fn check(c: &GlowConfig) -> Result<()> {
-        for (key, v) in [("levels", c.levels), ("depth", c.depth), ("hidden", c.hidden)] {
-            at_least_one(key, v)?;
-        }
-        if c.levels > 4 || c.depth > 64 || c.hidden > 1024 {
-            return Err("--levels at most 4, --depth at most 64, --hidden at most 1024".into());
-        }
-        if !(4..=256).contains(&c.image_size) || !c.image_size.is_multiple_of(1 << c.levels) {
-            return Err(
-                format!("--image-size {}: must be from 4 to 256 and divisible by 2^levels", c.image_size).into()
-            );
-        }
-        check_training(c.lr, c.clip, c.temperature)
+    fn check(c: &M::Config) -> Result<()> {
+        M::check(c)
     }
 
-    fn image_size(c: &GlowConfig) -> usize {
-        c.image_size
+    fn image_size(c: &M::Config) -> usize {
+        M::image_size(c)
     }
 
-    fn build(c: &GlowConfig, setup: &Setup) -> Result<Self> {
-        Ok(Glow::new(GlowConfig { channels: setup.channels, ..c.clone() }, setup.device, setup.seed)?)
+    fn build(c: &M::Config, setup: &Setup) -> Result<Self> {
+        M::build(c, setup)
     }
 
     fn stat_names() -> &'static [&'static str] {
@@ -143,19 +198,20 @@ impl Recipe for Glow {
     }
 
     fn train_step(&mut self, batch: &Batch, rng: &mut Rng) -> Result<Vec<f64>> {
-        train_step(&mut self.flow, batch, rng)
+        let s = self.flow_mut().train_step(&batch.images, rng)?;
+        Ok(vec![s.bpd, s.grad_norm, s.lr])
     }
 
     fn stores(&self) -> Vec<(&'static str, &VarStore)> {
-        vec![("glow", &self.flow.store)]
+        vec![(M::STORE, &self.flow().store)]
     }
 
     fn optimizers(&mut self) -> Vec<(&'static str, &mut Adam)> {
-        vec![("opt", &mut self.flow.opt)]
+        vec![("opt", &mut self.flow_mut().opt)]
     }
 
     fn sample(&self, n: usize, rng: &mut Rng) -> Result<Tensor> {
-        Ok(self.flow.sample(n, self.config.temperature, rng)?)
+        Ok(self.flow().sample(n, self.temperature(), rng)?)
     }
 
     fn eval_names() -> &'static [&'static str] {
@@ -163,75 +219,11 @@ impl Recipe for Glow {
     }
 
     fn evaluate(&self, held_out: &HeldOut, rng: &mut Rng, _full: bool) -> Result<Vec<Option<f64>>> {
-        evaluate(&self.flow, held_out, rng)
+        evaluate(self.flow(), held_out, rng)
     }
 
     fn pictures(&self, held_out: &HeldOut, rng: &mut Rng) -> Result<Vec<Picture>> {
-        pictures(&self.flow, held_out, rng)
-    }
-
-    fn plots() -> &'static [Plot] {
-        PLOTS
-    }
-}
-
-impl Recipe for RealNvp {
-    const NAME: &'static str = "realnvp";
-    /// About 10 minutes on a 2-core CPU with its evaluations (see README).
-    const DEFAULT_STEPS: usize = 1250;
-    const DEFAULT_BATCH: usize = 64;
-    type Config = RealNvpConfig;
-
-    fn check(c: &RealNvpConfig) -> Result<()> {
-        at_least_one("hidden", c.hidden)?;
-        if c.hidden > 1024 || c.blocks > 16 {
-            return Err("--hidden at most 1024, --blocks at most 16".into());
-        }
-        if !(4..=256).contains(&c.image_size) || !c.image_size.is_multiple_of(2) {
-            return Err(format!("--image-size {}: must be even, from 4 to 256", c.image_size).into());
-        }
-        within("alpha", c.alpha, 0.0, 0.49)?;
-        check_training(c.lr, c.clip, c.temperature)
-    }
-
-    fn image_size(c: &RealNvpConfig) -> usize {
-        c.image_size
-    }
-
-    fn build(c: &RealNvpConfig, setup: &Setup) -> Result<Self> {
-        Ok(RealNvp::new(RealNvpConfig { channels: setup.channels, ..c.clone() }, setup.device, setup.seed)?)
-    }
-
-    fn stat_names() -> &'static [&'static str] {
-        &["bpd", "grad_norm", "lr"]
-    }
-
-    fn train_step(&mut self, batch: &Batch, rng: &mut Rng) -> Result<Vec<f64>> {
-        train_step(&mut self.flow, batch, rng)
-    }
-
-    fn stores(&self) -> Vec<(&'static str, &VarStore)> {
-        vec![("realnvp", &self.flow.store)]
-    }
-
-    fn optimizers(&mut self) -> Vec<(&'static str, &mut Adam)> {
-        vec![("opt", &mut self.flow.opt)]
-    }
-
-    fn sample(&self, n: usize, rng: &mut Rng) -> Result<Tensor> {
-        Ok(self.flow.sample(n, self.config.temperature, rng)?)
-    }
-
-    fn eval_names() -> &'static [&'static str] {
-        &["held_out_bpd"]
-    }
-
-    fn evaluate(&self, held_out: &HeldOut, rng: &mut Rng, _full: bool) -> Result<Vec<Option<f64>>> {
-        evaluate(&self.flow, held_out, rng)
-    }
-
-    fn pictures(&self, held_out: &HeldOut, rng: &mut Rng) -> Result<Vec<Picture>> {
-        pictures(&self.flow, held_out, rng)
+        pictures(self.flow(), held_out, rng)
     }
 
     fn plots() -> &'static [Plot] {
@@ -249,15 +241,15 @@ pub struct FlowSampleArgs {
     pub temperature: Option<f64>,
 }
 
-pub fn sample_flow<R: FlowRecipe>(a: &FlowSampleArgs) -> Result<String> {
+pub fn sample_flow<R: FlowRecipe + Recipe>(a: &FlowSampleArgs) -> Result<String> {
     let c = &a.common;
     check_sample_args(c)?;
     if let Some(t) = a.temperature {
         within("temperature", t, 0.0, 10.0)?;
     }
     let (mut model, _, step) = load_run::<R>(&c.checkpoint, resolve_device(&c.device)?)?;
-    let t = a.temperature.unwrap_or(*model.temperature());
-    *model.temperature() = t;
+    let t = a.temperature.unwrap_or(model.temperature());
+    model.set_temperature(t);
     write_image_grid(&c.out, &model.sample(c.n, &mut Rng::new(c.seed))?, 8)?;
-    Ok(format!("{}: {} samples of step {step} at temperature {t} in {}", R::NAME, c.n, c.out.display()))
+    Ok(format!("{}: {} samples of step {step} at temperature {t} in {}", <R as FlowRecipe>::NAME, c.n, c.out.display()))
 }
