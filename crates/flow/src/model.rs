@@ -10,7 +10,7 @@ use crate::dequant::{Preprocess, bits_per_dim, dequantize, to_images};
 use crate::flow::FlowNet;
 use crate::reversible::reversible_grads;
 
-/// The optimiser and sampling settings both flows share.
+/// The optimiser settings both flows share.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Training {
     pub lr: f64,
