@@ -29,6 +29,14 @@ fn leaf(t: &Tensor) -> Result<Var> {
     Var::new(&t.detach())
 }
 
+/// The gradient `grads` holds for `v`, or zeros when nothing reached it.
+fn grad_of(grads: &Grads, v: &Var) -> Result<Tensor> {
+    match grads.get(v) {
+        Some(g) => Ok(g.clone()),
+        None => v.zeros_like(),
+    }
+}
+
 /// Gradients of the loss `coef · Σ_images log p(y)` (plus terms without
 /// parameters) with respect to `params`, for flow inputs `y`; also log p per
 /// image. `coef` is ∂loss/∂log p of each image (−1/(n D ln 2) for mean bits/dim).
@@ -45,7 +53,7 @@ pub fn reversible_grads(net: &FlowNet, y: &Tensor, coef: f64, params: &[Var]) ->
     let hv = leaf(&top)?;
     let grads = net.top.log_prob(&hv, None)?.sum_all()?.mul_scalar(coef)?.backward()?;
     accumulate(&mut total, &grads, params)?;
-    let mut g_h = grads.get(&hv).cloned().unwrap_or(top.zeros_like()?);
+    let mut g_h = grad_of(&grads, &hv)?;
     let mut h = top;
     for node in net.nodes.iter().rev() {
         match node {
@@ -59,7 +67,7 @@ pub fn reversible_grads(net: &FlowNet, y: &Tensor, coef: f64, params: &[Var]) ->
                 let surrogate = out.mul(&g_h)?.sum_all()?.add(&log_det.sum_all()?.mul_scalar(coef)?)?;
                 let grads = surrogate.backward()?;
                 accumulate(&mut total, &grads, params)?;
-                g_h = grads.get(&xv).cloned().unwrap_or(x.zeros_like()?);
+                g_h = grad_of(&grads, &xv)?;
                 h = x;
             }
             Node::Split { prior, .. } => {
@@ -71,7 +79,7 @@ pub fn reversible_grads(net: &FlowNet, y: &Tensor, coef: f64, params: &[Var]) ->
                     Some(g) => g_h.add(g)?,
                     None => g_h,
                 };
-                let g_z2 = grads.get(&z2v).cloned().unwrap_or(z2.zeros_like()?);
+                let g_z2 = grad_of(&grads, &z2v)?;
                 g_h = Tensor::cat(&[&g_z1, &g_z2], 1)?;
                 h = Tensor::cat(&[&h, &z2], 1)?;
             }
