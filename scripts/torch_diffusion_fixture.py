@@ -20,16 +20,11 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fixture_io import enc  # noqa: E402
 from torch_unet import UNet  # noqa: E402
 
 torch.set_default_dtype(torch.float64)
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "torch", "diffusion.json")
-
-
-def enc(t):
-    data = [float(v) for v in t.detach().reshape(-1).tolist()]
-    assert all(math.isfinite(v) for v in data)
-    return {"shape": list(t.shape), "data": data}
 
 
 def schedule(kind, T=1000):

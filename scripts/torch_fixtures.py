@@ -15,11 +15,12 @@ deterministic: each group reseeds torch's generator before drawing inputs.
 """
 
 import json
-import math
 import os
 
 import torch
 import torch.nn.functional as F
+
+from fixture_io import enc
 
 torch.set_default_dtype(torch.float64)
 torch.use_deterministic_algorithms(True)
@@ -35,14 +36,6 @@ def rn(*shape):
 def pos(*shape, lo=0.2):
     """Positive random values in roughly [lo, lo + 2]."""
     return torch.rand(*shape) * 2.0 + lo
-
-
-def enc(t):
-    t = t.detach()
-    data = [float(v) for v in t.reshape(-1).tolist()]
-    if not all(math.isfinite(v) for v in data):
-        raise ValueError("non-finite value in fixture")
-    return {"shape": list(t.shape), "data": data}
 
 
 class Group:
