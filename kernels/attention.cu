@@ -63,10 +63,13 @@ KILN_KERNEL(attention_fwd_f32) {
         m = new_m;
     }
     if (live) {
-        float inv = 1.0f / l;  // a fully masked row gives 0/0 = NaN, as PyTorch does
+        // A fully masked row attends to nothing: output 0 as PyTorch (2.5+),
+        // and lse = +inf so that the backward's P = exp(s − lse) is 0.
+        bool dead = l == 0.0f;
+        float inv = dead ? 0.0f : 1.0f / l;
         float* out = arg_buf<float>(a, 6);
         for (unsigned e = 0; e < Ev; ++e) out[(b * L + i) * Ev + e] = acc[e] * inv;
-        arg_buf<float>(a, 7)[b * L + i] = m + logf(l);
+        arg_buf<float>(a, 7)[b * L + i] = dead ? f32_inf() : m + logf(l);
     }
 }
 

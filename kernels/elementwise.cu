@@ -73,6 +73,7 @@ __device__ float binary_f(unsigned op, float x, float y) {
         case 9: return x <= y ? 1.0f : 0.0f;
         case 10: return x > y ? 1.0f : 0.0f;
         case 11: return x >= y ? 1.0f : 0.0f;
+        case 12: return pow_f(x, y);
         default: return f32_nan();
     }
 }

@@ -101,12 +101,14 @@ fn attention_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
         }
     }
     if (live) {
-        // A fully masked row gives 0/0 = NaN, as PyTorch does.
-        let inv = 1.0 / l;
+        // A fully masked row attends to nothing: output 0 as PyTorch (2.5+),
+        // and lse = +inf so that the backward's P = exp(s − lse) is 0.
+        let dead = l == 0.0;
+        let inv = select(1.0 / l, 0.0, dead);
         for (var e = 0u; e < Ev; e++) {
             out0[(b * L + i) * Ev + e] = acc[e] * inv;
         }
-        out1[b * L + i] = m + log(l);
+        out1[b * L + i] = select(m + log(l), -neg_inf(), dead);
     }
 }
 

@@ -102,6 +102,7 @@ fn binary_f32(op: u32, x: f32, y: f32) -> f32 {
         case 9u: { return select(0.0, 1.0, x <= y); }
         case 10u: { return select(0.0, 1.0, x > y); }
         case 11u: { return select(0.0, 1.0, x >= y); }
+        case 12u: { return pow_f32(x, y); }
         default: { return f32_nan(); }
     }
 }

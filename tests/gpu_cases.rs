@@ -40,13 +40,79 @@ gpu_tests! {
     f16_storage_matmul_conv_and_casts => f16_storage_matmul_conv_and_casts_wgpu, f16_storage_matmul_conv_and_casts_cuda;
     grids_past_65535_blocks => grids_past_65535_blocks_wgpu, grids_past_65535_blocks_cuda;
     nan_follows_the_cpu => nan_follows_the_cpu_wgpu, nan_follows_the_cpu_cuda;
+    pytorch_edge_cases => pytorch_edge_cases_wgpu, pytorch_edge_cases_cuda;
+}
+
+/// The PyTorch edge cases of tests/torch_semantics.rs on the device: pow
+/// with a tensor exponent (0⁰, a zero base), attention rows with every key
+/// masked (output and gradients 0) and grouped heads, tied maxima sharing
+/// the gradient, a norm's subgradient at 0, BCE at exactly 0 and 1 with
+/// weights, cross_entropy with weights, ignored and spatial targets, and
+/// nearest-exact interpolation by a scale factor.
+fn pytorch_edge_cases(dev: Device) {
+    use kiln::tensor::loss::{self, Reduction};
+    use kiln::tensor::{InterpolateTo, NearestMode};
+    let t = |v: &[f64], s: &[usize]| crate::common::t64(v, s);
+    let ok = |r: Result<(), proptest::test_runner::TestCaseError>| r.unwrap();
+    let base = t(&[0.0, 0.0, 0.5, 2.0, 1.5, 0.0], &[2, 3, 1]);
+    let exp = t(&[0.0, 1.0, 2.0, 3.0], &[1, 1, 4]);
+    ok(parity(dev, "pow", |v| v[0].pow(&v[1]), &[base, exp], 1e-5));
+    let q = randn(&[2, 4, 3, 5], 1);
+    let (k, v) = (randn(&[2, 2, 6, 5], 2), randn(&[2, 2, 6, 3], 3));
+    let mut keep = vec![1.0; 18];
+    keep[6..12].fill(0.0);
+    keep[13..].fill(0.0);
+    let keep = t(&keep, &[3, 6]);
+    let f = |v: &[Tensor]| {
+        let mask = Tensor::additive_mask(&v[3].detach())?;
+        Tensor::scaled_dot_product_attention_gqa(&v[0], &v[1], &v[2], Some(&mask), false, None)
+    };
+    ok(parity(dev, "attention with fully masked rows, grouped heads", f, &[q, k, v, keep], 1e-5));
+    let ties = t(&[1.0, 3.0, 3.0, 2.0, 2.0, 2.0, 0.5, -1.0, 0.5, 4.0, 1.0, 4.0], &[2, 2, 3]);
+    ok(parity(dev, "amax with ties", |v| v[0].amax(&[0, 2], false), std::slice::from_ref(&ties), 1e-6));
+    ok(parity(dev, "min_all with ties", |v| v[0].min_all(), std::slice::from_ref(&ties), 1e-6));
+    let mut x = randn(&[3, 4], 4).to_vec_f64();
+    x[4..8].fill(0.0);
+    let x = t(&x, &[3, 4]);
+    for ord in [2.0, 3.0, f64::INFINITY] {
+        ok(parity(
+            dev,
+            "vector_norm with a zero row",
+            |v| v[0].vector_norm(ord, &[1], false),
+            std::slice::from_ref(&x),
+            1e-5,
+        ));
+    }
+    let p = t(&[0.0, 1.0, 0.3, 0.0, 1.0, 0.6], &[2, 3]);
+    let target = t(&[0.0, 1.0, 0.5, 0.0, 1.0, 0.2], &[2, 3]);
+    let w = t(&[0.5, 2.0, 1.0], &[3]);
+    let f = |v: &[Tensor]| loss::binary_cross_entropy(&v[0], &v[1].detach(), Some(&v[2].detach()), Reduction::Sum);
+    ok(parity(dev, "bce at 0 and 1 with weights", f, &[p, target, w], 1e-5));
+    // Opposite target: torch's input gradient is ∓1/1e-12, never NaN.
+    let p = Var::new(&t(&[0.0, 1.0], &[2]).to_dtype(DType::F32).unwrap().to_device(dev).unwrap()).unwrap();
+    let target = t(&[1.0, 0.0], &[2]).to_dtype(DType::F32).unwrap().to_device(dev).unwrap();
+    let l = loss::binary_cross_entropy(&p, &target, None, Reduction::Sum).unwrap();
+    assert_eq!(l.to_scalar().unwrap(), 200.0);
+    let g = l.backward().unwrap().get(&p).unwrap().to_vec_f64();
+    assert!((g[0] + 1e12).abs() < 1e6 && (g[1] - 1e12).abs() < 1e6, "{g:?}");
+    let logits = randn(&[2, 5, 3, 2], 5);
+    let labels = Tensor::indices(&[1, -100, 4, 0, 2, 3, -100, 1, 0, 4, 2, 2], &[2, 3, 2], Device::Cpu).unwrap();
+    let cw = t(&[0.5, 1.0, 2.0, 1.5, 0.25], &[5]);
+    let f = |v: &[Tensor]| {
+        let args = loss::CrossEntropy { weight: Some(&v[2].detach()), label_smoothing: 0.1, ..Default::default() };
+        loss::cross_entropy(&v[0], &v[1], args)
+    };
+    ok(parity(dev, "cross_entropy, spatial, weighted, ignored", f, &[logits, labels, cw], 1e-5));
+    let img = randn(&[1, 2, 5, 7], 6);
+    let f = |v: &[Tensor]| v[0].interpolate_nearest(InterpolateTo::ScaleFactor([1.7, 0.6]), NearestMode::NearestExact);
+    ok(parity(dev, "nearest-exact by 1.7 × 0.6", f, &[img], 1e-6));
 }
 
 /// More than 65535 blocks: the grid spills into y and overshoots; the
 /// surplus blocks must neither write nor read out of range.
 fn grids_past_65535_blocks(dev: Device) {
     let x = randn(&[65537, 3], 21);
-    parity(dev, "max of 65537 rows", |t| t[0].max(&[1], true), std::slice::from_ref(&x), 1e-6).unwrap();
+    parity(dev, "max of 65537 rows", |t| t[0].amax(&[1], true), std::slice::from_ref(&x), 1e-6).unwrap();
     // The CPU emulation runs each block's 256 threads as fibers (~15 s per
     // such launch): one launch there; the other kernels share the same guard.
     if dev == Device::Cuda(0) && kiln::tensor::cuda::cuda_device(0).unwrap().is_emulated() {
@@ -84,7 +150,7 @@ fn big_tiles_cross_every_boundary(dev: Device) {
     // A reduction long enough for the two-pass path.
     let x = randn(&[3, 5000], 5);
     parity(dev, "sum of long rows", |t| t[0].sum(&[1], false), std::slice::from_ref(&x), 1e-5).unwrap();
-    parity(dev, "max of long rows", |t| t[0].max(&[1], false), &[x], 1e-6).unwrap();
+    parity(dev, "max of long rows", |t| t[0].amax(&[1], false), &[x], 1e-6).unwrap();
     let x = randn(&[8, 70, 4, 4], 6);
     let f = |t: &[Tensor]| t[0].batch_norm(None, None, None, None, true, 0.1, 1e-5);
     parity(dev, "batch_norm 70 channels", f, &[x], 1e-4).unwrap();

@@ -214,7 +214,8 @@ gpu_proptests! {
             parity(dev, op.name(), |t| t[0].binary(&t[1], op), &[x.clone(), y.clone()], 1e-5)?;
         }
         let yd = y.abs().unwrap().affine(1.0, 0.5).unwrap();
-        parity(dev, "div", |t| t[0].div(&t[1]), &[x.clone(), yd], 1e-5)?;
+        parity(dev, "div", |t| t[0].div(&t[1]), &[x.clone(), yd.clone()], 1e-5)?;
+        parity(dev, "pow", |t| t[0].pow(&t[1]), &[yd, y.clone()], 1e-5)?;
         for op in [BinaryOp::Eq, BinaryOp::Ne, BinaryOp::Lt, BinaryOp::Le, BinaryOp::Gt, BinaryOp::Ge] {
             parity(dev, op.name(), |t| t[0].binary(&t[1], op), &[x.clone(), y.clone()], 0.0)?;
         }
@@ -228,8 +229,8 @@ gpu_proptests! {
         let dims = if dims.is_empty() { vec![0] } else { dims };
         parity(dev, "sum", |t| t[0].sum(&dims, false), std::slice::from_ref(&x), 1e-5)?;
         parity(dev, "mean keepdim", |t| t[0].mean(&dims, true), std::slice::from_ref(&x), 1e-5)?;
-        parity(dev, "max", |t| t[0].max(&dims, false), std::slice::from_ref(&x), 1e-6)?;
-        parity(dev, "min", |t| t[0].min(&dims, true), std::slice::from_ref(&x), 1e-6)?;
+        parity(dev, "max", |t| t[0].amax(&dims, false), std::slice::from_ref(&x), 1e-6)?;
+        parity(dev, "min", |t| t[0].amin(&dims, true), std::slice::from_ref(&x), 1e-6)?;
         parity(dev, "var", |t| t[0].var(&dims, true, false), std::slice::from_ref(&x), 1e-5)?;
         parity(dev, "logsumexp", |t| t[0].logsumexp(&dims, false), std::slice::from_ref(&x), 1e-5)?;
         let d = dims[0];
@@ -331,16 +332,16 @@ gpu_proptests! {
     fn losses_wgpu / losses_cuda |dev| (n in 1usize..6, c in 2usize..6, seed in any::<u64>()) {
         let x = randn(&[n, c], seed);
         let t = randn(&[n, c], seed ^ 1).sigmoid().unwrap().detach();
-        let f = |v: &[Tensor]| loss::binary_cross_entropy_with_logits(&v[0], &v[1], None, Reduction::Mean);
+        let f = |v: &[Tensor]| loss::binary_cross_entropy_with_logits(&v[0], &v[1], None, None, Reduction::Mean);
         parity(dev, "bce_with_logits", f, &[x.clone(), t.clone()], 1e-5)?;
         parity(dev, "mse", |v| loss::mse_loss(&v[0], &v[1], Reduction::Sum), &[x.clone(), t], 1e-5)?;
         let mut rng = kiln::tensor::Rng::new(seed);
         let labels: Vec<i64> = (0..n).map(|_| (rng.next_u64() % c as u64) as i64).collect();
         let labels = Tensor::indices(&labels, &[n], Device::Cpu).unwrap();
-        parity(dev, "cross_entropy", |v| loss::cross_entropy(&v[0], &v[1], 0.1, Reduction::Mean), &[x.clone(), labels], 1e-5)?;
+        parity(dev, "cross_entropy", |v| loss::cross_entropy(&v[0], &v[1], loss::CrossEntropy { label_smoothing: 0.1, ..Default::default() }), &[x.clone(), labels], 1e-5)?;
         let p = randn(&[n, c], seed ^ 2).sigmoid().unwrap();
         let t = randn(&[n, c], seed ^ 3).sigmoid().unwrap().detach();
-        parity(dev, "bce", |v| loss::binary_cross_entropy(&v[0], &v[1], Reduction::Mean), &[p, t.clone()], 1e-5)?;
+        parity(dev, "bce", |v| loss::binary_cross_entropy(&v[0], &v[1], None, Reduction::Mean), &[p, t.clone()], 1e-5)?;
         parity(dev, "l1", |v| loss::l1_loss(&v[0], &v[1], Reduction::Mean), &[x.clone(), t], 1e-5)?;
         let lv = randn(&[n, c], seed ^ 4);
         parity(dev, "gaussian_kl", |v| loss::gaussian_kl(&v[0], &v[1]), &[x, lv], 1e-5)?;

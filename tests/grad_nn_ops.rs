@@ -117,15 +117,24 @@ proptest! {
         let x = randn(&[n, c], seed);
         let target = kiln::tensor::testing::strategies::randn(&[n, c], seed ^ 1).sigmoid().unwrap();
         for r in [Reduction::Mean, Reduction::Sum, Reduction::None] {
-            check2(|t| loss::binary_cross_entropy_with_logits(&t[0], &t[1], None, r), &[x.clone(), target.clone()])?;
+            check2(|t| loss::binary_cross_entropy_with_logits(&t[0], &t[1], None, None, r), &[x.clone(), target.clone()])?;
             let pw = positive(&[c], seed ^ 2);
-            check(|t| loss::binary_cross_entropy_with_logits(&t[0], &t[1], Some(&pw), r), &[x.clone(), target.clone()])?;
-            check2(|t| loss::binary_cross_entropy(&t[0].sigmoid()?, &t[1], r), &[x.clone(), target.clone()])?;
+            let w = positive(&[n, c], seed ^ 6);
+            check(|t| loss::binary_cross_entropy_with_logits(&t[0], &t[1], Some(&w), Some(&pw), r), &[x.clone(), target.clone()])?;
+            check2(|t| loss::binary_cross_entropy(&t[0].sigmoid()?, &t[1], None, r), &[x.clone(), target.clone()])?;
+            check(|t| loss::binary_cross_entropy(&t[0].sigmoid()?, &t[1], Some(&w), r), &[x.clone(), target.clone()])?;
             check2(|t| loss::mse_loss(&t[0], &t[1], r), &[x.clone(), target.clone()])?;
             check(|t| loss::l1_loss(&t[0], &t[1], r), &[x.clone(), target.clone()])?;
             let classes: Vec<i64> = (0..n as i64).map(|i| (i + seed as i64 % 3).rem_euclid(c as i64)).collect();
             let cls = Tensor::indices(&classes, &[n], Device::Cpu).unwrap();
-            check2(|t| loss::cross_entropy(&t[0], &cls, 0.1, r), std::slice::from_ref(&x))?;
+            let smooth = loss::CrossEntropy { label_smoothing: 0.1, reduction: r, ..Default::default() };
+            check2(|t| loss::cross_entropy(&t[0], &cls, smooth), std::slice::from_ref(&x))?;
+            // Class weights, an ignored target (never all of them) and a spatial dim.
+            let cw = positive(&[c], seed ^ 7);
+            let spatial: Vec<i64> = (0..2 * n as i64).map(|i| if i == 1 { -100 } else { (i * 7 + seed as i64 % 5).rem_euclid(c as i64) }).collect();
+            let cls2 = Tensor::indices(&spatial, &[n, 2], Device::Cpu).unwrap();
+            let args = loss::CrossEntropy { weight: Some(&cw), label_smoothing: 0.1, reduction: r, ..Default::default() };
+            check2(|t| loss::cross_entropy(&t[0], &cls2, args), &[randn(&[n, c, 2], seed ^ 8)])?;
         }
         check2(|t| loss::gaussian_kl(&t[0], &t[1]), &[x.clone(), randn(&[n, c], seed ^ 5)])?;
     }

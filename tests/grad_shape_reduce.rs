@@ -73,8 +73,8 @@ proptest! {
         }
         check2(|x| x[0].var(&dims, false, keepdim), xs)?;
         check2(|x| x[0].logsumexp(&dims, keepdim), xs)?;
-        check(|x| x[0].max(&dims, keepdim), xs)?;
-        check(|x| x[0].min(&dims, keepdim), xs)?;
+        check(|x| x[0].amax(&dims, keepdim), xs)?;
+        check(|x| x[0].amin(&dims, keepdim), xs)?;
         check2(|x| x[0].max_dim(dims[0], keepdim)?.0.sqr(), xs)?;
         check2(|x| x[0].min_dim(dims[0], keepdim)?.0.sqr(), xs)?;
     }
@@ -115,6 +115,6 @@ fn reduction_values() {
     assert_eq!(v.to_vec_f64(), vec![5.0, 6.0]);
     assert_eq!(i.to_vec::<i64>().unwrap(), vec![1, 2]);
     assert_eq!(x.argmin(0, false).unwrap().to_vec::<i64>().unwrap(), vec![0, 1, 0]);
-    assert_eq!(x.max(&[0, 1], false).unwrap().to_vec_f64(), vec![6.0]);
+    assert_eq!(x.amax(&[0, 1], false).unwrap().to_vec_f64(), vec![6.0]);
     assert!((x.var(&[0, 1], true, false).unwrap().to_scalar().unwrap() - 3.5).abs() < 1e-12);
 }

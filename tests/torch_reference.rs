@@ -13,21 +13,24 @@ use serde_json::Value;
 
 use crate::common::{assert_close, t64};
 
+#[path = "torch_semantics.rs"]
+mod semantics;
+
 const ATOL: f64 = 1e-9;
 const RTOL: f64 = 1e-7;
 
-fn tensor(v: &Value) -> Tensor {
+pub(crate) fn tensor(v: &Value) -> Tensor {
     let shape: Vec<usize> = v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
     let data: Vec<f64> = v["data"].as_array().unwrap().iter().map(|d| d.as_f64().unwrap()).collect();
     t64(&data, &shape)
 }
 
-fn pair(v: &Value) -> [usize; 2] {
+pub(crate) fn pair(v: &Value) -> [usize; 2] {
     let a = v.as_array().unwrap();
     [a[0].as_u64().unwrap() as usize, a[1].as_u64().unwrap() as usize]
 }
 
-fn usizes(v: &Value) -> Vec<usize> {
+pub(crate) fn usizes(v: &Value) -> Vec<usize> {
     v.as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect()
 }
 
@@ -151,23 +154,36 @@ fn run(op: &str, p: &Value, x: &HashMap<String, Tensor>) -> kiln::Result<Vec<(St
             Ok(vec![("y".into(), v), ("indices".into(), i)])
         }
         "upsample_nearest2d" => y(x["x"].upsample_nearest2d(pair(&p["size"]))?),
-        "bce_with_logits" => y(loss::binary_cross_entropy_with_logits(&x["x"], &x["t"], None, reduction(p))?),
-        "bce" => y(loss::binary_cross_entropy(&x["x"], &x["t"], reduction(p))?),
+        "bce_with_logits" => {
+            y(loss::binary_cross_entropy_with_logits(&x["x"], &x["t"], get("weight"), get("pos_weight"), reduction(p))?)
+        }
+        "bce" => y(loss::binary_cross_entropy(&x["x"], &x["t"], get("weight"), reduction(p))?),
         "mse" => y(loss::mse_loss(&x["x"], &x["t"], reduction(p))?),
         "l1" => y(loss::l1_loss(&x["x"], &x["t"], reduction(p))?),
-        "cross_entropy" => y(loss::cross_entropy(
-            &x["x"],
-            &class_indices(&x["t"]),
-            p["label_smoothing"].as_f64().unwrap(),
-            reduction(p),
-        )?),
+        "cross_entropy" => {
+            let args = loss::CrossEntropy {
+                label_smoothing: p["label_smoothing"].as_f64().unwrap(),
+                reduction: reduction(p),
+                ..Default::default()
+            };
+            y(loss::cross_entropy(&x["x"], &class_indices(&x["t"]), args)?)
+        }
+        "cross_entropy_args" => {
+            let args = loss::CrossEntropy {
+                weight: get("weight"),
+                ignore_index: p["ignore_index"].as_i64().unwrap(),
+                label_smoothing: p["label_smoothing"].as_f64().unwrap(),
+                reduction: reduction(p),
+            };
+            y(loss::cross_entropy(&x["x"], &class_indices(&x["t"]), args)?)
+        }
         "gaussian_kl" => y(loss::gaussian_kl(&x["mu"], &x["logvar"])?),
         "inverse" => y(x["x"].inverse()?),
         "slogdet" => {
             let (sign, log) = x["x"].slogdet()?;
             Ok(vec![("y".into(), log), ("sign".into(), sign)])
         }
-        other => panic!("fixture op {other} has no runner"),
+        other => semantics::run(other, p, x),
     }
 }
 
@@ -254,6 +270,12 @@ fn torch_pooling_and_upsampling() {
     assert!(check_file("pool") >= 15);
 }
 
+/// Issue 24's edge cases and arguments (scripts/torch_semantics_fixture.py).
+#[test]
+fn torch_semantics_edge_cases() {
+    assert!(check_file("semantics") >= 80);
+}
+
 #[test]
 fn torch_losses() {
     assert!(check_file("loss") >= 20);
@@ -293,7 +315,10 @@ fn torch_dcgan_forward_and_backward() {
             if let Some(v) = inputs.get(k) {
                 t.assign(&tensor(v)).unwrap();
             } else {
-                assert!(k.contains("running"), "{name}: fixture lacks parameter {k}");
+                assert!(
+                    k.contains("running") || k.ends_with("num_batches_tracked"),
+                    "{name}: fixture lacks parameter {k}"
+                );
             }
         }
         let input_name = if is_gen { "z" } else { "x" };

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use kiln_nn::loss::{Reduction, cross_entropy};
+use kiln_nn::loss::{CrossEntropy, cross_entropy};
 use kiln_nn::{Adam, AdamConfig, Conv2d, Dropout, Linear, Module, VarStore, load_checkpoint, save_checkpoint};
 use kiln_tensor::{Conv2dParams, DType, Device, Pool2dParams, Rng, Tensor, no_grad};
 
@@ -161,7 +161,7 @@ impl LeNetTrainer {
         let (_, logits) = self.net.forward_mode(&shifted, true)?;
         let ids: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
         let target = Tensor::indices(&ids, &[ids.len()], images.device())?;
-        let loss = cross_entropy(&logits, &target, 0.0, Reduction::Mean)?;
+        let loss = cross_entropy(&logits, &target, CrossEntropy::default())?;
         let grads = loss.backward()?;
         self.opt.step(&grads)?;
         let predicted = logits.detach().argmax(1, false)?.to_vec::<i64>()?;

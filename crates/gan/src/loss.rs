@@ -30,8 +30,8 @@ pub fn d_loss(kind: GanLoss, real: &Tensor, fake: &Tensor, real_label: f64) -> R
     match kind {
         GanLoss::Bce => {
             let target = |v: f64, like: &Tensor| like.full_like(v);
-            let r = binary_cross_entropy_with_logits(real, &target(real_label, real)?, None, Reduction::Mean)?;
-            r.add(&binary_cross_entropy_with_logits(fake, &target(0.0, fake)?, None, Reduction::Mean)?)
+            let r = binary_cross_entropy_with_logits(real, &target(real_label, real)?, None, None, Reduction::Mean)?;
+            r.add(&binary_cross_entropy_with_logits(fake, &target(0.0, fake)?, None, None, Reduction::Mean)?)
         }
         GanLoss::Lsgan => real.add_scalar(-1.0)?.sqr()?.mean_all()?.add(&fake.sqr()?.mean_all()?)?.mul_scalar(0.5),
         GanLoss::Hinge => real.affine(-1.0, 1.0)?.relu()?.mean_all()?.add(&fake.add_scalar(1.0)?.relu()?.mean_all()?),
@@ -42,7 +42,7 @@ pub fn d_loss(kind: GanLoss, real: &Tensor, fake: &Tensor, real_label: f64) -> R
 /// G's loss from D's outputs on generated images.
 pub fn g_loss(kind: GanLoss, fake: &Tensor) -> Result<Tensor> {
     match kind {
-        GanLoss::Bce => binary_cross_entropy_with_logits(fake, &fake.ones_like()?, None, Reduction::Mean),
+        GanLoss::Bce => binary_cross_entropy_with_logits(fake, &fake.ones_like()?, None, None, Reduction::Mean),
         GanLoss::Lsgan => fake.add_scalar(-1.0)?.sqr()?.mean_all()?.mul_scalar(0.5),
         GanLoss::Hinge | GanLoss::WganGp => fake.mean_all()?.neg(),
     }

@@ -86,13 +86,19 @@ impl Module for ConvTranspose2d {
 }
 
 /// torch.nn.BatchNorm2d (works for any (N, C, *) input): weight, bias,
-/// and the buffers running_mean, running_var (saved in checkpoints).
+/// and the buffers running_mean, running_var and num_batches_tracked
+/// (saved in checkpoints, named as in a PyTorch state_dict; the count is
+/// kept in the store's float dtype, exact up to 2²⁴ batches in f32, so
+/// that it is updated on the device without a sync).
 pub struct BatchNorm2d {
     pub weight: Var,
     pub bias: Var,
     pub running_mean: Tensor,
     pub running_var: Tensor,
-    pub momentum: f64,
+    pub num_batches_tracked: Tensor,
+    /// torch's momentum; None = the cumulative moving average over every
+    /// batch seen (factor 1/num_batches_tracked).
+    pub momentum: Option<f64>,
     pub eps: f64,
 }
 
@@ -104,7 +110,8 @@ impl BatchNorm2d {
             bias: p.param("bias", &[channels], Init::Const(0.0))?,
             running_mean: p.buffer("running_mean", &[channels], 0.0)?,
             running_var: p.buffer("running_var", &[channels], 1.0)?,
-            momentum: 0.1,
+            num_batches_tracked: p.buffer("num_batches_tracked", &[], 0.0)?,
+            momentum: Some(0.1),
             eps: 1e-5,
         })
     }
@@ -112,13 +119,22 @@ impl BatchNorm2d {
 
 impl Module for BatchNorm2d {
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let mut momentum = self.momentum.unwrap_or(0.0);
+        if train {
+            let n = &self.num_batches_tracked;
+            n.assign(&n.add_scalar(1.0)?)?;
+            if self.momentum.is_none() {
+                // The only host read of the count, and only in this mode.
+                momentum = 1.0 / n.to_scalar()?;
+            }
+        }
         x.batch_norm(
             Some(&self.running_mean),
             Some(&self.running_var),
             Some(&self.weight),
             Some(&self.bias),
             train,
-            self.momentum,
+            momentum,
             self.eps,
         )
     }

@@ -1,13 +1,14 @@
 //! kiln-nn: named parameters in a `VarStore`, the usual layers (each with a
 //! `forward(x, train)`), seeded initialisers, Adam/AdamW/SGD, gradient
-//! clipping, weight averaging (EMA), and safetensors checkpoints written
-//! atomically.
+//! clipping, weight averaging (EMA), safetensors checkpoints written
+//! atomically, and PyTorch state_dicts (safetensors) loaded by name.
 
 pub mod checkpoint;
 pub mod ema;
 pub mod init;
 pub mod layers;
 pub mod optim;
+pub mod state_dict;
 pub mod var_store;
 
 pub use checkpoint::{Checkpoint, CheckpointError, load_checkpoint, save_checkpoint};
@@ -19,4 +20,5 @@ pub use layers::{
     Sequential,
 };
 pub use optim::{Adam, AdamConfig, Sgd, clip_grad_norm};
+pub use state_dict::{LoadReport, load_state_dict};
 pub use var_store::{Path, VarStore};

@@ -57,12 +57,12 @@ impl Grads {
     }
 }
 
-/// Nodes reachable from `root` through tracked inputs, each after all of
+/// Nodes reachable from `roots` through tracked inputs, each after all of
 /// the nodes that consume it (iterative: deep graphs must not overflow).
-fn topo_order(root: &Tensor) -> Vec<Tensor> {
+fn topo_order(roots: &[Tensor]) -> Vec<Tensor> {
     let mut order = Vec::new();
     let mut seen = HashSet::new();
-    let mut stack = vec![(root.clone(), false)];
+    let mut stack: Vec<(Tensor, bool)> = roots.iter().map(|r| (r.clone(), false)).collect();
     while let Some((t, expanded)) = stack.pop() {
         if expanded {
             order.push(t);
@@ -131,30 +131,120 @@ impl Tensor {
         if !self.tracks_grad() {
             return Err(Error::Autograd("the tensor does not depend on any Var (or was made under no_grad)".into()));
         }
-        let _mode = set_grad_mode(create_graph);
-        let mut grads = Grads::default();
-        grads.insert(self, grad.clone());
-        for node in topo_order(self) {
-            let Some(op) = node.op() else { continue };
-            // Interior gradients are dropped once used; leaves (no op) keep theirs.
-            let Some(g) = grads.remove(&node) else {
-                continue;
-            };
-            let inputs = op.inputs();
-            let needs: Vec<bool> = inputs.iter().map(|t| t.tracks_grad()).collect();
-            let input_grads = op.backward(&node, &g, &needs)?;
-            for ((input, ig), need) in inputs.into_iter().zip(input_grads).zip(needs) {
-                let Some(ig) = ig else { continue };
-                if !need {
-                    continue;
-                }
-                let acc = match grads.remove(input) {
-                    Some(prev) => prev.add(&ig)?,
-                    None => ig,
-                };
-                grads.insert(input, acc);
-            }
-        }
-        Ok(grads)
+        propagate(&[(self.clone(), grad.clone())], &HashSet::new(), create_graph)
     }
+}
+
+/// Runs every recorded rule from the seeded outputs back to the leaves.
+/// Interior gradients are dropped once used, except those in `keep`.
+fn propagate(seeds: &[(Tensor, Tensor)], keep: &HashSet<TensorId>, create_graph: bool) -> Result<Grads> {
+    let _mode = set_grad_mode(create_graph);
+    let mut grads = Grads::default();
+    for (out, g) in seeds {
+        let acc = match grads.remove(out) {
+            Some(prev) => prev.add(g)?,
+            None => g.clone(),
+        };
+        grads.insert(out, acc);
+    }
+    let roots: Vec<Tensor> = seeds.iter().map(|(t, _)| t.clone()).collect();
+    for node in topo_order(&roots) {
+        let Some(op) = node.op() else { continue };
+        let g = if keep.contains(&node.id()) { grads.get(&node).cloned() } else { grads.remove(&node) };
+        let Some(g) = g else { continue };
+        let inputs = op.inputs();
+        let needs: Vec<bool> = inputs.iter().map(|t| t.tracks_grad()).collect();
+        let input_grads = op.backward(&node, &g, &needs)?;
+        for ((input, ig), need) in inputs.into_iter().zip(input_grads).zip(needs) {
+            let Some(ig) = ig else { continue };
+            if !need {
+                continue;
+            }
+            let acc = match grads.remove(input) {
+                Some(prev) => prev.add(&ig)?,
+                None => ig,
+            };
+            grads.insert(input, acc);
+        }
+    }
+    Ok(grads)
+}
+
+/// The flags of torch.autograd.grad.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GradOptions {
+    /// Record the gradients' own graph (for a gradient penalty's backward).
+    pub create_graph: bool,
+    /// An input the outputs do not depend on gets None instead of an error.
+    pub allow_unused: bool,
+    /// ... or zeros of its shape instead of None (torch's materialize_grads).
+    pub materialize_grads: bool,
+}
+
+/// torch.autograd.grad(outputs, inputs, grad_outputs, …): the gradient of
+/// Σᵢ ⟨outputs[i], grad_outputs[i]⟩ with respect to each input, which may be
+/// a Var or any tensor recorded on the way (an interior gradient). Without
+/// `grad_outputs` every output must have one element (seeded with 1). Nothing
+/// is accumulated anywhere: the gradients are returned, in input order.
+pub fn grad(
+    outputs: &[&Tensor],
+    inputs: &[&Tensor],
+    grad_outputs: Option<&[&Tensor]>,
+    opts: GradOptions,
+) -> Result<Vec<Option<Tensor>>> {
+    if let Some(gs) = grad_outputs
+        && gs.len() != outputs.len()
+    {
+        return Err(Error::Autograd(format!("grad: {} outputs but {} grad_outputs", outputs.len(), gs.len())));
+    }
+    let mut seeds = Vec::with_capacity(outputs.len());
+    for (i, out) in outputs.iter().enumerate() {
+        let g = match grad_outputs {
+            Some(gs) => gs[i].clone(),
+            None if out.numel() == 1 => out.ones_like()?,
+            None => {
+                return Err(shape_err(
+                    "grad",
+                    format!("output {i} has shape {:?}: grad_outputs is needed for a non-scalar output", out.shape()),
+                ));
+            }
+        };
+        if g.shape() != out.shape() || g.dtype() != out.dtype() || g.device() != out.device() {
+            return Err(shape_err(
+                "grad",
+                format!(
+                    "grad_outputs[{i}] is {:?} {:?} on {:?} but output {i} is {:?} {:?} on {:?}",
+                    g.shape(),
+                    g.dtype(),
+                    g.device(),
+                    out.shape(),
+                    out.dtype(),
+                    out.device()
+                ),
+            ));
+        }
+        if !out.tracks_grad() {
+            return Err(Error::Autograd(format!("grad: output {i} does not depend on any Var")));
+        }
+        seeds.push(((*out).clone(), g));
+    }
+    if let Some(i) = inputs.iter().position(|t| !t.tracks_grad()) {
+        return Err(Error::Autograd(format!(
+            "grad: input {i} does not require a gradient (not a Var nor made from one)"
+        )));
+    }
+    let keep: HashSet<TensorId> = inputs.iter().map(|t| t.id()).collect();
+    let grads = propagate(&seeds, &keep, opts.create_graph)?;
+    inputs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| match grads.get(t) {
+            Some(g) => Ok(Some(g.clone())),
+            None if opts.materialize_grads => Ok(Some(t.zeros_like()?)),
+            None if opts.allow_unused => Ok(None),
+            None => Err(Error::Autograd(format!(
+                "grad: input {i} was not used to compute the outputs (set allow_unused or materialize_grads)"
+            ))),
+        })
+        .collect()
 }

@@ -69,7 +69,7 @@ pub mod rng;
 pub mod tensor;
 pub mod testing;
 
-pub use autograd::{Grads, is_grad_enabled, no_grad};
+pub use autograd::{GradOptions, Grads, grad, is_grad_enabled, no_grad};
 pub(crate) use backend::Storage;
 pub use device::Device;
 pub use dtype::{DType, Float, WithDType};
@@ -78,6 +78,6 @@ pub use layout::Layout;
 pub use ops::conv2d::{Conv2dParams, ConvTranspose2dParams};
 pub use ops::elementwise::{BinaryOp, UnaryOp};
 pub use ops::loss::{self, Reduction};
-pub use ops::pool::Pool2dParams;
+pub use ops::pool::{InterpolateTo, NearestMode, Pool2dParams};
 pub use rng::Rng;
 pub use tensor::{Tensor, TensorId, Var};

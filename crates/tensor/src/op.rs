@@ -9,7 +9,7 @@ use crate::ops::conv2d::ConvGeom;
 use crate::ops::elementwise::{BinaryOp, UnaryOp, binary_backward, unary_backward, where_backward};
 use crate::ops::norm::GroupNormSaved;
 use crate::ops::pool::PoolGeom;
-use crate::ops::{conv2d, index, linalg, matmul, pool, reduce, shape, softmax};
+use crate::ops::{conv2d, index, linalg, loss, matmul, pool, reduce, shape, softmax};
 
 pub(crate) enum Op {
     Copy(Tensor),
@@ -24,6 +24,8 @@ pub(crate) enum Op {
     /// (mask, a, b); the mask gets no gradient.
     Where(Tensor, Tensor, Tensor),
     Sum(Tensor),
+    /// amax or amin (the rule finds the ties from the output).
+    Amax(Tensor),
     Softmax(Tensor, usize),
     LogSoftmax(Tensor, usize),
     Gather(Tensor, usize, Tensor),
@@ -35,6 +37,8 @@ pub(crate) enum Op {
     Inverse(Tensor),
     /// log|det A| of each (…, n, n) matrix.
     LogAbsDet(Tensor),
+    /// (p, t): binary_cross_entropy with torch's clamped gradient rule.
+    BinaryCrossEntropy(Tensor, Tensor),
     Conv2d(Tensor, Tensor, ConvGeom),
     Conv2dBwdInput(Tensor, Tensor, ConvGeom),
     Conv2dBwdWeight(Tensor, Tensor, ConvGeom),
@@ -49,11 +53,11 @@ impl Op {
     pub fn inputs(&self) -> Vec<&Tensor> {
         match self {
             Op::Copy(x) | Op::ToDType(x) | Op::Reshape(x) | Op::Broadcast(x) => vec![x],
-            Op::Permute(x, _) | Op::Narrow(x, ..) | Op::Unary(x, _) | Op::Sum(x) => vec![x],
+            Op::Permute(x, _) | Op::Narrow(x, ..) | Op::Unary(x, _) | Op::Sum(x) | Op::Amax(x) => vec![x],
             Op::Inverse(x) | Op::LogAbsDet(x) => vec![x],
             Op::Softmax(x, _) | Op::LogSoftmax(x, _) | Op::AvgPool2d(x, _) | Op::AvgPool2dBwd(x, _) => vec![x],
             Op::Cat(xs, _) => xs.iter().collect(),
-            Op::Binary(a, b, _) | Op::Matmul(a, b) => vec![a, b],
+            Op::Binary(a, b, _) | Op::Matmul(a, b) | Op::BinaryCrossEntropy(a, b) => vec![a, b],
             Op::Conv2d(a, b, _) | Op::Conv2dBwdInput(a, b, _) | Op::Conv2dBwdWeight(a, b, _) => {
                 vec![a, b]
             }
@@ -86,6 +90,7 @@ impl Op {
             Op::Binary(a, b, op) => binary_backward(a, b, y, g, *op),
             Op::Where(m, a, b) => where_backward(m, a, b, g),
             Op::Sum(x) => reduce::sum_backward(x, g),
+            Op::Amax(x) => reduce::amax_backward(x, y, g),
             Op::Softmax(_, dim) => softmax::softmax_backward(y, *dim, g),
             Op::LogSoftmax(_, dim) => softmax::log_softmax_backward(y, *dim, g),
             Op::Gather(x, dim, i) => index::gather_backward(x, *dim, i, g),
@@ -95,6 +100,7 @@ impl Op {
             Op::Matmul(a, b) => matmul::matmul_backward(a, b, g, needs),
             Op::Inverse(_) => linalg::inverse_backward(y, g),
             Op::LogAbsDet(x) => linalg::log_abs_det_backward(x, g),
+            Op::BinaryCrossEntropy(p, t) => loss::binary_cross_entropy_backward(p, t, g),
             Op::Conv2d(x, w, geom) => conv2d::conv2d_backward(x, w, *geom, g, needs),
             Op::Conv2dBwdInput(dy, w, geom) => conv2d::conv2d_bwd_input_backward(dy, w, *geom, g, needs),
             Op::Conv2dBwdWeight(x, dy, geom) => conv2d::conv2d_bwd_weight_backward(x, dy, *geom, g, needs),

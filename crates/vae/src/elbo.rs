@@ -30,7 +30,7 @@ pub enum Likelihood {
 pub fn log_likelihood(kind: Likelihood, out: &Tensor, target: &Tensor, log_sigma: Option<&Tensor>) -> Result<Tensor> {
     let per_pixel = match (kind, log_sigma) {
         (Likelihood::Bernoulli | Likelihood::Grey, _) => {
-            binary_cross_entropy_with_logits(out, target, None, Reduction::None)?.neg()?
+            binary_cross_entropy_with_logits(out, target, None, None, Reduction::None)?.neg()?
         }
         (Likelihood::Gaussian, Some(ls)) => {
             let z = target.sub(out)?.mul(&ls.neg()?.exp()?)?;

@@ -108,6 +108,47 @@ impl Tensor {
 }
 
 impl Tensor {
+    /// scaled_dot_product_attention(…, enable_gqa=True): q (…, Hq, L, E)
+    /// with k, v (…, Hkv, S, ·) where Hkv divides Hq; key/value head h
+    /// serves query heads h·Hq/Hkv … (h + 1)·Hq/Hkv − 1, as torch's
+    /// repeat_interleave (the gradients of the shared heads are summed).
+    pub fn scaled_dot_product_attention_gqa(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+        causal: bool,
+        scale: Option<f64>,
+    ) -> Result<Tensor> {
+        let r = q.rank();
+        let heads = |t: &Tensor| if t.rank() == r && r >= 3 { t.shape()[r - 3] } else { 0 };
+        let (hq, hkv) = (heads(q), heads(k));
+        if hkv == 0 || hq % hkv != 0 || heads(v) != hkv {
+            return Err(shape_err(
+                "scaled_dot_product_attention",
+                format!(
+                    "enable_gqa needs q (…, Hq, L, E), k and v (…, Hkv, S, ·) with Hkv dividing Hq, got {:?}, {:?}, {:?}",
+                    q.shape(),
+                    k.shape(),
+                    v.shape()
+                ),
+            ));
+        }
+        let repeat = |t: &Tensor| -> Result<Tensor> {
+            if hq == hkv {
+                return Ok(t.clone());
+            }
+            let s = t.shape();
+            let mut wide = s[..r - 2].to_vec();
+            wide.push(hq / hkv);
+            wide.extend_from_slice(&s[r - 2..]);
+            let mut out = s.to_vec();
+            out[r - 3] = hq;
+            t.unsqueeze(r - 2)?.broadcast_as(&wide)?.reshape(&out)
+        };
+        Self::scaled_dot_product_attention(q, &repeat(k)?, &repeat(v)?, mask, causal, scale)
+    }
+
     /// An additive attention mask from a keep mask (nonzero = may attend,
     /// torch's boolean attn_mask): 0 where kept, −inf elsewhere.
     pub fn additive_mask(keep: &Tensor) -> Result<Tensor> {
@@ -172,8 +213,13 @@ impl AttentionSaved {
             let blocked: Vec<f64> = (0..l * s).map(|i| if i % s > i / s { f64::NEG_INFINITY } else { 0.0 }).collect();
             scores = scores.add(&Tensor::from_f64(&blocked, &[l, s], q.dtype(), q.device())?)?;
         }
-        let p = scores.softmax(scores.rank() - 1)?;
-        let last = p.rank() - 1;
+        // A row with every key masked has P = 0 (as the fused forward): its
+        // scores are replaced by 0 before the softmax, so that no NaN
+        // reaches the graph, and its probabilities are then zeroed.
+        let last = scores.rank() - 1;
+        let dead = scores.detach().amax(&[last], true)?.eq(&scores.scalar_like(f64::NEG_INFINITY)?)?;
+        let zero = scores.scalar_like(0.0)?;
+        let p = Tensor::where_cond(&dead, &zero, &Tensor::where_cond(&dead, &zero, &scores)?.softmax(last)?)?;
         let dv = p.t()?.matmul(g)?;
         let dp = g.matmul(&v.t()?)?;
         let ds = p.mul(&dp.sub(&dp.mul(&p)?.sum(&[last], true)?)?)?;

@@ -102,6 +102,9 @@ pub enum BinaryOp {
     Div,
     Maximum,
     Minimum,
+    /// torch.pow with a tensor exponent (C's pow: 0⁰ = 1, a negative base
+    /// with a non-integer exponent is NaN).
+    Pow,
     Eq,
     Ne,
     Lt,
@@ -119,6 +122,7 @@ impl BinaryOp {
             BinaryOp::Div => "div",
             BinaryOp::Maximum => "maximum",
             BinaryOp::Minimum => "minimum",
+            BinaryOp::Pow => "pow",
             BinaryOp::Eq => "eq",
             BinaryOp::Ne => "ne",
             BinaryOp::Lt => "lt",
@@ -212,7 +216,8 @@ impl Tensor {
     pub fn softplus(&self, beta: f64, threshold: f64) -> Result<Tensor> {
         self.unary(UnaryOp::Softplus { beta, threshold })
     }
-    /// torch.clamp; the gradient passes where min <= x <= max.
+    /// torch.clamp; as torch (2.x), the gradient passes only strictly inside,
+    /// min < x < max: an element on a bound (or any, when min >= max) gets 0.
     pub fn clamp(&self, min: f64, max: f64) -> Result<Tensor> {
         self.unary(UnaryOp::Clamp { min, max })
     }
@@ -256,6 +261,12 @@ impl Tensor {
     }
     pub fn minimum(&self, rhs: &Tensor) -> Result<Tensor> {
         self.binary(rhs, BinaryOp::Minimum)
+    }
+    /// torch.pow(self, exponent) with broadcasting both ways. Gradients as
+    /// torch: d/dx is 0 where the exponent is 0; d/dexponent = xʸ·ln x, 0
+    /// where x = 0 and y >= 0.
+    pub fn pow(&self, exponent: &Tensor) -> Result<Tensor> {
+        self.binary(exponent, BinaryOp::Pow)
     }
     /// Comparisons return 0/1 in the operands' dtype (kiln has no bool
     /// dtype; `where_cond` treats nonzero as true).
@@ -345,7 +356,7 @@ pub(crate) fn unary_backward(x: &Tensor, y: &Tensor, g: &Tensor, op: UnaryOp) ->
             Tensor::where_cond(&linear, g, &g.mul(&x.mul_scalar(beta)?.sigmoid()?)?)?
         }
         UnaryOp::Clamp { min, max } => {
-            let inside = x.ge(&c(min)?)?.mul(&x.le(&c(max)?)?)?;
+            let inside = x.gt(&c(min)?)?.mul(&x.lt(&c(max)?)?)?;
             g.mul(&inside)?
         }
     };
@@ -362,6 +373,15 @@ pub(crate) fn binary_backward(a: &Tensor, b: &Tensor, y: &Tensor, g: &Tensor, op
             let wins = if op == BinaryOp::Maximum { a.gt(b)? } else { a.lt(b)? };
             let share = wins.add(&a.eq(b)?.mul_scalar(0.5)?)?;
             (g.mul(&share)?, g.mul(&share.affine(-1.0, 1.0)?)?)
+        }
+        BinaryOp::Pow => {
+            let zero = g.scalar_like(0.0)?;
+            let da = g.mul(b)?.mul(&a.pow(&b.add_scalar(-1.0)?)?)?;
+            let da = Tensor::where_cond(&b.eq(&zero)?, &zero, &da)?;
+            // Both masks are 0/1 products: x = 0 and y >= 0.
+            let flat_at_zero = a.eq(&zero)?.mul(&b.ge(&zero)?)?;
+            let db = Tensor::where_cond(&flat_at_zero, &zero, &g.mul(y)?.mul(&a.log()?)?)?;
+            (da, db)
         }
         _ => return Err(shape_err(op.name(), "comparisons are not differentiable")),
     };

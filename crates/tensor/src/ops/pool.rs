@@ -101,10 +101,48 @@ fn geom(op: &'static str, x: &Tensor, p: &Pool2dParams) -> Result<(PoolGeom, [us
     Ok((g, [n, c, oh, ow]))
 }
 
-/// torch's nearest source index: floor(dst · in/out) in f32, clamped.
-fn nearest_indices(input: usize, output: usize, device: Device) -> Result<Tensor> {
-    let scale = input as f32 / output as f32;
-    let idx: Vec<i64> = (0..output).map(|i| ((i as f32 * scale).floor() as usize).min(input - 1) as i64).collect();
+/// torch.nn.functional.interpolate's nearest-neighbour modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NearestMode {
+    /// "nearest": output i reads floor(i · scale) (torch's legacy rule).
+    #[default]
+    Nearest,
+    /// "nearest-exact": output i reads floor((i + ½) · scale), pixel centres aligned.
+    NearestExact,
+}
+
+/// interpolate's `size=` or `scale_factor=` (with recompute_scale_factor
+/// unset: the given factor, not out/in, maps output to input indices).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum InterpolateTo {
+    Size([usize; 2]),
+    ScaleFactor([f64; 2]),
+}
+
+/// torch's nearest source indices along one axis: scale = 1/factor when a
+/// factor is given, else in/out, both in f32 as torch's CPU kernel.
+fn nearest_indices(
+    input: usize,
+    output: usize,
+    factor: Option<f64>,
+    mode: NearestMode,
+    device: Device,
+) -> Result<Tensor> {
+    let scale = match factor {
+        Some(f) if f > 0.0 => (1.0 / f) as f32,
+        _ => input as f32 / output as f32,
+    };
+    let src = |i: usize| -> usize {
+        let s = match mode {
+            // torch's shortcuts for same size and exact doubling.
+            NearestMode::Nearest if output == input => return i,
+            NearestMode::Nearest if output == 2 * input => return i / 2,
+            NearestMode::Nearest => (i as f32 * scale).floor(),
+            NearestMode::NearestExact => (((i as f64 + 0.5) * scale as f64) as f32).floor(),
+        };
+        (s as usize).min(input - 1)
+    };
+    let idx: Vec<i64> = (0..output).map(|i| src(i) as i64).collect();
     Tensor::indices(&idx, &[output], device)
 }
 
@@ -142,18 +180,29 @@ impl Tensor {
 
     /// torch.nn.functional.interpolate(mode="nearest", size=[oh, ow]).
     pub fn upsample_nearest2d(&self, size: [usize; 2]) -> Result<Tensor> {
-        let [_, _, h, w]: [usize; 4] = self
-            .shape()
-            .try_into()
-            .map_err(|_| shape_err("upsample_nearest2d", format!("input must be 4-D, got {:?}", self.shape())))?;
+        self.interpolate_nearest(InterpolateTo::Size(size), NearestMode::Nearest)
+    }
+
+    /// torch.nn.functional.interpolate(x, size | scale_factor, mode="nearest"
+    /// | "nearest-exact") on (N, C, H, W). A factor s gives floor(H·s) rows.
+    pub fn interpolate_nearest(&self, to: InterpolateTo, mode: NearestMode) -> Result<Tensor> {
+        const OP: &str = "interpolate";
+        let [_, _, h, w]: [usize; 4] =
+            self.shape().try_into().map_err(|_| shape_err(OP, format!("input must be 4-D, got {:?}", self.shape())))?;
+        let (size, factors) = match to {
+            InterpolateTo::Size(size) => (size, [None, None]),
+            InterpolateTo::ScaleFactor(f) => {
+                if f.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+                    return Err(arg_err(OP, format!("scale factors must be finite and positive, got {f:?}")));
+                }
+                ([(h as f64 * f[0]).floor() as usize, (w as f64 * f[1]).floor() as usize], [Some(f[0]), Some(f[1])])
+            }
+        };
         if size.contains(&0) || h == 0 || w == 0 {
-            return Err(arg_err(
-                "upsample_nearest2d",
-                format!("sizes must be positive: input {:?}, output {size:?}", [h, w]),
-            ));
+            return Err(arg_err(OP, format!("sizes must be positive: input {:?}, output {size:?}", [h, w])));
         }
-        let rows = nearest_indices(h, size[0], self.device())?;
-        let cols = nearest_indices(w, size[1], self.device())?;
+        let rows = nearest_indices(h, size[0], factors[0], mode, self.device())?;
+        let cols = nearest_indices(w, size[1], factors[1], mode, self.device())?;
         self.index_select(2, &rows)?.index_select(3, &cols)
     }
 }

@@ -81,6 +81,42 @@ impl Tensor {
         centered.sqr()?.sum(dims, keepdim)?.mul_scalar(1.0 / denom)
     }
 
+    /// torch.std: √var with the same arguments (a size-1 dim unbiased is
+    /// NaN, as torch; the centred two-pass var keeps large offsets exact).
+    pub fn std(&self, dims: &[usize], unbiased: bool, keepdim: bool) -> Result<Tensor> {
+        self.var(dims, unbiased, keepdim)?.sqrt()
+    }
+
+    /// torch.linalg.vector_norm(x, ord, dim, keepdim) for ord = 2, 1, ∞, −∞,
+    /// 0 (the count of nonzeros, not differentiable) or any p > 0. At a zero
+    /// norm the gradient is torch's subgradient 0; at ∞ ties share it.
+    pub fn vector_norm(&self, ord: f64, dims: &[usize], keepdim: bool) -> Result<Tensor> {
+        let a = self.abs()?;
+        if ord == f64::INFINITY {
+            return a.amax(dims, keepdim);
+        }
+        if ord == f64::NEG_INFINITY {
+            return a.amin(dims, keepdim);
+        }
+        if ord == 0.0 {
+            return a.detach().ne(&a.scalar_like(0.0)?)?.sum(dims, keepdim);
+        }
+        if ord == 1.0 {
+            return a.sum(dims, keepdim);
+        }
+        if ord.is_nan() || ord < 0.0 {
+            return Err(arg_err("vector_norm", format!("ord must be 0, > 0, inf or -inf, got {ord}")));
+        }
+        let s = if ord == 2.0 { self.sqr()? } else { a.powf(ord)? }.sum(dims, keepdim)?;
+        // The root's derivative is infinite at 0: where s = 0 it is taken of
+        // 1 instead and its output discarded, so 0 (not ∞·0 = NaN) flows back.
+        let zero = s.scalar_like(0.0)?;
+        let at_zero = s.eq(&zero)?;
+        let safe = Tensor::where_cond(&at_zero, &s.scalar_like(1.0)?, &s)?;
+        let root = if ord == 2.0 { safe.sqrt()? } else { safe.powf(1.0 / ord)? };
+        Tensor::where_cond(&at_zero, &zero, &root)
+    }
+
     fn extreme_dim(&self, dim: usize, keepdim: bool, op: ReduceOp) -> Result<(Tensor, Tensor)> {
         let dims = self.reduce_dims(op.name(), &[dim])?;
         let (_, idx) = self.storage().reduce(self.layout(), &dims, op)?;
@@ -113,37 +149,39 @@ impl Tensor {
         Ok(self.min_dim(dim, keepdim)?.1)
     }
 
-    /// Max over several dims (torch.amax). Unlike torch.amax, which splits the
-    /// gradient among ties, the gradient goes to the first maximum.
-    pub fn max(&self, dims: &[usize], keepdim: bool) -> Result<Tensor> {
-        self.extreme_multi(dims, keepdim, ReduceOp::Max)
+    /// torch.amax over `dims` (all when empty). As torch, the gradient is
+    /// split evenly among tied maxima (k ties get g/k each); `max_dim`
+    /// gives it all to the returned index instead.
+    pub fn amax(&self, dims: &[usize], keepdim: bool) -> Result<Tensor> {
+        self.extreme_split(dims, keepdim, ReduceOp::Max)
     }
 
-    pub fn min(&self, dims: &[usize], keepdim: bool) -> Result<Tensor> {
-        self.extreme_multi(dims, keepdim, ReduceOp::Min)
+    /// torch.amin: as `amax`, for the minimum.
+    pub fn amin(&self, dims: &[usize], keepdim: bool) -> Result<Tensor> {
+        self.extreme_split(dims, keepdim, ReduceOp::Min)
     }
 
-    fn extreme_multi(&self, dims: &[usize], keepdim: bool, op: ReduceOp) -> Result<Tensor> {
+    /// torch's `x.max()`: the largest element, the gradient split among ties.
+    pub fn max_all(&self) -> Result<Tensor> {
+        self.amax(&[], false)
+    }
+
+    /// torch's `x.min()`.
+    pub fn min_all(&self) -> Result<Tensor> {
+        self.amin(&[], false)
+    }
+
+    fn extreme_split(&self, dims: &[usize], keepdim: bool, op: ReduceOp) -> Result<Tensor> {
         let dims = self.reduce_dims(op.name(), dims)?;
-        // Move the reduced dims last, merge them, reduce the one dim.
-        let mut order: Vec<usize> = (0..self.rank()).filter(|d| !dims.contains(d)).collect();
-        order.extend_from_slice(&dims);
-        let kept = self.rank() - dims.len();
-        let flat = self.permute(&order)?.flatten_from(kept)?;
-        let (v, _) = flat.extreme_dim(kept, false, op)?;
-        v.reshape(&self.reduced_shape(&dims, keepdim))
-    }
-
-    /// Merges dims `start..` into one (a trailing 1 when there are none).
-    fn flatten_from(&self, start: usize) -> Result<Tensor> {
-        let mut s = self.shape()[..start].to_vec();
-        s.push(self.shape()[start..].iter().product());
-        self.reshape(&s)
+        let (s, _) = self.storage().reduce(self.layout(), &dims, op)?;
+        let keep = self.reduced_shape(&dims, true);
+        let t = Tensor::from_op(s, &keep, || Op::Amax(self.clone()));
+        if keepdim { Ok(t) } else { t.reshape(&self.reduced_shape(&dims, false)) }
     }
 
     /// log Σ exp over `dims`, stable (the max is subtracted, as a constant).
     pub fn logsumexp(&self, dims: &[usize], keepdim: bool) -> Result<Tensor> {
-        let m = self.detach().max(dims, true)?;
+        let m = self.detach().amax(dims, true)?;
         // Rows of -inf stay -inf rather than NaN.
         let m = Tensor::where_cond(&m.abs()?.eq(&m.scalar_like(f64::INFINITY)?)?, &m.zeros_like()?, &m)?;
         let s = self.sub(&m)?.exp()?.sum(dims, true)?.log()?.add(&m)?;
@@ -169,4 +207,13 @@ impl Tensor {
 pub(crate) fn sum_backward(x: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
     // g has the keepdim shape: broadcasting restores x's shape.
     Ok(vec![Some(g.broadcast_as(x.shape())?)])
+}
+
+/// amax/amin: g/k to each of the k elements equal to the extreme (`y` has
+/// the keepdim shape). The 0/1 tie mask is a constant, so the rule is
+/// linear in g and its own backward is exact.
+pub(crate) fn amax_backward(x: &Tensor, y: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let ties = x.eq(&y.detach().broadcast_as(x.shape())?)?;
+    let count = ties.sum_to_shape(y.shape())?;
+    Ok(vec![Some(g.div(&count)?.broadcast_as(x.shape())?.mul(&ties)?)])
 }

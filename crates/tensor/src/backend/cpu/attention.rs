@@ -301,11 +301,13 @@ fn fwd_t<T: Float>(t: &Qkv<T>) -> (Vec<T>, Vec<T>) {
                     gemm([ni, nj, g.ev], Mat::rows(st, nj), Mat::rows(t.v_block(b, j0), g.ev), T::one(), o, g.ev);
                 }
             });
-            // A fully masked row gives 0/0 = NaN, as PyTorch does.
+            // A fully masked row attends to nothing: output 0 as PyTorch (2.5+),
+            // and lse = +inf so that the backward's P = exp(s − lse) is 0.
             for ii in 0..ni {
-                let inv = T::one() / sum[ii];
+                let dead = sum[ii] == T::zero();
+                let inv = if dead { T::zero() } else { T::one() / sum[ii] };
                 o[ii * g.ev..(ii + 1) * g.ev].iter_mut().for_each(|x| *x *= inv);
-                lse_blk[ii] = m[ii] + sum[ii].ln();
+                lse_blk[ii] = if dead { T::infinity() } else { m[ii] + sum[ii].ln() };
             }
         });
     });

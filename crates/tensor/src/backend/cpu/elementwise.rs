@@ -232,6 +232,7 @@ fn binary_t<T: Float>(a: &[T], la: &Layout, b: &[T], lb: &Layout, op: BinaryOp) 
         // NaN propagates, as in torch.maximum / torch.minimum.
         BinaryOp::Maximum => zip_map(a, la, b, lb, move |x, y| if x.is_nan() || x > y { x } else { y }),
         BinaryOp::Minimum => zip_map(a, la, b, lb, move |x, y| if x.is_nan() || x < y { x } else { y }),
+        BinaryOp::Pow => zip_map(a, la, b, lb, move |x, y| x.powf(y)),
         BinaryOp::Eq => zip_map(a, la, b, lb, move |x, y| mask(x == y)),
         BinaryOp::Ne => zip_map(a, la, b, lb, move |x, y| mask(x != y)),
         BinaryOp::Lt => zip_map(a, la, b, lb, move |x, y| mask(x < y)),
@@ -257,10 +258,10 @@ fn binary_i64(a: &[i64], la: &Layout, b: &[i64], lb: &Layout, op: BinaryOp) -> R
         BinaryOp::Le => zip_map(a, la, b, lb, move |x, y| m(x <= y)),
         BinaryOp::Gt => zip_map(a, la, b, lb, move |x, y| m(x > y)),
         BinaryOp::Ge => zip_map(a, la, b, lb, move |x, y| m(x >= y)),
-        BinaryOp::Div => {
+        BinaryOp::Div | BinaryOp::Pow => {
             return Err(crate::error::arg_err(
-                "div",
-                "i64 division is not supported: convert with to_dtype(F32/F64) first",
+                op.name(),
+                "i64 division and pow are not supported: convert with to_dtype(F32/F64) first",
             ));
         }
     })

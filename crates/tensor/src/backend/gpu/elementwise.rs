@@ -55,6 +55,7 @@ fn binary_code(op: BinaryOp) -> usize {
         Le => 9,
         Gt => 10,
         Ge => 11,
+        Pow => 12,
     }
 }
 
