@@ -6,6 +6,7 @@
 
 use kiln::tensor::loss::{self, Reduction};
 use kiln::tensor::testing::strategies::{attention_case, conv_transpose2d_case, conv2d_case, pool2d_case, randn};
+use kiln::tensor::{InterpolateTo, NearestMode};
 use kiln::{Device, Tensor};
 use proptest::prelude::*;
 
@@ -57,6 +58,9 @@ proptest! {
         // Inputs without ties, so the argmax is stable under ±eps.
         check2(|t| t[0].max_pool2d(p)?.sqr(), std::slice::from_ref(&x))?;
         check2(|t| t[0].upsample_nearest2d([oh, ow])?.sqr(), std::slice::from_ref(&x))?;
+        let f = [oh as f64 / 3.0 + 1.0 / shape[2] as f64, ow as f64 / 2.5 + 1.0 / shape[3] as f64];
+        let exact = |t: &[Tensor]| t[0].interpolate_nearest(InterpolateTo::ScaleFactor(f), NearestMode::NearestExact);
+        check2(|t| exact(t)?.sqr(), std::slice::from_ref(&x))?;
         check(|t| t[0].avg_pool2d(p), &[channels_last(shape, seed ^ 1)])?;
     }
 
@@ -175,6 +179,22 @@ fn gradient_penalty_through_conv_and_batch_norm() {
     let gw = gw.get(&w).expect("the penalty depends on the weights");
     assert_eq!(gw.shape(), &[3, 2, 3, 3]);
     assert!(gw.to_vec_f64().iter().any(|v| v.abs() > 1e-8));
+}
+
+/// Queries whose every key is masked: output 0 and zero gradients (torch
+/// 2.5+), while the other rows keep their finite-difference gradients, in
+/// both backward forms and through grouped heads (enable_gqa).
+#[test]
+fn attention_with_fully_masked_rows_and_grouped_heads() {
+    let (q, k, v) = (randn(&[2, 4, 3, 5], 1), randn(&[2, 2, 6, 5], 2), randn(&[2, 2, 6, 3], 3));
+    let mut keep = vec![1.0; 18];
+    keep[6..12].fill(0.0);
+    keep[13..].fill(0.0);
+    let mask = Tensor::additive_mask(&crate::common::t64(&keep, &[3, 6])).unwrap();
+    let f = |t: &[Tensor]| Tensor::scaled_dot_product_attention_gqa(&t[0], &t[1], &t[2], Some(&mask), false, None);
+    check2(f, &[q.clone(), k.clone(), v.clone()]).unwrap();
+    let y = f(&[q, k, v]).unwrap().to_vec_f64();
+    assert!(y.chunks(3).skip(1).step_by(3).all(|row| row == [0.0; 3]), "row 1 of every head is 0");
 }
 
 /// Empty head dims: with E = 0 the scores are the mask alone (and the

@@ -72,6 +72,14 @@ proptest! {
             check2(|x| x[0].var(&dims, true, keepdim), xs)?;
         }
         check2(|x| x[0].var(&dims, false, keepdim), xs)?;
+        if n > 1 {
+            check2(|x| x[0].std(&dims, true, keepdim), xs)?;
+        }
+        for ord in [2.0, 3.0, 0.7] {
+            check2(|x| x[0].vector_norm(ord, &dims, keepdim), xs)?;
+        }
+        check(|x| x[0].vector_norm(1.0, &dims, keepdim), xs)?;
+        check(|x| x[0].vector_norm(f64::INFINITY, &dims, keepdim), xs)?;
         check2(|x| x[0].logsumexp(&dims, keepdim), xs)?;
         check(|x| x[0].amax(&dims, keepdim), xs)?;
         check(|x| x[0].amin(&dims, keepdim), xs)?;

@@ -1,5 +1,6 @@
-//! kiln-nn: checkpoints (bit-exact round trip, clear errors), Adam's update
-//! against an independent scalar implementation of torch's rule, layers.
+//! kiln-nn: checkpoints (bit-exact round trip, clear errors), PyTorch
+//! state_dicts, Adam's update against an independent scalar implementation
+//! of torch's rule, layers.
 
 use std::collections::HashMap;
 
@@ -127,6 +128,70 @@ fn batch_norm_layer_updates_running_stats_only_in_training() {
     bn.forward(&x, true).unwrap();
     // channel 0 holds 0..4 and 8..12: mean 5.5
     assert!((bn.running_mean.to_vec_f64()[0] - 0.55).abs() < 1e-12);
+    assert_eq!(bn.num_batches_tracked.to_scalar().unwrap(), 1.0);
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/torch").join(name)
+}
+
+fn dcgan_64(vs: &VarStore, ngf: usize) -> kiln::nn::Sequential {
+    let cfg = kiln::gan::DcganConfig { nz: 16, ngf, nc: 1, image_size: 64, ..Default::default() };
+    kiln::gan::dcgan::generator(&vs.root().sub("main"), &cfg).unwrap()
+}
+
+/// pytorch/examples' DCGAN generator, exported with safetensors.torch's
+/// save_file(netG.state_dict()) by scripts/torch_dcgan_weights.py, loads by
+/// name into kiln's generator, which then draws PyTorch's images from the
+/// same noise to 1e-5, in eval mode (the loaded running statistics) and in
+/// training mode (batch statistics).
+#[test]
+fn dcgan_generator_loads_pytorch_weights() {
+    let vs = VarStore::new(Device::Cpu, DType::F32, 0);
+    let net = dcgan_64(&vs, 8);
+    let report = kiln::nn::load_state_dict(&vs, &fixture("dcgan_generator_64.safetensors"), true).unwrap();
+    assert_eq!(report.loaded.len(), vs.named_tensors().len());
+    assert!(report.missing.is_empty() && report.unexpected.is_empty());
+    let tracked: HashMap<String, Tensor> = vs.named_tensors().into_iter().collect();
+    assert_eq!(tracked["main.1.num_batches_tracked"].to_scalar().unwrap(), 3.0, "int64 count converted");
+    let images = load_checkpoint(&fixture("dcgan_generator_64_images.safetensors")).unwrap().tensors;
+    for (mode, train) in [("eval", false), ("train", true)] {
+        let got = net.forward(&images["noise"], train).unwrap();
+        assert_eq!(got.shape(), &[4, 1, 64, 64]);
+        crate::common::assert_close(mode, &got.to_vec_f64(), &images[mode].to_vec_f64(), 1e-5, 0.0);
+    }
+}
+
+/// As torch's load_state_dict: a shape mismatch is always an error, strict
+/// also refuses missing and unexpected names, and every offending name is
+/// listed; non-strict loads what matches and reports the rest.
+#[test]
+fn state_dict_errors_name_every_tensor() {
+    let path = fixture("dcgan_generator_64.safetensors");
+    let narrow = VarStore::new(Device::Cpu, DType::F32, 0);
+    let _ = dcgan_64(&narrow, 4);
+    let before = narrow.named_tensors()[0].1.to_vec_f64();
+    for strict in [true, false] {
+        let msg = kiln::nn::load_state_dict(&narrow, &path, strict).unwrap_err().to_string();
+        assert!(msg.contains("main.0.weight: [16, 64, 4, 4] in the file, [16, 32, 4, 4] in the model"), "{msg}");
+        assert!(msg.contains("main.12.weight: [8, 1, 4, 4]"), "every mismatch is named: {msg}");
+    }
+    assert_eq!(narrow.named_tensors()[0].1.to_vec_f64(), before, "a refused load copies nothing");
+    // One extra parameter (missing from the file) and one layer only (the rest unexpected).
+    let extra = VarStore::new(Device::Cpu, DType::F32, 0);
+    let _ = dcgan_64(&extra, 8);
+    let _head = Linear::new(&extra.root().sub("head"), 2, 2, false).unwrap();
+    let msg = kiln::nn::load_state_dict(&extra, &path, true).unwrap_err().to_string();
+    assert!(msg.contains("missing key(s): head.weight"), "{msg}");
+    let report = kiln::nn::load_state_dict(&extra, &path, false).unwrap();
+    assert_eq!(report.missing, vec!["head.weight".to_string()]);
+    let one = VarStore::new(Device::Cpu, DType::F64, 0);
+    let w = one.root().sub("main").sub(0).param("weight", &[16, 64, 4, 4], Init::Const(0.0)).unwrap();
+    let msg = kiln::nn::load_state_dict(&one, &path, true).unwrap_err().to_string();
+    assert!(msg.contains("unexpected key(s): main.1.bias, main.1.num_batches_tracked"), "{msg}");
+    let report = kiln::nn::load_state_dict(&one, &path, false).unwrap();
+    assert_eq!((report.loaded.len(), report.unexpected.len()), (1, 24));
+    assert!(w.to_vec_f64().iter().any(|&v| v != 0.0), "loaded, converted to the store's f64");
 }
 
 #[test]
