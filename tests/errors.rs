@@ -157,3 +157,29 @@ fn inverse_and_slogdet_need_square_float_matrices() {
     assert_eq!(sign.to_vec_f64(), vec![0.0, 1.0]);
     assert_eq!(log.to_vec_f64(), vec![f64::NEG_INFINITY, 0.0]);
 }
+
+/// The arguments added for PyTorch parity refuse bad values by name.
+#[test]
+fn pytorch_argument_errors_name_the_op() {
+    use kiln::tensor::loss::{CrossEntropy, cross_entropy};
+    use kiln::tensor::{InterpolateTo, NearestMode};
+    let img = zeros(&[1, 1, 4, 4]);
+    let m = msg(img.interpolate_nearest(InterpolateTo::ScaleFactor([0.0, 1.0]), NearestMode::Nearest));
+    assert!(m.starts_with("interpolate: invalid argument: scale factors must be finite and positive"), "{m}");
+    let m = msg(img.interpolate_nearest(InterpolateTo::ScaleFactor([0.2, 1.0]), NearestMode::NearestExact));
+    assert!(m.contains("output [0, 4]"), "{m}");
+    let m = msg(zeros(&[3]).vector_norm(-1.0, &[], false));
+    assert!(m.starts_with("vector_norm: invalid argument: ord must be"), "{m}");
+    let (q, kv) = (zeros(&[1, 3, 2, 4]), zeros(&[1, 2, 2, 4]));
+    let m = msg(Tensor::scaled_dot_product_attention_gqa(&q, &kv, &kv, None, false, None));
+    assert!(m.contains("enable_gqa needs") && m.contains("[1, 3, 2, 4]"), "{m}");
+    let labels = Tensor::indices(&[0, 1], &[2], Device::Cpu).unwrap();
+    let w = zeros(&[4]);
+    let args = CrossEntropy { weight: Some(&w), ..Default::default() };
+    let m = msg(cross_entropy(&zeros(&[2, 3]), &labels, args));
+    assert!(m.contains("weight must have one entry per class (3), got [4]"), "{m}");
+    let m = msg(cross_entropy(&zeros(&[2, 3]), &zeros(&[2]), CrossEntropy::default()));
+    assert!(m.contains("i64 targets"), "{m}");
+    let m = msg(labels.pow(&labels));
+    assert!(m.contains("i64 division and pow are not supported"), "{m}");
+}
