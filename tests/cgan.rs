@@ -50,3 +50,23 @@ fn eval_reports_the_label_accuracy() {
     let accuracy = report["samples"]["label_accuracy"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&accuracy));
 }
+
+/// The conditional GAN with spectral norm (D's convolutions and its linear
+/// head), self-attention, TTUR and an EMA of G (with its label embedding),
+/// resumed mid-run: the same final checkpoint as a run without the pause.
+#[test]
+fn spectral_norm_self_attention_and_ema_train_and_resume() {
+    let cfg = crate::gan_losses::sn_sa_ema();
+    let (whole, split) = (fresh("cgan-sn-whole"), fresh("cgan-sn-split"));
+    train::<Cgan>(&request(&cfg, &whole, 4), &AtomicBool::new(false)).unwrap();
+    train::<Cgan>(&request(&cfg, &split, 2), &AtomicBool::new(false)).unwrap();
+    let again = crate::train::resume(request(&cfg, &split, 4), &split, &["steps"]);
+    train::<Cgan>(&again, &AtomicBool::new(false)).unwrap();
+    let ck = |d: &std::path::Path| kiln::nn::load_checkpoint(&d.join("checkpoint.safetensors")).unwrap();
+    let (a, b) = (ck(&whole), ck(&split));
+    assert!(a.tensors.keys().any(|k| k.starts_with("g_ema.") && k.ends_with("label.weight")));
+    assert!(a.tensors.keys().any(|k| k == "d.linear.weight_u"));
+    for (k, t) in &a.tensors {
+        assert_eq!(t.to_vec_f64(), b.tensors[k].to_vec_f64(), "{k}");
+    }
+}

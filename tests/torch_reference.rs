@@ -188,6 +188,14 @@ fn run(op: &str, p: &Value, x: &HashMap<String, Tensor>) -> kiln::Result<Vec<(St
 }
 
 fn check_file(name: &str) -> usize {
+    check_file_with(name, run)
+}
+
+/// A case's op on its named inputs, returning named outputs.
+pub(crate) type Runner = fn(&str, &Value, &HashMap<String, Tensor>) -> kiln::Result<Vec<(String, Tensor)>>;
+
+/// Checks every case of tests/fixtures/torch/`name`.json with `runner`.
+pub(crate) fn check_file_with(name: &str, runner: Runner) -> usize {
     let path = format!("{}/tests/fixtures/torch/{name}.json", env!("CARGO_MANIFEST_DIR"));
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let cases = doc["cases"].as_array().unwrap();
@@ -209,7 +217,7 @@ fn check_file(name: &str) -> usize {
                     inputs.insert(k.clone(), t);
                 }
             }
-            let outs = run(op, &case["params"], &inputs).unwrap_or_else(|e| panic!("{cname}: {e}"));
+            let outs = runner(op, &case["params"], &inputs).unwrap_or_else(|e| panic!("{cname}: {e}"));
             let by_name: HashMap<&str, &Tensor> = outs.iter().map(|(n, t)| (n.as_str(), t)).collect();
             for (k, want) in case["outputs"].as_object().unwrap() {
                 let got = by_name.get(k.as_str()).unwrap_or_else(|| panic!("{cname}: no output {k}"));

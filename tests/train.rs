@@ -318,6 +318,13 @@ recipe_suite!(
     RealNvpConfig { lr: 1e30, warmup: 0, ..crate::flow::tiny_realnvp() }
 );
 recipe_suite!(dcgan_suite, Dcgan, tiny_dcgan(), DcganConfig { lr: 1e30, ..tiny_dcgan() });
+// Spectral norm's u and v buffers, the EMA copy of G and self-attention's γ are checkpointed.
+recipe_suite!(
+    sn_sa_ema_suite,
+    Dcgan,
+    crate::gan_losses::sn_sa_ema(),
+    DcganConfig { lr: 1e30, ..crate::gan_losses::sn_sa_ema() }
+);
 // The toy's tanh saturates instead of overflowing: its f32 loss is scaled past f32::MAX.
 recipe_suite!(toy_suite, Toy, ToyConfig::default(), ToyConfig { loss_scale: 1e39, ..Default::default() });
 

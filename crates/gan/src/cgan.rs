@@ -4,27 +4,51 @@
 //! w·φ + b + ⟨E(y), φ⟩: the projection discriminator (Miyato & Koyama 2018).
 //! Same config, losses and penalties as the DCGAN.
 
-use kiln_nn::{Adam, AdamConfig, Embedding, Init, Linear, Module, Sequential, VarStore};
+use kiln_nn::{Adam, Embedding, Init, Linear, Module, Sequential, SpectralNormLinear, VarStore};
 use kiln_tensor::{DType, Device, Error, Result, Rng, Tensor, no_grad};
 
-use crate::dcgan::{DcganConfig, StepStats, adversarial_step, dcgan_init, discriminator_body, generator};
+use crate::dcgan::{DcganConfig, GeneratorEma, StepStats, adversarial_step, dcgan_init, discriminator_body, generator};
 
 /// Classes a conditional model knows (MNIST's digits).
 pub const CLASSES: usize = 10;
 /// Width of G's label embedding, concatenated with z.
 pub const LABEL_EMBED: usize = 10;
 
+/// G: the DCGAN generator fed z ⊕ embed(y).
+pub struct CganGenerator {
+    main: Sequential,
+    label: Embedding,
+    nz: usize,
+}
+
+impl CganGenerator {
+    /// The DCGAN init on `main`, torch's default on the embedding.
+    fn new(vs: &VarStore, config: &DcganConfig) -> Result<Self> {
+        let g_cfg = DcganConfig { nz: config.nz + LABEL_EMBED, ..config.clone() };
+        let main = generator(&vs.root().sub("main"), &g_cfg)?;
+        dcgan_init(vs)?;
+        let label = Embedding::new(&vs.root().sub("label"), CLASSES, LABEL_EMBED)?;
+        Ok(CganGenerator { main, label, nz: config.nz })
+    }
+
+    fn forward(&self, noise: &Tensor, labels: &Tensor, train: bool) -> Result<Tensor> {
+        let n = noise.shape()[0];
+        let input = Tensor::cat(&[noise, &self.label.forward(labels, train)?], 1)?;
+        self.main.forward(&input.reshape(&[n, self.nz + LABEL_EMBED, 1, 1])?, train)
+    }
+}
+
 pub struct Cgan {
     pub config: DcganConfig,
     pub g_store: VarStore,
     pub d_store: VarStore,
-    g: Sequential,
-    g_embed: Embedding,
+    g: CganGenerator,
     d_body: Sequential,
-    d_linear: Linear,
+    d_linear: Box<dyn Module>,
     d_embed: Embedding,
     pub opt_g: Adam,
     pub opt_d: Adam,
+    pub ema: Option<GeneratorEma<CganGenerator>>,
 }
 
 /// Labels as an i64 index tensor, refusing any outside 0–9.
@@ -40,36 +64,35 @@ impl Cgan {
     pub fn new(config: DcganConfig, device: Device, seed: u64) -> Result<Self> {
         let g_store = VarStore::new(device, DType::F32, seed);
         let d_store = VarStore::new(device, DType::F32, seed.wrapping_add(1));
-        let g_cfg = DcganConfig { nz: config.nz + LABEL_EMBED, ..config.clone() };
-        let g = generator(&g_store.root().sub("main"), &g_cfg)?;
+        let g = CganGenerator::new(&g_store, &config)?;
         let (d_body, channels, _) = discriminator_body(&d_store.root().sub("main"), &config)?;
-        dcgan_init(&g_store)?;
         dcgan_init(&d_store)?;
         // After the DCGAN init (which is for convs and norms): torch's defaults here.
-        let g_embed = Embedding::new(&g_store.root().sub("label"), CLASSES, LABEL_EMBED)?;
-        let d_linear = Linear::new(&d_store.root().sub("linear"), channels, 1, true)?;
+        let linear = d_store.root().sub("linear");
+        let d_linear: Box<dyn Module> = if config.spectral_norm {
+            Box::new(SpectralNormLinear::new(&linear, channels, 1, true)?)
+        } else {
+            Box::new(Linear::new(&linear, channels, 1, true)?)
+        };
         let d_embed = Embedding::new(&d_store.root().sub("projection"), CLASSES, channels)?;
         d_store.root().reinit("projection.weight", Init::Normal { mean: 0.0, std: 0.02 })?;
-        let adam = AdamConfig { lr: config.lr, beta1: config.beta1, beta2: config.beta2, ..Default::default() };
-        let opt_g = Adam::new(g_store.trainable(), adam)?;
-        let opt_d = Adam::new(d_store.trainable(), adam)?;
-        Ok(Cgan { config, g_store, d_store, g, g_embed, d_body, d_linear, d_embed, opt_g, opt_d })
+        let (adam_g, adam_d) = config.adam();
+        let opt_g = Adam::new(g_store.trainable(), adam_g)?;
+        let opt_d = Adam::new(d_store.trainable(), adam_d)?;
+        let ema = GeneratorEma::new(&g_store, config.ema, seed.wrapping_add(2), |vs| CganGenerator::new(vs, &config))?;
+        Ok(Cgan { config, g_store, d_store, g, d_body, d_linear, d_embed, opt_g, opt_d, ema })
     }
 
     pub fn noise(&self, n: usize, rng: &mut Rng) -> Result<Tensor> {
         Tensor::randn(&[n, self.config.nz], 0.0, 1.0, DType::F32, self.g_store.device(), rng)
     }
 
-    fn generate(&self, noise: &Tensor, labels: &Tensor, train: bool) -> Result<Tensor> {
-        let n = noise.shape()[0];
-        let input = Tensor::cat(&[noise, &self.g_embed.forward(labels, train)?], 1)?;
-        self.g.forward(&input.reshape(&[n, self.config.nz + LABEL_EMBED, 1, 1])?, train)
-    }
-
-    /// Images in [-1, 1] of the asked classes from noise (n, nz), in evaluation mode.
+    /// Images in [-1, 1] of the asked classes from noise (n, nz), in
+    /// evaluation mode, by the averaged generator with --ema.
     pub fn sample(&self, noise: &Tensor, labels: &[u8]) -> Result<Tensor> {
         let _g = no_grad();
-        self.generate(noise, &label_tensor(labels, self.g_store.device())?, false)
+        let g = self.ema.as_ref().map_or(&self.g, |e| &e.net);
+        g.forward(noise, &label_tensor(labels, self.g_store.device())?, false)
     }
 
     /// One D step (real images with their labels, generated ones with
@@ -77,7 +100,7 @@ impl Cgan {
     /// `adversarial_step` with D's outputs conditioned on `labels`.
     pub fn step(&mut self, real: &Tensor, labels: &[u8], noise: &Tensor, alpha: Option<&Tensor>) -> Result<StepStats> {
         let y = label_tensor(labels, real.device())?;
-        let fake = self.generate(noise, &y, true)?;
+        let fake = self.g.forward(noise, &y, true)?;
         // D's logits: w·φ(x) + b + ⟨E(y), φ(x)⟩, φ summed over positions.
         let (body, linear, embed) = (&self.d_body, &self.d_linear, &self.d_embed);
         let d = |x: &Tensor| -> Result<Tensor> {
@@ -85,6 +108,11 @@ impl Cgan {
             let w_phi = linear.forward(&phi, true)?.squeeze(1)?;
             w_phi.add(&embed.forward(&y, true)?.mul(&phi)?.sum(&[1], false)?)
         };
-        adversarial_step(&self.config, &d, real, &fake, alpha, &mut self.opt_d, &mut self.opt_g)
+        let g_steps = self.opt_g.step_count();
+        let stats = adversarial_step(&self.config, &d, real, &fake, alpha, &mut self.opt_d, &mut self.opt_g)?;
+        if let Some(e) = &self.ema {
+            e.follow(&self.opt_g, g_steps)?;
+        }
+        Ok(stats)
     }
 }

@@ -5,12 +5,13 @@
 //! BCE-with-logits losses and Adam(2e-4, β = 0.5/0.999).
 
 use kiln_nn::{
-    Activation, Adam, AdamConfig, BatchNorm2d, Conv2d, ConvTranspose2d, Init, LayerNorm, Module, Path, Sequential,
-    VarStore,
+    Activation, Adam, AdamConfig, BatchNorm2d, Conv2d, ConvTranspose2d, Ema, Init, LayerNorm, Module, Path, Sequential,
+    SpectralNormConv2d, VarStore,
 };
 use kiln_tensor::{Conv2dParams, ConvTranspose2dParams, DType, Device, Error, Result, Rng, Tensor, no_grad};
 
 use crate::loss::{GanLoss, d_loss, g_loss, gradient_penalty, r1_penalty};
+use crate::sagan::SelfAttention;
 
 /// Normalisation in D's hidden layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -75,10 +76,31 @@ pub struct DcganConfig {
     #[cfg_attr(feature = "cli", arg(long, default_value_t = DEFAULT.r1, allow_negative_numbers = true))]
     #[serde(default)]
     pub r1: f64,
-    /// Normalisation in D's hidden layers: auto (layer for wgan-gp, else batch), batch, layer, none.
+    /// Normalisation in D's hidden layers: auto (layer for wgan-gp, none
+    /// with --spectral-norm, else batch), batch, layer, none.
     #[cfg_attr(feature = "cli", arg(long, value_enum, default_value_t = DEFAULT.d_norm))]
     #[serde(default = "auto")]
     pub d_norm: DNorm,
+    /// Spectral normalisation (torch's spectral_norm) on every weight of D.
+    #[cfg_attr(feature = "cli", arg(long))]
+    #[serde(default)]
+    pub spectral_norm: bool,
+    /// SAGAN self-attention in G and D at this resolution (a hidden side: 4 … image size / 2); 0: off.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = DEFAULT.self_attention))]
+    #[serde(default)]
+    pub self_attention: usize,
+    /// D's learning rate (TTUR, Heusel et al. 2017); 0: --lr.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = DEFAULT.lr_d, allow_negative_numbers = true))]
+    #[serde(default)]
+    pub lr_d: f64,
+    /// G's learning rate; 0: --lr.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = DEFAULT.lr_g, allow_negative_numbers = true))]
+    #[serde(default)]
+    pub lr_g: f64,
+    /// Decay of an exponential moving average of G's weights that samples are drawn with (0: off; e.g. 0.999).
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = DEFAULT.ema, allow_negative_numbers = true))]
+    #[serde(default)]
+    pub ema: f64,
 }
 
 fn one() -> usize {
@@ -111,9 +133,17 @@ impl DcganConfig {
     pub fn d_norm(&self) -> DNorm {
         match (self.d_norm, self.loss) {
             (DNorm::Auto, GanLoss::WganGp) => DNorm::Layer,
+            (DNorm::Auto, _) if self.spectral_norm => DNorm::None,
             (DNorm::Auto, _) => DNorm::Batch,
             (n, _) => n,
         }
+    }
+
+    /// Adam for G and for D, with the TTUR rates where set.
+    pub fn adam(&self) -> (AdamConfig, AdamConfig) {
+        let base = AdamConfig { lr: self.lr, beta1: self.beta1, beta2: self.beta2, ..Default::default() };
+        let or_lr = |lr: f64| if lr > 0.0 { lr } else { self.lr };
+        (AdamConfig { lr: or_lr(self.lr_g), ..base }, AdamConfig { lr: or_lr(self.lr_d), ..base })
     }
 }
 
@@ -133,6 +163,11 @@ pub const DEFAULT: DcganConfig = DcganConfig {
     gp_lambda: 10.0,
     r1: 0.0,
     d_norm: DNorm::Auto,
+    spectral_norm: false,
+    self_attention: 0,
+    lr_d: 0.0,
+    lr_g: 0.0,
+    ema: 0.0,
 };
 
 impl Default for DcganConfig {
@@ -176,6 +211,10 @@ pub fn generator(p: &Path, c: &DcganConfig) -> Result<Sequential> {
             next();
             Activation::Relu
         });
+    let mut side = 4;
+    if c.self_attention == side {
+        seq = seq.push(SelfAttention::new(&next(), c.ngf * mult)?);
+    }
     while mult > 1 {
         seq = seq
             .push(ConvTranspose2d::new(&next(), c.ngf * mult, c.ngf * mult / 2, 4, up(2, 1), false)?)
@@ -185,6 +224,10 @@ pub fn generator(p: &Path, c: &DcganConfig) -> Result<Sequential> {
                 Activation::Relu
             });
         mult /= 2;
+        side *= 2;
+        if c.self_attention == side {
+            seq = seq.push(SelfAttention::new(&next(), c.ngf * mult)?);
+        }
     }
     Ok(seq.push(ConvTranspose2d::new(&next(), c.ngf, c.nc, 4, up(2, 1), false)?).push(Activation::Tanh))
 }
@@ -192,7 +235,7 @@ pub fn generator(p: &Path, c: &DcganConfig) -> Result<Sequential> {
 /// pytorch/examples' Discriminator, returning logits (the sigmoid is in the loss).
 pub fn discriminator(p: &Path, c: &DcganConfig) -> Result<Sequential> {
     let (body, channels, next) = discriminator_body(p, c)?;
-    Ok(body.push(Conv2d::new(&p.sub(next), channels, 1, 4, down(1, 0), false)?))
+    Ok(body.push_boxed(d_conv(&p.sub(next), c, channels, 1, down(1, 0))?))
 }
 
 /// The discriminator without its last conv: features (n, channels, 4, 4).
@@ -204,15 +247,18 @@ pub fn discriminator_body(p: &Path, c: &DcganConfig) -> Result<(Sequential, usiz
         i += 1;
         p.sub(i - 1)
     };
-    let mut seq = Sequential::new().push(Conv2d::new(&next(), c.nc, c.ndf, 4, down(2, 1), false)?).push({
+    let mut seq = Sequential::new().push_boxed(d_conv(&next(), c, c.nc, c.ndf, down(2, 1))?).push({
         next();
         Activation::LeakyRelu(0.2)
     });
     let (mut mult, mut side) = (1, c.image_size / 2);
+    if c.self_attention == side {
+        seq = seq.push(SelfAttention::new(&next(), c.ndf)?);
+    }
     for _ in 1..n {
         let ch = c.ndf * mult * 2;
         side /= 2;
-        seq = seq.push(Conv2d::new(&next(), c.ndf * mult, ch, 4, down(2, 1), false)?);
+        seq = seq.push_boxed(d_conv(&next(), c, c.ndf * mult, ch, down(2, 1))?);
         let norm = next();
         seq = match c.d_norm() {
             DNorm::Layer => seq.push(LayerNorm::new(&norm, &[ch, side, side])?),
@@ -224,14 +270,30 @@ pub fn discriminator_body(p: &Path, c: &DcganConfig) -> Result<(Sequential, usiz
             Activation::LeakyRelu(0.2)
         });
         mult *= 2;
+        if c.self_attention == side {
+            seq = seq.push(SelfAttention::new(&next(), c.ndf * mult)?);
+        }
     }
     Ok((seq, c.ndf * mult, i))
 }
 
-/// The DCGAN init: conv weights N(0, 0.02), batchnorm weight N(1, 0.02), bias 0.
+/// One of D's 4×4 convolutions, spectrally normalised with --spectral-norm.
+pub fn d_conv(p: &Path, c: &DcganConfig, cin: usize, cout: usize, params: Conv2dParams) -> Result<Box<dyn Module>> {
+    Ok(if c.spectral_norm {
+        Box::new(SpectralNormConv2d::new(p, cin, cout, 4, params, false)?)
+    } else {
+        Box::new(Conv2d::new(p, cin, cout, 4, params, false)?)
+    })
+}
+
+/// The DCGAN init: conv weights N(0, 0.02), batchnorm weight N(1, 0.02),
+/// bias 0; self-attention's γ keeps its 0.
 pub fn dcgan_init(vs: &VarStore) -> Result<()> {
     let root = vs.root();
     for (name, var) in vs.trainable() {
+        if name.ends_with(".gamma") {
+            continue;
+        }
         let init = match (var.rank(), name.ends_with(".bias")) {
             (4, _) => Init::Normal { mean: 0.0, std: 0.02 },
             (_, false) => Init::Normal { mean: 1.0, std: 0.02 },
@@ -260,6 +322,39 @@ impl StepStats {
     }
 }
 
+/// A moving average of G's weights (--ema) that samples are drawn with: a
+/// second generator `net` in its own store, updated after every G step.
+pub struct GeneratorEma<M> {
+    pub store: VarStore,
+    pub net: M,
+    ema: Ema,
+}
+
+impl<M> GeneratorEma<M> {
+    /// `build` makes the generator's layout in a store; None when `decay` is 0.
+    pub fn new(
+        g_store: &VarStore,
+        decay: f64,
+        seed: u64,
+        build: impl FnOnce(&VarStore) -> Result<M>,
+    ) -> Result<Option<Self>> {
+        if decay == 0.0 {
+            return Ok(None);
+        }
+        let store = VarStore::new(g_store.device(), g_store.dtype(), seed);
+        let net = build(&store)?;
+        // (1 + n)/(10 + n) warm-up: a short run is not averaged into its random init.
+        let ema = Ema::new(g_store, &store, decay, true)?;
+        Ok(Some(GeneratorEma { store, net, ema }))
+    }
+
+    /// After a step: updates the average if G took a step (its optimizer's
+    /// count went past `g_steps_before`, which numbers this update).
+    pub fn follow(&self, opt_g: &Adam, g_steps_before: u64) -> Result<()> {
+        if opt_g.step_count() > g_steps_before { self.ema.update(g_steps_before) } else { Ok(()) }
+    }
+}
+
 /// Generator, discriminator, their stores and optimizers.
 pub struct Dcgan {
     pub config: DcganConfig,
@@ -269,6 +364,7 @@ pub struct Dcgan {
     pub d: Sequential,
     pub opt_g: Adam,
     pub opt_d: Adam,
+    pub ema: Option<GeneratorEma<Sequential>>,
 }
 
 impl Dcgan {
@@ -279,10 +375,13 @@ impl Dcgan {
         let d = discriminator(&d_store.root().sub("main"), &config)?;
         dcgan_init(&g_store)?;
         dcgan_init(&d_store)?;
-        let adam = AdamConfig { lr: config.lr, beta1: config.beta1, beta2: config.beta2, ..Default::default() };
-        let opt_g = Adam::new(g_store.trainable(), adam)?;
-        let opt_d = Adam::new(d_store.trainable(), adam)?;
-        Ok(Dcgan { config, g_store, d_store, g, d, opt_g, opt_d })
+        let (adam_g, adam_d) = config.adam();
+        let opt_g = Adam::new(g_store.trainable(), adam_g)?;
+        let opt_d = Adam::new(d_store.trainable(), adam_d)?;
+        let ema = GeneratorEma::new(&g_store, config.ema, seed.wrapping_add(2), |vs| {
+            generator(&vs.root().sub("main"), &config)
+        })?;
+        Ok(Dcgan { config, g_store, d_store, g, d, opt_g, opt_d, ema })
     }
 
     /// Latent noise (n, nz, 1, 1) ~ N(0, 1) from `rng`.
@@ -290,10 +389,11 @@ impl Dcgan {
         Tensor::randn(&[n, self.config.nz, 1, 1], 0.0, 1.0, DType::F32, self.g_store.device(), rng)
     }
 
-    /// Images in [-1, 1] from noise, in evaluation mode (running statistics).
+    /// Images in [-1, 1] from noise, in evaluation mode (running
+    /// statistics), by the averaged generator with --ema.
     pub fn sample(&self, noise: &Tensor) -> Result<Tensor> {
         let _g = no_grad();
-        self.g.forward(noise, false)
+        self.ema.as_ref().map_or(&self.g, |e| &e.net).forward(noise, false)
     }
 
     /// One D step on real and fake, then one G step (pytorch/examples
@@ -313,7 +413,12 @@ impl Dcgan {
             let out = net.forward(x, true)?;
             out.reshape(&[out.numel()])
         };
-        adversarial_step(&self.config, &d, real, &fake, alpha, &mut self.opt_d, &mut self.opt_g)
+        let g_steps = self.opt_g.step_count();
+        let stats = adversarial_step(&self.config, &d, real, &fake, alpha, &mut self.opt_d, &mut self.opt_g)?;
+        if let Some(e) = &self.ema {
+            e.follow(&self.opt_g, g_steps)?;
+        }
+        Ok(stats)
     }
 }
 

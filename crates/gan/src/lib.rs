@@ -1,10 +1,12 @@
 //! kiln-gan: generative adversarial networks on kiln-tensor: DCGAN
-//! (dcgan.rs), the conditional GAN on its networks (cgan.rs), and the
-//! objectives and penalties they train with (loss.rs).
+//! (dcgan.rs), the conditional GAN on its networks (cgan.rs), the
+//! objectives and penalties they train with (loss.rs), and SAGAN's
+//! self-attention block (sagan.rs).
 
 pub mod cgan;
 pub mod dcgan;
 pub mod loss;
+pub mod sagan;
 
 pub use cgan::Cgan;
 pub use dcgan::{DNorm, Dcgan, DcganConfig, StepStats};

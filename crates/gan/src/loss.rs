@@ -12,7 +12,7 @@
 //! double backward through every op of D.
 
 use kiln_tensor::loss::{Reduction, binary_cross_entropy_with_logits};
-use kiln_tensor::{Result, Tensor, Var};
+use kiln_tensor::{GradOptions, Result, Tensor, Var, grad};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
@@ -52,8 +52,10 @@ pub fn g_loss(kind: GanLoss, fake: &Tensor) -> Result<Tensor> {
 /// (double backward) w.r.t. D's weights. `d` maps images to one output each.
 fn input_grad_sq_norm(d: &dyn Fn(&Tensor) -> Result<Tensor>, x: &Tensor) -> Result<Tensor> {
     let x = Var::new(&x.detach())?;
-    let grads = d(&x)?.sum_all()?.backward_create_graph()?;
-    let g = grads.get(&x).cloned().unwrap_or(x.zeros_like()?);
+    let out = d(&x)?.sum_all()?;
+    // Only ∇ₓ: torch.autograd.grad's pruned backward skips D's weight gradients.
+    let opts = GradOptions { create_graph: true, materialize_grads: true, ..Default::default() };
+    let g = grad(&[&out], &[&x], None, opts)?.remove(0).unwrap_or(x.zeros_like()?);
     let dims: Vec<usize> = (1..g.rank()).collect();
     g.sqr()?.sum(&dims, false)
 }

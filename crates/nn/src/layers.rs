@@ -276,6 +276,11 @@ impl Sequential {
         self.layers.push(Box::new(layer));
         self
     }
+    /// `push` for a layer whose type is chosen at run time.
+    pub fn push_boxed(mut self, layer: Box<dyn Module>) -> Self {
+        self.layers.push(layer);
+        self
+    }
     pub fn len(&self) -> usize {
         self.layers.len()
     }

@@ -131,13 +131,16 @@ impl Tensor {
         if !self.tracks_grad() {
             return Err(Error::Autograd("the tensor does not depend on any Var (or was made under no_grad)".into()));
         }
-        propagate(&[(self.clone(), grad.clone())], &HashSet::new(), create_graph)
+        propagate(&[(self.clone(), grad.clone())], &HashSet::new(), false, create_graph)
     }
 }
 
 /// Runs every recorded rule from the seeded outputs back to the leaves.
 /// Interior gradients are dropped once used, except those in `keep`.
-fn propagate(seeds: &[(Tensor, Tensor)], keep: &HashSet<TensorId>, create_graph: bool) -> Result<Grads> {
+/// With `prune`, only the paths that reach a tensor in `keep` are followed
+/// (torch.autograd.grad skips the rest: a gradient penalty's first backward
+/// then computes no weight gradients).
+fn propagate(seeds: &[(Tensor, Tensor)], keep: &HashSet<TensorId>, prune: bool, create_graph: bool) -> Result<Grads> {
     let _mode = set_grad_mode(create_graph);
     let mut grads = Grads::default();
     for (out, g) in seeds {
@@ -148,12 +151,25 @@ fn propagate(seeds: &[(Tensor, Tensor)], keep: &HashSet<TensorId>, create_graph:
         grads.insert(out, acc);
     }
     let roots: Vec<Tensor> = seeds.iter().map(|(t, _)| t.clone()).collect();
-    for node in topo_order(&roots) {
+    let order = topo_order(&roots);
+    let mut reaches: HashSet<TensorId> = keep.clone();
+    if prune {
+        // Inputs come before their consumers in the reversed order.
+        for node in order.iter().rev() {
+            if let Some(op) = node.op()
+                && op.inputs().iter().any(|i| reaches.contains(&i.id()))
+            {
+                reaches.insert(node.id());
+            }
+        }
+    }
+    for node in order {
         let Some(op) = node.op() else { continue };
         let g = if keep.contains(&node.id()) { grads.get(&node).cloned() } else { grads.remove(&node) };
         let Some(g) = g else { continue };
         let inputs = op.inputs();
-        let needs: Vec<bool> = inputs.iter().map(|t| t.tracks_grad()).collect();
+        let needs: Vec<bool> =
+            inputs.iter().map(|t| t.tracks_grad() && (!prune || reaches.contains(&t.id()))).collect();
         let input_grads = op.backward(&node, &g, &needs)?;
         for ((input, ig), need) in inputs.into_iter().zip(input_grads).zip(needs) {
             let Some(ig) = ig else { continue };
@@ -234,7 +250,7 @@ pub fn grad(
         )));
     }
     let keep: HashSet<TensorId> = inputs.iter().map(|t| t.id()).collect();
-    let grads = propagate(&seeds, &keep, opts.create_graph)?;
+    let grads = propagate(&seeds, &keep, true, opts.create_graph)?;
     inputs
         .iter()
         .enumerate()

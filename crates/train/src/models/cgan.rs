@@ -63,7 +63,9 @@ impl Recipe for Cgan {
     }
 
     fn stores(&self) -> Vec<(&'static str, &VarStore)> {
-        vec![("g", &self.g_store), ("d", &self.d_store)]
+        let mut stores = vec![("g", &self.g_store), ("d", &self.d_store)];
+        stores.extend(self.ema.as_ref().map(|e| ("g_ema", &e.store)));
+        stores
     }
 
     fn optimizers(&mut self) -> Vec<(&'static str, &mut Adam)> {

@@ -42,7 +42,9 @@ impl Recipe for Dcgan {
     }
 
     fn stores(&self) -> Vec<(&'static str, &VarStore)> {
-        vec![("g", &self.g_store), ("d", &self.d_store)]
+        let mut stores = vec![("g", &self.g_store), ("d", &self.d_store)];
+        stores.extend(self.ema.as_ref().map(|e| ("g_ema", &e.store)));
+        stores
     }
 
     fn optimizers(&mut self) -> Vec<(&'static str, &mut Adam)> {
@@ -117,6 +119,17 @@ pub fn check_gan(c: &DcganConfig) -> Result<()> {
         return Err(format!("--image-size {}: must be 16, 32, 64, 128 or 256", c.image_size).into());
     }
     positive("lr", c.lr)?;
+    within("lr_d", c.lr_d, 0.0, 1e6)?;
+    within("lr_g", c.lr_g, 0.0, 1e6)?;
+    within("ema", c.ema, 0.0, 0.999_999_9)?;
+    let hidden = c.image_size / 2;
+    if c.self_attention != 0 && !(c.self_attention.is_power_of_two() && (4..=hidden).contains(&c.self_attention)) {
+        return Err(format!(
+            "--self-attention {}: 0 (off) or a hidden side of G and D, a power of two from 4 to {hidden}",
+            c.self_attention
+        )
+        .into());
+    }
     within("beta1", c.beta1, 0.0, 0.999_999)?;
     within("beta2", c.beta2, 0.0, 0.999_999)?;
     within("real_label", c.real_label, 0.0, 1.0)?;
