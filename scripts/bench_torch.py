@@ -99,6 +99,7 @@ def main():
         with torch.no_grad():
             out[f"matmul_fwd/m{m}_k{k}_n{n}"] = sampled(lambda: a @ b)
     out.update(dcgan_steps())
+    out.update(gan_critic_step())
     out.update(vae_step())
     out.update(unet_step())
     out.update(flow_steps())
@@ -212,26 +213,61 @@ def flow_steps():
     return out
 
 
+def dcgan_nets(size, d_norm="batch"):
+    """pytorch/examples' DCGAN generator and discriminator (logits) at `size`;
+    d_norm "layer" puts LayerNorm([C, H, W]) in D (WGAN-GP: no batch norm)."""
+    import torch.nn as nn
+    stages = size.bit_length() - 3
+    nz, ngf, ndf = 100, 64, 64
+    g_layers, mult = [nn.ConvTranspose2d(nz, ngf * 2 ** (stages - 1), 4, 1, 0, bias=False)], 2 ** (stages - 1)
+    g_layers += [nn.BatchNorm2d(ngf * mult), nn.ReLU(True)]
+    while mult > 1:
+        g_layers += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 4, 2, 1, bias=False),
+                     nn.BatchNorm2d(ngf * mult // 2), nn.ReLU(True)]
+        mult //= 2
+    g = nn.Sequential(*g_layers, nn.ConvTranspose2d(ngf, 1, 4, 2, 1, bias=False), nn.Tanh())
+    d_layers, mult, side = [nn.Conv2d(1, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)], 1, size // 2
+    for _ in range(1, stages):
+        side //= 2
+        ch = ndf * mult * 2
+        norm = nn.LayerNorm([ch, side, side]) if d_norm == "layer" else nn.BatchNorm2d(ch)
+        d_layers += [nn.Conv2d(ndf * mult, ch, 4, 2, 1, bias=False), norm, nn.LeakyReLU(0.2, True)]
+        mult *= 2
+    d = nn.Sequential(*d_layers, nn.Conv2d(ndf * mult, 1, 4, 1, 0, bias=False))
+    return g, d
+
+
+def gan_critic_step():
+    """One WGAN-GP critic step at 32×32, batch 64 (benches/gan_critic_step.rs):
+    G under no_grad, D on real and fake, the penalty through
+    torch.autograd.grad(create_graph=True), Adam(1e-4, (0, 0.9))."""
+    g, d = dcgan_nets(32, d_norm="layer")
+    opt_d = torch.optim.Adam(d.parameters(), lr=1e-4, betas=(0.0, 0.9))
+    real = torch.tanh(torch.randn(64, 1, 32, 32))
+
+    def step():
+        with torch.no_grad():
+            fake = g(torch.randn(64, 100, 1, 1))
+        alpha = torch.rand(64, 1, 1, 1)
+        x_hat = (real + alpha * (fake - real)).requires_grad_(True)
+        (grad,) = torch.autograd.grad(d(x_hat).sum(), x_hat, create_graph=True)
+        gp = 10.0 * ((grad.flatten(1).norm(2, dim=1) - 1.0) ** 2).mean()
+        loss = d(fake).mean() - d(real).mean() + gp
+        opt_d.zero_grad()
+        loss.backward()
+        opt_d.step()
+        return loss.item()
+
+    return {"gan_critic_step/n64_s32": sampled(step)}
+
+
 def dcgan_steps(sizes=(64, 32), min_time=3.0, min_reps=3):
     """One pytorch/examples DCGAN step (D real + fake, G; Adam; BCE) per size."""
     import torch.nn as nn
     res = {}
     for size in sizes:
-        stages = size.bit_length() - 3
-        nz, ngf, ndf = 100, 64, 64
-        g_layers, mult = [nn.ConvTranspose2d(nz, ngf * 2 ** (stages - 1), 4, 1, 0, bias=False)], 2 ** (stages - 1)
-        g_layers += [nn.BatchNorm2d(ngf * mult), nn.ReLU(True)]
-        while mult > 1:
-            g_layers += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 4, 2, 1, bias=False),
-                         nn.BatchNorm2d(ngf * mult // 2), nn.ReLU(True)]
-            mult //= 2
-        g = nn.Sequential(*g_layers, nn.ConvTranspose2d(ngf, 1, 4, 2, 1, bias=False), nn.Tanh())
-        d_layers, mult = [nn.Conv2d(1, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)], 1
-        for _ in range(1, stages):
-            d_layers += [nn.Conv2d(ndf * mult, ndf * mult * 2, 4, 2, 1, bias=False),
-                         nn.BatchNorm2d(ndf * mult * 2), nn.LeakyReLU(0.2, True)]
-            mult *= 2
-        d = nn.Sequential(*d_layers, nn.Conv2d(ndf * mult, 1, 4, 1, 0, bias=False))
+        g, d = dcgan_nets(size)
+        nz = 100
         opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
         opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
         loss = nn.BCEWithLogitsLoss()

@@ -7,7 +7,7 @@ use kiln::Device;
 use kiln::gan::Cgan;
 use kiln::tensor::Rng;
 use kiln::train::evaluate::eval_run;
-use kiln::train::models::cgan::class_grid;
+use kiln::train::models::cgan::{class_grid, interpolation_grid};
 use kiln::train::{load_run, train};
 
 use crate::train::{fresh, request, tiny_dcgan};
@@ -37,6 +37,19 @@ fn the_class_grid_has_a_row_per_class_and_a_noise_per_column() {
     );
     // Labels outside 0–9 are errors.
     assert!(model.sample(&z, &[10]).unwrap_err().to_string().contains("labels must be 0–9"));
+    // The interpolation grid: row r is class r, column t the point t/9 of the way from z₀ to z₁.
+    assert!(dir.join("samples/interpolation.png").exists());
+    let grid = interpolation_grid(&model, &mut Rng::new(6)).unwrap();
+    let ends = model.noise(2, &mut Rng::new(6)).unwrap();
+    let (z0, z1) = (ends.narrow(0, 0, 1).unwrap(), ends.narrow(0, 1, 1).unwrap());
+    let z = z0.mul_scalar(2.0 / 3.0).unwrap().add(&z1.mul_scalar(1.0 / 3.0).unwrap()).unwrap();
+    let one = model.sample(&z, &[5]).unwrap().to_vec::<f32>().unwrap();
+    let cell = grid.narrow(0, 5 * 10 + 3, 1).unwrap().to_vec::<f32>().unwrap();
+    let diff = one.iter().zip(&cell).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(diff < 1e-5, "interpolation row 5 column 3: {diff}");
+    let first = model.sample(&z0, &[5]).unwrap().to_vec::<f32>().unwrap();
+    let cell0 = grid.narrow(0, 50, 1).unwrap().to_vec::<f32>().unwrap();
+    assert!(first.iter().zip(&cell0).all(|(a, b)| (a - b).abs() < 1e-5), "column 0 is z₀");
 }
 
 #[test]

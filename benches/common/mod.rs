@@ -67,7 +67,6 @@ fn synchronize(dev: Device) {
     .expect("device synchronize")
 }
 
-/// The id segment of a device's benches.
 /// Runs `f` on a worker of a rayon pool, as `kiln-train` runs every
 /// command: a model step's many small parallel ops then split work with the
 /// other workers instead of waking them and sleeping (27% of a Glow step
@@ -77,6 +76,7 @@ pub fn on_worker<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     POOL.get_or_init(|| rayon::ThreadPoolBuilder::new().build().expect("a rayon pool")).install(f)
 }
 
+/// The id segment of a device's benches.
 pub fn backend(dev: Device) -> &'static str {
     match dev {
         Device::Cuda(_) => "cuda",

@@ -16,6 +16,7 @@ const BENCHES: &[&str] = &[
     "batch_norm",
     "attention",
     "dcgan_step",
+    "gan_critic_step",
     "vae_step",
     "group_norm",
     "unet_step",

@@ -126,11 +126,17 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint, CheckpointError> {
 
 impl Checkpoint {
     /// Copies every parameter and buffer of `vs` from this checkpoint,
-    /// naming the first tensor that is missing or has another shape/dtype.
+    /// naming the first tensor that is missing or has another shape/dtype
+    /// (a missing BatchNorm `num_batches_tracked` stays 0).
     pub fn restore(&self, vs: &VarStore, prefix: &str, path: &Path) -> Result<(), CheckpointError> {
         let bad = |msg: String| CheckpointError::Format { path: path.display().to_string(), msg };
         for (name, t) in vs.named_tensors() {
             let key = format!("{prefix}{name}");
+            // BatchNorm's count came later: older checkpoints start it at 0, as
+            // torch loads a state_dict written before num_batches_tracked.
+            if !self.tensors.contains_key(&key) && name.ends_with(".num_batches_tracked") {
+                continue;
+            }
             let src = self.tensors.get(&key).ok_or_else(|| bad(format!("missing tensor {key}")))?;
             if src.shape() != t.shape() || src.dtype() != t.dtype() {
                 return Err(bad(format!(

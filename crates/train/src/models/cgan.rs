@@ -1,7 +1,8 @@
 //! `train cgan`: kiln-gan's conditional GAN as a recipe. Its flags are the
 //! DCGAN's (losses and penalties included); samples are asked for classes
-//! 0–9 in turn, and `samples/classes.png` has one row per class from the
-//! same ten noise vectors.
+//! 0–9 in turn, `samples/classes.png` has one row per class from the
+//! same ten noise vectors, and `samples/interpolation.png` one row per
+//! class along the same line in z.
 
 use kiln_gan::cgan::CLASSES;
 use kiln_gan::{Cgan, DcganConfig};
@@ -26,6 +27,24 @@ fn cycling_labels(n: usize) -> Vec<u8> {
 pub fn class_grid(model: &Cgan, rng: &mut Rng) -> Result<Tensor> {
     let noise = model.noise(CLASSES, rng)?;
     let rows: Vec<&Tensor> = (0..CLASSES).map(|_| &noise).collect();
+    let labels: Vec<u8> = (0..CLASSES * CLASSES).map(|i| (i / CLASSES) as u8).collect();
+    Ok(model.sample(&Tensor::cat(&rows, 0)?, &labels)?)
+}
+
+/// Interpolation in z at a fixed label: row r is class r along the same
+/// line from one noise vector to another, z = (1 − t)·z₀ + t·z₁ in ten
+/// steps, so a row that changes only in style shows G keeps the class.
+pub fn interpolation_grid(model: &Cgan, rng: &mut Rng) -> Result<Tensor> {
+    let ends = model.noise(2, rng)?;
+    let (z0, z1) = (ends.narrow(0, 0, 1)?, ends.narrow(0, 1, 1)?);
+    let line = (0..CLASSES)
+        .map(|i| {
+            let t = i as f64 / (CLASSES - 1) as f64;
+            z0.mul_scalar(1.0 - t)?.add(&z1.mul_scalar(t)?)
+        })
+        .collect::<kiln_tensor::Result<Vec<Tensor>>>()?;
+    let row = Tensor::cat(&line.iter().collect::<Vec<_>>(), 0)?;
+    let rows: Vec<&Tensor> = (0..CLASSES).map(|_| &row).collect();
     let labels: Vec<u8> = (0..CLASSES * CLASSES).map(|i| (i / CLASSES) as u8).collect();
     Ok(model.sample(&Tensor::cat(&rows, 0)?, &labels)?)
 }
@@ -83,7 +102,10 @@ impl Recipe for Cgan {
     }
 
     fn pictures(&self, _held_out: &HeldOut, rng: &mut Rng) -> Result<Vec<Picture>> {
-        Ok(vec![Picture { name: "classes", images: class_grid(self, rng)?, cols: CLASSES }])
+        Ok(vec![
+            Picture { name: "classes", images: class_grid(self, rng)?, cols: CLASSES },
+            Picture { name: "interpolation", images: interpolation_grid(self, rng)?, cols: CLASSES },
+        ])
     }
 
     fn plots() -> &'static [Plot] {
