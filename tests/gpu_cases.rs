@@ -41,6 +41,37 @@ gpu_tests! {
     grids_past_65535_blocks => grids_past_65535_blocks_wgpu, grids_past_65535_blocks_cuda;
     nan_follows_the_cpu => nan_follows_the_cpu_wgpu, nan_follows_the_cpu_cuda;
     pytorch_edge_cases => pytorch_edge_cases_wgpu, pytorch_edge_cases_cuda;
+    pytorch_weights_load => pytorch_weights_load_wgpu, pytorch_weights_load_cuda;
+}
+
+/// A PyTorch state_dict (pytorch/examples' DCGAN generator, int64 counts
+/// included) loads into a store on the device, and the generator draws
+/// PyTorch's images there too; BatchNorm with momentum None counts batches
+/// on the device (one host read per forward).
+fn pytorch_weights_load(dev: Device) {
+    use kiln::nn::{BatchNorm2d, Module, VarStore};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/torch");
+    let vs = VarStore::new(dev, DType::F32, 0);
+    let cfg = kiln::gan::DcganConfig { nz: 16, ngf: 8, nc: 1, image_size: 64, ..Default::default() };
+    let net = kiln::gan::dcgan::generator(&vs.root().sub("main"), &cfg).unwrap();
+    kiln::nn::load_state_dict(&vs, &dir.join("dcgan_generator_64.safetensors"), true).unwrap();
+    let images = kiln::nn::load_checkpoint(&dir.join("dcgan_generator_64_images.safetensors")).unwrap().tensors;
+    let got = net.forward(&images["noise"].to_device(dev).unwrap(), false).unwrap();
+    let want = &images["eval"];
+    let diff = got.to_vec_f64().iter().zip(want.to_vec_f64()).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(diff < 1e-4, "{dev:?}: {diff}");
+    let bn_store = VarStore::new(dev, DType::F32, 0);
+    let mut bn = BatchNorm2d::new(&bn_store.root(), 2).unwrap();
+    bn.momentum = None;
+    let x = randn(&[3, 2, 2, 2], 8).to_dtype(DType::F32).unwrap().to_device(dev).unwrap();
+    for _ in 0..3 {
+        bn.forward(&x, true).unwrap();
+    }
+    assert_eq!(bn.num_batches_tracked.to_scalar().unwrap(), 3.0);
+    // The cumulative average of three equal batches is that batch's mean.
+    let mean = x.mean(&[0, 2, 3], false).unwrap().to_vec_f64();
+    let running = bn.running_mean.to_vec_f64();
+    assert!(running.iter().zip(&mean).all(|(a, b)| (a - b).abs() < 1e-6), "{running:?} vs {mean:?}");
 }
 
 /// The PyTorch edge cases of tests/torch_semantics.rs on the device: pow

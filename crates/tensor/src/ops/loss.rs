@@ -127,12 +127,13 @@ impl Default for CrossEntropy<'_> {
 pub fn cross_entropy(logits: &Tensor, target: &Tensor, args: CrossEntropy) -> Result<Tensor> {
     const OP: &str = "cross_entropy";
     let s = logits.shape();
-    let (batch_shape, c) = match s.len() {
-        1 => (vec![], s[0]),
-        0 => (vec![1], 0),
-        _ => ([&s[..1], &s[2..]].concat(), s[1]),
+    // Class dim 0 when unbatched (C,), else 1; the target has the other dims.
+    let (batch_shape, c) = match s {
+        [c] => (vec![], *c),
+        [n, c, rest @ ..] => ([&[*n], rest].concat(), *c),
+        [] => return Err(shape_err(OP, "logits need a class dim, got a 0-d tensor")),
     };
-    if s.is_empty() || target.shape() != batch_shape || target.dtype() != DType::I64 {
+    if target.shape() != batch_shape || target.dtype() != DType::I64 {
         return Err(shape_err(
             OP,
             format!(
