@@ -4,7 +4,7 @@
 use std::sync::atomic::AtomicBool;
 
 use kiln::Device;
-use kiln::gan::Cgan;
+use kiln::gan::{Cgan, DcganConfig};
 use kiln::tensor::Rng;
 use kiln::train::evaluate::eval_run;
 use kiln::train::models::cgan::{class_grid, interpolation_grid};
@@ -69,17 +69,51 @@ fn eval_reports_the_label_accuracy() {
 /// resumed mid-run: the same final checkpoint as a run without the pause.
 #[test]
 fn spectral_norm_self_attention_and_ema_train_and_resume() {
-    let cfg = crate::gan_losses::sn_sa_ema();
-    let (whole, split) = (fresh("cgan-sn-whole"), fresh("cgan-sn-split"));
-    train::<Cgan>(&request(&cfg, &whole, 4), &AtomicBool::new(false)).unwrap();
-    train::<Cgan>(&request(&cfg, &split, 2), &AtomicBool::new(false)).unwrap();
-    let again = crate::train::resume(request(&cfg, &split, 4), &split, &["steps"]);
+    let ck = resumes_bit_for_bit(&crate::gan_losses::sn_sa_ema(), "cgan-sn");
+    assert!(ck.tensors.keys().any(|k| k.starts_with("g_ema.") && k.ends_with("label.weight")));
+    assert!(ck.tensors.contains_key("d.linear.weight_u"), "the linear head is spectral-normed");
+}
+
+/// --conditional-bn: G's batch norms take γ[c], β[c] per class (torch-named
+/// buffers, β starting at 0), with self-attention and EMA too; the class
+/// changes the image; the run resumes bit for bit; the DCGAN refuses it.
+#[test]
+fn conditional_batch_norm_generator_trains_and_resumes() {
+    let cfg = DcganConfig { conditional_bn: true, self_attention: 8, ema: 0.9, ..tiny_dcgan() };
+    let gan = Cgan::new(cfg.clone(), Device::Cpu, 1).unwrap();
+    let names: std::collections::HashMap<String, kiln::Tensor> = gan.g_store.named_tensors().into_iter().collect();
+    for want in ["main.0.weight", "main.1.gamma.weight", "main.1.beta.weight", "main.1.running_var", "main.6.gamma"] {
+        assert!(names.contains_key(want), "G has no {want}: {:?}", names.keys());
+    }
+    assert!(names["main.4.beta.weight"].to_vec_f64().iter().all(|&b| b == 0.0));
+    assert!(!names.keys().any(|n| n.starts_with("label.")), "no label embedding beside z");
+    let z = gan.noise(1, &mut Rng::new(2)).unwrap();
+    assert_ne!(gan.sample(&z, &[0]).unwrap().to_vec_f64(), gan.sample(&z, &[1]).unwrap().to_vec_f64());
+    resumes_bit_for_bit(&cfg, "cgan-cbn");
+    let dcgan = <kiln::gan::Dcgan as kiln::train::Recipe>::check(&cfg).unwrap_err().to_string();
+    assert!(dcgan.contains("--conditional-bn"), "{dcgan}");
+}
+
+/// 2 steps, then resumed to 4 ≡ 4 steps: the same final checkpoint (returned).
+fn resumes_bit_for_bit(cfg: &DcganConfig, name: &str) -> kiln::nn::Checkpoint {
+    let (whole, split) = (fresh(&format!("{name}-whole")), fresh(&format!("{name}-split")));
+    train::<Cgan>(&request(cfg, &whole, 4), &AtomicBool::new(false)).unwrap();
+    train::<Cgan>(&request(cfg, &split, 2), &AtomicBool::new(false)).unwrap();
+    let again = crate::train::resume(request(cfg, &split, 4), &split, &["steps"]);
     train::<Cgan>(&again, &AtomicBool::new(false)).unwrap();
     let ck = |d: &std::path::Path| kiln::nn::load_checkpoint(&d.join("checkpoint.safetensors")).unwrap();
     let (a, b) = (ck(&whole), ck(&split));
-    assert!(a.tensors.keys().any(|k| k.starts_with("g_ema.") && k.ends_with("label.weight")));
-    assert!(a.tensors.keys().any(|k| k == "d.linear.weight_u"));
+    assert!(a.tensors.keys().any(|k| k.starts_with("g_ema.")), "the average is checkpointed");
     for (k, t) in &a.tensors {
         assert_eq!(t.to_vec_f64(), b.tensors[k].to_vec_f64(), "{k}");
     }
+    a
+}
+
+/// The conditional-batch-norm generator on wgpu and emulated CUDA: 3 steps
+/// match the CPU's losses.
+#[test]
+fn conditional_batch_norm_on_wgpu_and_cuda_matches_the_cpu() {
+    let cfg = DcganConfig { conditional_bn: true, ..tiny_dcgan() };
+    crate::train::gpu_runs_match_the_cpu::<Cgan>(&cfg, "cgan-cbn-gpu");
 }

@@ -2,11 +2,13 @@
 //! z concatenated with a learned embedding of the class. D is the DCGAN
 //! body with its features φ(x) summed over positions, and the logit
 //! w·φ + b + ⟨E(y), φ⟩: the projection discriminator (Miyato & Koyama 2018).
-//! Same config, losses and penalties as the DCGAN.
+//! Same config, losses and penalties as the DCGAN. `--conditional-bn`
+//! feeds the class to G through per-class batch norm instead (cond_bn.rs).
 
 use kiln_nn::{Adam, Embedding, Init, Linear, Module, Sequential, SpectralNormLinear, VarStore};
 use kiln_tensor::{DType, Device, Error, Result, Rng, Tensor, no_grad};
 
+use crate::cond_bn::ConditionalGenerator;
 use crate::dcgan::{DcganConfig, GeneratorEma, StepStats, adversarial_step, dcgan_init, discriminator_body, generator};
 
 /// Classes a conditional model knows (MNIST's digits).
@@ -14,27 +16,41 @@ pub const CLASSES: usize = 10;
 /// Width of G's label embedding, concatenated with z.
 pub const LABEL_EMBED: usize = 10;
 
-/// G: the DCGAN generator fed z ⊕ embed(y).
-pub struct CganGenerator {
-    main: Sequential,
-    label: Embedding,
-    nz: usize,
+/// G: the DCGAN generator fed z ⊕ embed(y), or with --conditional-bn
+/// the class in every stage's batch norm.
+pub enum CganGenerator {
+    Embedding { main: Sequential, label: Embedding, nz: usize },
+    ConditionalBn(ConditionalGenerator),
 }
 
 impl CganGenerator {
-    /// The DCGAN init on `main`, torch's default on the embedding.
+    /// The DCGAN init on the convolutions and norms, torch's default on the
+    /// label embedding; conditional batch norm's β back at 0 after it.
     fn new(vs: &VarStore, config: &DcganConfig) -> Result<Self> {
+        if config.conditional_bn {
+            let g = ConditionalGenerator::new(&vs.root().sub("main"), config, CLASSES)?;
+            dcgan_init(vs)?;
+            for (name, _) in vs.trainable().into_iter().filter(|(n, _)| n.ends_with(".beta.weight")) {
+                vs.root().reinit(&name, Init::Const(0.0))?;
+            }
+            return Ok(CganGenerator::ConditionalBn(g));
+        }
         let g_cfg = DcganConfig { nz: config.nz + LABEL_EMBED, ..config.clone() };
         let main = generator(&vs.root().sub("main"), &g_cfg)?;
         dcgan_init(vs)?;
         let label = Embedding::new(&vs.root().sub("label"), CLASSES, LABEL_EMBED)?;
-        Ok(CganGenerator { main, label, nz: config.nz })
+        Ok(CganGenerator::Embedding { main, label, nz: config.nz })
     }
 
     fn forward(&self, noise: &Tensor, labels: &Tensor, train: bool) -> Result<Tensor> {
         let n = noise.shape()[0];
-        let input = Tensor::cat(&[noise, &self.label.forward(labels, train)?], 1)?;
-        self.main.forward(&input.reshape(&[n, self.nz + LABEL_EMBED, 1, 1])?, train)
+        match self {
+            CganGenerator::Embedding { main, label, nz } => {
+                let input = Tensor::cat(&[noise, &label.forward(labels, train)?], 1)?;
+                main.forward(&input.reshape(&[n, nz + LABEL_EMBED, 1, 1])?, train)
+            }
+            CganGenerator::ConditionalBn(g) => g.forward(&noise.reshape(&[n, noise.shape()[1], 1, 1])?, labels, train),
+        }
     }
 }
 

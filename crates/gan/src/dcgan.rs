@@ -101,6 +101,10 @@ pub struct DcganConfig {
     #[cfg_attr(feature = "cli", arg(long, default_value_t = DEFAULT.ema, allow_negative_numbers = true))]
     #[serde(default)]
     pub ema: f64,
+    /// cgan only: G takes the class through per-class BatchNorm γ, β in every stage instead of an embedding beside z.
+    #[cfg_attr(feature = "cli", arg(long))]
+    #[serde(default)]
+    pub conditional_bn: bool,
 }
 
 fn one() -> usize {
@@ -168,6 +172,7 @@ pub const DEFAULT: DcganConfig = DcganConfig {
     lr_d: 0.0,
     lr_g: 0.0,
     ema: 0.0,
+    conditional_bn: false,
 };
 
 impl Default for DcganConfig {
@@ -177,7 +182,7 @@ impl Default for DcganConfig {
 }
 
 /// Number of stride-2 stages between 4×4 and the image size.
-fn stages(image_size: usize) -> Result<usize> {
+pub(crate) fn stages(image_size: usize) -> Result<usize> {
     if !(16..=1024).contains(&image_size) || !image_size.is_power_of_two() {
         return Err(Error::Argument {
             op: "dcgan",

@@ -18,6 +18,9 @@ impl Recipe for Dcgan {
     type Config = DcganConfig;
 
     fn check(c: &DcganConfig) -> Result<()> {
+        if c.conditional_bn {
+            return Err("--conditional-bn: the DCGAN has no classes (it is a `train cgan` flag)".into());
+        }
         check_gan(c)
     }
 
