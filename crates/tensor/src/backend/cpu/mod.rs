@@ -6,6 +6,8 @@
 
 pub mod adam;
 pub mod attention;
+#[cfg(target_arch = "x86_64")]
+mod attention_exp16;
 pub mod batch_norm;
 pub mod conv2d;
 #[cfg(target_arch = "x86_64")]
