@@ -124,11 +124,7 @@ impl Cgan {
             let w_phi = linear.forward(&phi, true)?.squeeze(1)?;
             w_phi.add(&embed.forward(&y, true)?.mul(&phi)?.sum(&[1], false)?)
         };
-        let g_steps = self.opt_g.step_count();
-        let stats = adversarial_step(&self.config, &d, real, &fake, alpha, &mut self.opt_d, &mut self.opt_g)?;
-        if let Some(e) = &self.ema {
-            e.follow(&self.opt_g, g_steps)?;
-        }
-        Ok(stats)
+        let ema = self.ema.as_ref().map(|e| &e.ema);
+        adversarial_step(&self.config, &d, real, &fake, alpha, &mut self.opt_d, &mut self.opt_g, ema)
     }
 }

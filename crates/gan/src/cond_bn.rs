@@ -4,10 +4,11 @@
 //! generator of Miyato & Koyama 2018). The label enters every stage instead
 //! of only the input.
 
+use kiln_nn::layers::count_batch;
 use kiln_nn::{ConvTranspose2d, Embedding, Init, Module, Path};
-use kiln_tensor::{ConvTranspose2dParams, Result, Tensor};
+use kiln_tensor::{Result, Tensor};
 
-use crate::dcgan::DcganConfig;
+use crate::dcgan::{DcganConfig, up};
 use crate::sagan::SelfAttention;
 
 /// Batch statistics (running ones in eval, torch's buffer names) without
@@ -18,7 +19,8 @@ pub struct ConditionalBatchNorm2d {
     pub num_batches_tracked: Tensor,
     pub gamma: Embedding,
     pub beta: Embedding,
-    pub momentum: f64,
+    /// As BatchNorm2d's: None = the cumulative average.
+    pub momentum: Option<f64>,
     pub eps: f64,
 }
 
@@ -31,7 +33,7 @@ impl ConditionalBatchNorm2d {
             num_batches_tracked: p.buffer("num_batches_tracked", &[], 0.0)?,
             gamma: Embedding::new(&p.sub("gamma"), classes, channels)?,
             beta: Embedding::new(&p.sub("beta"), classes, channels)?,
-            momentum: 0.1,
+            momentum: Some(0.1),
             eps: 1e-5,
         };
         p.reinit("gamma.weight", Init::Const(1.0))?;
@@ -40,12 +42,9 @@ impl ConditionalBatchNorm2d {
     }
 
     pub fn forward(&self, x: &Tensor, labels: &Tensor, train: bool) -> Result<Tensor> {
-        if train {
-            let n = &self.num_batches_tracked;
-            n.assign(&n.add_scalar(1.0)?)?;
-        }
+        let momentum = count_batch(&self.num_batches_tracked, self.momentum, train)?;
         let (rm, rv) = (Some(&self.running_mean), Some(&self.running_var));
-        let normed = x.batch_norm(rm, rv, None, None, train, self.momentum, self.eps)?;
+        let normed = x.batch_norm(rm, rv, None, None, train, momentum, self.eps)?;
         let per_image = [x.shape()[0], x.shape()[1], 1, 1];
         let gamma = self.gamma.forward(labels, train)?.reshape(&per_image)?;
         let beta = self.beta.forward(labels, train)?.reshape(&per_image)?;
@@ -63,11 +62,6 @@ pub struct ConditionalGenerator {
 impl ConditionalGenerator {
     pub fn new(p: &Path, c: &DcganConfig, classes: usize) -> Result<Self> {
         let n = crate::dcgan::stages(c.image_size)?;
-        let up = |stride, padding| ConvTranspose2dParams {
-            stride: [stride, stride],
-            padding: [padding, padding],
-            ..Default::default()
-        };
         let (mut i, mut side, mut stages) = (0, 4, vec![]);
         let mut cin = c.nz;
         for s in 0..n {

@@ -192,7 +192,7 @@ pub(crate) fn stages(image_size: usize) -> Result<usize> {
     Ok(image_size.trailing_zeros() as usize - 2)
 }
 
-fn up(stride: usize, padding: usize) -> ConvTranspose2dParams {
+pub(crate) fn up(stride: usize, padding: usize) -> ConvTranspose2dParams {
     ConvTranspose2dParams { stride: [stride, stride], padding: [padding, padding], ..Default::default() }
 }
 
@@ -332,7 +332,7 @@ impl StepStats {
 pub struct GeneratorEma<M> {
     pub store: VarStore,
     pub net: M,
-    ema: Ema,
+    pub(crate) ema: Ema,
 }
 
 impl<M> GeneratorEma<M> {
@@ -351,12 +351,6 @@ impl<M> GeneratorEma<M> {
         // (1 + n)/(10 + n) warm-up: a short run is not averaged into its random init.
         let ema = Ema::new(g_store, &store, decay, true)?;
         Ok(Some(GeneratorEma { store, net, ema }))
-    }
-
-    /// After a step: updates the average if G took a step (its optimizer's
-    /// count went past `g_steps_before`, which numbers this update).
-    pub fn follow(&self, opt_g: &Adam, g_steps_before: u64) -> Result<()> {
-        if opt_g.step_count() > g_steps_before { self.ema.update(g_steps_before) } else { Ok(()) }
     }
 }
 
@@ -418,12 +412,8 @@ impl Dcgan {
             let out = net.forward(x, true)?;
             out.reshape(&[out.numel()])
         };
-        let g_steps = self.opt_g.step_count();
-        let stats = adversarial_step(&self.config, &d, real, &fake, alpha, &mut self.opt_d, &mut self.opt_g)?;
-        if let Some(e) = &self.ema {
-            e.follow(&self.opt_g, g_steps)?;
-        }
-        Ok(stats)
+        let ema = self.ema.as_ref().map(|e| &e.ema);
+        adversarial_step(&self.config, &d, real, &fake, alpha, &mut self.opt_d, &mut self.opt_g, ema)
     }
 }
 
@@ -434,7 +424,9 @@ impl Dcgan {
 /// so runs resume). `d` maps images to D's outputs, its conditioning bound.
 /// Without a G step, loss_g is G's loss on this batch under the D before
 /// its update, and d_g_z2 = d_g_z1. Mean D outputs are probabilities for
-/// BCE and raw scores for the other losses.
+/// BCE and raw scores for the other losses. `ema` (--ema) follows every G
+/// step, numbered by G's optimizer so a resumed run continues its decays.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn adversarial_step(
     c: &DcganConfig,
     d: &dyn Fn(&Tensor) -> Result<Tensor>,
@@ -443,6 +435,7 @@ pub(crate) fn adversarial_step(
     alpha: Option<&Tensor>,
     opt_d: &mut Adam,
     opt_g: &mut Adam,
+    ema: Option<&Ema>,
 ) -> Result<StepStats> {
     let mean_out = |out: &Tensor| -> Result<f64> {
         let out = out.detach();
@@ -468,6 +461,9 @@ pub(crate) fn adversarial_step(
         let out = d(fake)?;
         let err_g = g_loss(c.loss, &out)?;
         opt_g.step(&err_g.backward()?)?;
+        if let Some(ema) = ema {
+            ema.update(opt_g.step_count() - 1)?;
+        }
         (err_g.to_scalar()?, mean_out(&out)?)
     } else {
         (g_loss(c.loss, &fake_out.detach())?.to_scalar()?, d_g_z1)

@@ -54,8 +54,12 @@ fn input_grad_sq_norm(d: &dyn Fn(&Tensor) -> Result<Tensor>, x: &Tensor) -> Resu
     let x = Var::new(&x.detach())?;
     let out = d(&x)?.sum_all()?;
     // Only ∇ₓ: torch.autograd.grad's pruned backward skips D's weight gradients.
-    let opts = GradOptions { create_graph: true, materialize_grads: true, ..Default::default() };
-    let g = grad(&[&out], &[&x], None, opts)?.remove(0).unwrap_or(x.zeros_like()?);
+    let opts = GradOptions { create_graph: true, allow_unused: true, ..Default::default() };
+    // A D that ignores its input has a zero gradient (built only then).
+    let g = match grad(&[&out], &[&x], None, opts)?.pop().flatten() {
+        Some(g) => g,
+        None => x.zeros_like()?,
+    };
     let dims: Vec<usize> = (1..g.rank()).collect();
     g.sqr()?.sum(&dims, false)
 }

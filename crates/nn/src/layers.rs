@@ -23,13 +23,18 @@ impl Linear {
     }
 }
 
+/// x Wᵀ + b, torch's F.linear.
+pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    let y = x.matmul(&weight.t()?)?;
+    match bias {
+        Some(b) => y.add(b),
+        None => Ok(y),
+    }
+}
+
 impl Module for Linear {
     fn forward(&self, x: &Tensor, _train: bool) -> Result<Tensor> {
-        let y = x.matmul(&self.weight.t()?)?;
-        match &self.bias {
-            Some(b) => y.add(b),
-            None => Ok(y),
-        }
+        linear(x, &self.weight, self.bias.as_deref())
     }
 }
 
@@ -117,17 +122,25 @@ impl BatchNorm2d {
     }
 }
 
+/// torch's BatchNorm bookkeeping before a forward: in training, counts the
+/// batch in `num_batches_tracked` and returns the running statistics'
+/// factor (`momentum`, or 1/count for the cumulative average when None).
+pub fn count_batch(num_batches_tracked: &Tensor, momentum: Option<f64>, train: bool) -> Result<f64> {
+    let mut factor = momentum.unwrap_or(0.0);
+    if train {
+        let n = num_batches_tracked;
+        n.assign(&n.add_scalar(1.0)?)?;
+        if momentum.is_none() {
+            // The only host read of the count, and only in this mode.
+            factor = 1.0 / n.to_scalar()?;
+        }
+    }
+    Ok(factor)
+}
+
 impl Module for BatchNorm2d {
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let mut momentum = self.momentum.unwrap_or(0.0);
-        if train {
-            let n = &self.num_batches_tracked;
-            n.assign(&n.add_scalar(1.0)?)?;
-            if self.momentum.is_none() {
-                // The only host read of the count, and only in this mode.
-                momentum = 1.0 / n.to_scalar()?;
-            }
-        }
+        let momentum = count_batch(&self.num_batches_tracked, self.momentum, train)?;
         x.batch_norm(
             Some(&self.running_mean),
             Some(&self.running_var),

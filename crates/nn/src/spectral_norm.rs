@@ -80,14 +80,6 @@ impl SpectralNorm {
         let sigma = u.unsqueeze(0)?.matmul(&mat.matmul(&v.unsqueeze(1)?)?)?.reshape(&[])?;
         w.div(&sigma)
     }
-
-    /// σ(W) with the current u and v, without updating them.
-    pub fn sigma(&self) -> Result<f64> {
-        let _g = no_grad();
-        let mat = self.matrix(&self.weight_orig)?;
-        let wv = mat.matmul(&self.weight_v.unsqueeze(1)?)?;
-        self.weight_u.unsqueeze(0)?.matmul(&wv)?.to_scalar()
-    }
 }
 
 /// torch.nn.utils.spectral_norm(nn.Conv2d(…)).
@@ -129,10 +121,6 @@ impl SpectralNormLinear {
 
 impl Module for SpectralNormLinear {
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let y = x.matmul(&self.sn.weight(train)?.t()?)?;
-        match &self.bias {
-            Some(b) => y.add(b),
-            None => Ok(y),
-        }
+        crate::layers::linear(x, &self.sn.weight(train)?, self.bias.as_deref())
     }
 }

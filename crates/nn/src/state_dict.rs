@@ -29,7 +29,9 @@ pub fn load_state_dict(vs: &VarStore, path: &Path, strict: bool) -> Result<LoadR
     let mut report = LoadReport::default();
     let mut mismatched = Vec::new();
     let mut copies = Vec::new();
+    let mut known = std::collections::HashSet::new();
     for (name, t) in vs.named_tensors() {
+        known.insert(name.clone());
         match file.tensors.get(&name) {
             None => report.missing.push(name),
             Some(src) if src.shape() != t.shape() => {
@@ -41,7 +43,6 @@ pub fn load_state_dict(vs: &VarStore, path: &Path, strict: bool) -> Result<LoadR
             }
         }
     }
-    let known: std::collections::HashSet<String> = vs.named_tensors().into_iter().map(|(n, _)| n).collect();
     report.unexpected = file.tensors.keys().filter(|k| !known.contains(*k)).cloned().collect();
     report.unexpected.sort();
     let mut problems = Vec::new();

@@ -152,8 +152,9 @@ fn propagate(seeds: &[(Tensor, Tensor)], keep: &HashSet<TensorId>, prune: bool, 
     }
     let roots: Vec<Tensor> = seeds.iter().map(|(t, _)| t.clone()).collect();
     let order = topo_order(&roots);
-    let mut reaches: HashSet<TensorId> = keep.clone();
+    let mut reaches = HashSet::new();
     if prune {
+        reaches.clone_from(keep);
         // Inputs come before their consumers in the reversed order.
         for node in order.iter().rev() {
             if let Some(op) = node.op()
